@@ -1,0 +1,38 @@
+# Two commands: `make run` and `make test`. Everything else is a helper.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+FLASK := $(BIN)/flask --app wsgi
+STAMP := $(VENV)/.installed
+
+.PHONY: run test test-pg install web scheduler bench clean
+
+$(STAMP): requirements.txt requirements-test.txt
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -r requirements-test.txt
+	touch $(STAMP)
+
+install: $(STAMP)
+
+## make run: install, migrate, seed demo data on first run, create demo users, serve on :5000
+run: $(STAMP)
+	$(FLASK) db upgrade
+	$(FLASK) demo seed
+	$(FLASK) demo users
+	@echo "打开 http://127.0.0.1:5000"
+	$(FLASK) run --host 127.0.0.1 --port 5000
+
+## make test: the whole suite (SQLite; set TEST_DATABASE_URL for PostgreSQL)
+test: $(STAMP)
+	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
+
+## the same suite against the local PostgreSQL server
+test-pg: $(STAMP)
+	TEST_DATABASE_URL=$${TEST_DATABASE_URL:-postgresql+psycopg://postgres@127.0.0.1:5432/test} $(BIN)/python -m pytest -q $(PYTEST_ARGS)
+
+bench: $(STAMP)
+	$(BIN)/python bench/import_roster.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache tests/output

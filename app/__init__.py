@@ -1,0 +1,114 @@
+"""Application factory."""
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from flask import Flask, render_template
+from sqlalchemy import event
+
+from app.config import BASE_DIR, INSTANCE_DIR, load_config
+from app.extensions import csrf, db, login_manager, migrate
+
+
+def create_app(config: dict | None = None) -> Flask:
+    app = Flask(__name__, instance_path=str(INSTANCE_DIR), instance_relative_config=False)
+    app.config.update(load_config(config))
+    for key in ("IMPORT_REPORTS_DIR", "UPLOAD_DIR", "SAMPLE_LISTS_DIR"):
+        Path(app.config[key]).mkdir(parents=True, exist_ok=True)
+    if app.config["SQLALCHEMY_DATABASE_URI"].startswith("sqlite:///"):
+        Path(app.config["SQLALCHEMY_DATABASE_URI"][len("sqlite:///"):]).parent.mkdir(parents=True, exist_ok=True)
+
+    db.init_app(app)
+    migrate.init_app(app, db, directory=str(BASE_DIR / "migrations"))
+    login_manager.init_app(app)
+    csrf.init_app(app)
+    with app.app_context():
+        _configure_sqlite(db.engine)
+
+    from app.populations import load_vocabulary
+
+    app.extensions["vocabulary"] = load_vocabulary(app.config["POPULATIONS_FILE"])
+
+    from app import filters
+    from app.auth import bp as auth_bp
+    from app.auth import routes as _auth_routes  # noqa: F401
+    from app.org import routes as _org_routes  # noqa: F401
+    from app.roster import routes as _roster_routes  # noqa: F401
+    from app.auth.cli import users_cli
+    from app.demo.cli import demo_cli
+    from app.org import bp as org_bp
+    from app.roster import bp as roster_bp
+    from app.roster.cli import roster_cli
+
+    filters.register(app)
+    app.register_blueprint(auth_bp)
+    app.register_blueprint(roster_bp)
+    app.register_blueprint(org_bp)
+    app.cli.add_command(roster_cli)
+    app.cli.add_command(users_cli)
+    app.cli.add_command(demo_cli)
+    _register_error_pages(app)
+    _security_headers(app)
+    if not app.debug and not app.testing:
+        logging.basicConfig(level=logging.INFO)
+    return app
+
+
+def _configure_sqlite(engine) -> None:
+    """WAL, a busy timeout and foreign keys for the embedded database, and real transactions:
+    pysqlite's own BEGIN handling is switched off so SQLAlchemy's BEGIN covers DDL too (the
+    recipe in SQLAlchemy's SQLite dialect documentation)."""
+    if engine.dialect.name != "sqlite":
+        return
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection, _record):
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA busy_timeout=30000")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn):
+        conn.exec_driver_sql("BEGIN")
+
+
+def _register_error_pages(app: Flask) -> None:
+    from flask_wtf.csrf import CSRFError
+
+    messages = {
+        400: "请求无效。",
+        403: "您没有权限访问此页面。",
+        404: "页面不存在，或您无权查看。",
+        405: "不允许的请求方式。",
+        413: "上传的文件过大。",
+        500: "服务器内部错误，请稍后再试或联系管理员。",
+    }
+
+    def render(code: int, message: str | None = None):
+        return render_template("errors/error.html", code=code, message=message or messages[code]), code
+
+    @app.errorhandler(CSRFError)
+    def _csrf(_exc):
+        return render(400, "表单已过期或来源无效，请刷新页面后重试。")
+
+    for code in messages:
+        app.register_error_handler(code, lambda exc, code=code: render(code))
+
+
+def _security_headers(app: Flask) -> None:
+    @app.after_request
+    def _headers(response):
+        response.headers.setdefault("X-Content-Type-Options", "nosniff")
+        response.headers.setdefault("X-Frame-Options", "DENY")
+        response.headers.setdefault("Referrer-Policy", "same-origin")
+        response.headers.setdefault(
+            "Content-Security-Policy", "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'"
+        )
+        if response.mimetype == "text/html":
+            response.headers.setdefault("Cache-Control", "no-store")
+        return response

@@ -1,0 +1,65 @@
+"""Settings from the environment.
+
+Development runs with safe defaults; production (``APP_ENV=production``) refuses to
+start without real secrets, because the ID hash key decides whether the same resident
+is recognised across imports and must never be a well-known value.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+INSTANCE_DIR = BASE_DIR / "instance"
+
+DEV_SECRET_KEY = "dev-only-secret-key-change-me"
+DEV_ID_HASH_KEY = "dev-only-id-hash-key-change-me"
+
+
+class ConfigError(RuntimeError):
+    """Raised when the configuration cannot run safely."""
+
+
+def _bool(value: str | None, default: bool = False) -> bool:
+    if value is None:
+        return default
+    return value.strip().lower() in {"1", "true", "yes", "on"}
+
+
+def load_config(overrides: dict | None = None) -> dict:
+    env = os.environ
+    app_env = env.get("APP_ENV", "development")
+    cfg: dict = {
+        "APP_ENV": app_env,
+        "SECRET_KEY": env.get("SECRET_KEY") or DEV_SECRET_KEY,
+        "ID_HASH_KEY": env.get("ID_HASH_KEY") or DEV_ID_HASH_KEY,
+        "SQLALCHEMY_DATABASE_URI": env.get("DATABASE_URL")
+        or f"sqlite:///{INSTANCE_DIR / 'survey.db'}",
+        "SAMPLE_LISTS_DIR": env.get("SAMPLE_LISTS_DIR") or str(BASE_DIR / "sample_lists"),
+        "IMPORT_REPORTS_DIR": env.get("IMPORT_REPORTS_DIR") or str(INSTANCE_DIR / "import_reports"),
+        "UPLOAD_DIR": env.get("UPLOAD_DIR") or str(INSTANCE_DIR / "uploads"),
+        "POPULATIONS_FILE": env.get("POPULATIONS_FILE")
+        or str(Path(__file__).resolve().parent / "populations.json"),
+        "DISPLAY_TIMEZONE": "Asia/Shanghai",
+        "MAX_CONTENT_LENGTH": int(env.get("MAX_UPLOAD_MB", "200")) * 1024 * 1024,
+        "SESSION_COOKIE_HTTPONLY": True,
+        "SESSION_COOKIE_SAMESITE": "Lax",
+        "SESSION_COOKIE_SECURE": _bool(env.get("SESSION_COOKIE_SECURE"), app_env == "production"),
+        "REMEMBER_COOKIE_HTTPONLY": True,
+        "WTF_CSRF_TIME_LIMIT": 8 * 3600,
+        "SQLALCHEMY_ENGINE_OPTIONS": {"pool_pre_ping": True},
+        "IMPORT_CHUNK_ROWS": int(env.get("IMPORT_CHUNK_ROWS", "100000")),
+    }
+    if overrides:
+        cfg.update(overrides)
+    if cfg["APP_ENV"] == "production":
+        missing = [
+            key
+            for key, dev_value in (("SECRET_KEY", DEV_SECRET_KEY), ("ID_HASH_KEY", DEV_ID_HASH_KEY))
+            if not cfg.get(key) or cfg[key] == dev_value or len(cfg[key]) < 16
+        ]
+        if missing:
+            raise ConfigError(
+                "生产环境必须通过环境变量设置至少16位的密钥：" + "、".join(missing)
+            )
+    return cfg

@@ -1,0 +1,26 @@
+"""Jinja filters: times in Asia/Shanghai, phones formatted or masked, sex in Chinese."""
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from zoneinfo import ZoneInfo
+
+from flask import Flask
+
+from app.roster.normalize import format_phone, mask_phone
+
+
+def to_local(value: datetime | None, tz_name: str = "Asia/Shanghai", fmt: str = "%Y-%m-%d %H:%M") -> str:
+    if value is None:
+        return ""
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=timezone.utc)
+    return value.astimezone(ZoneInfo(tz_name)).strftime(fmt)
+
+
+def register(app: Flask) -> None:
+    tz_name = app.config["DISPLAY_TIMEZONE"]
+    app.add_template_filter(lambda v, fmt="%Y-%m-%d %H:%M": to_local(v, tz_name, fmt), "localtime")
+    app.add_template_filter(mask_phone, "mask_phone")
+    app.add_template_filter(format_phone, "format_phone")
+    app.add_template_filter(lambda v: {"M": "男", "F": "女"}.get(v, ""), "sex_label")
+    app.add_template_filter(lambda v: f"{v:,}" if isinstance(v, int) else v, "thousands")

@@ -1,0 +1,21 @@
+"""All models, importable from one place (Alembic's autogenerate sees them here)."""
+from app.models.audit import AuditLog
+from app.models.auth import ROLES, User
+from app.models.base import utcnow
+from app.models.org import INSTITUTION_TYPES, County, Institution, Team
+from app.models.roster import ImportBatch, PopulationLabel, Resident, resident_labels
+
+__all__ = [
+    "AuditLog",
+    "County",
+    "INSTITUTION_TYPES",
+    "ImportBatch",
+    "Institution",
+    "PopulationLabel",
+    "ROLES",
+    "Resident",
+    "Team",
+    "User",
+    "resident_labels",
+    "utcnow",
+]

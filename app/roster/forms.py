@@ -1,0 +1,21 @@
+from flask_wtf import FlaskForm
+from flask_wtf.file import FileAllowed, FileField, FileRequired
+from wtforms import BooleanField, SelectField, SubmitField
+
+
+class UploadForm(FlaskForm):
+    file = FileField(
+        "名册文件",
+        validators=[
+            FileRequired("请选择要上传的文件"),
+            FileAllowed(["xlsx", "xls", "csv"], "只支持 .xlsx、.xls、.csv 文件"),
+        ],
+    )
+    county = SelectField("县区", choices=[], validate_choice=True)
+    create_missing = BooleanField("自动新建文件中不存在的机构和团队")
+    full = BooleanField("全量名册：文件涉及机构中不在文件里的居民标记为停用")
+    submit = SubmitField("上传并预览")
+
+
+class ConfirmForm(FlaskForm):
+    submit = SubmitField("确认导入")

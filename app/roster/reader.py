@@ -1,0 +1,255 @@
+"""Read roster exports (.xlsx, .xls, .csv in UTF-8 / UTF-8 with BOM / GB18030) into chunks
+of text cells keyed by canonical field, each row carrying its original sheet row number.
+
+Cells are read as text, never as numbers: an ID number that Excel stored as a number has
+already lost its last digits, and that is reported rather than silently "repaired".
+"""
+from __future__ import annotations
+
+import codecs
+import csv
+import io
+import math
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import date, datetime, time
+from pathlib import Path
+
+import pandas as pd
+import python_calamine
+
+from app.roster.normalize import Header, HeaderError, find_header
+
+SUPPORTED_SUFFIXES = (".xlsx", ".xlsm", ".xls", ".csv", ".txt")
+
+
+class RosterFileError(Exception):
+    """The file as a whole cannot be read; the message is for the user, in Chinese."""
+
+
+@dataclass
+class Chunk:
+    sheet: str
+    row_numbers: pd.Series  # 1-based row numbers as the user sees them in the file
+    frame: pd.DataFrame  # canonical field -> text
+
+
+@dataclass
+class RosterSource:
+    path: Path
+    fields: set[str]
+    sheets: list[str]
+    skipped_sheets: list[str] = field(default_factory=list)
+    _chunks: Iterator[Chunk] | None = None
+
+    def chunks(self) -> Iterator[Chunk]:
+        assert self._chunks is not None
+        return self._chunks
+
+
+def open_roster(path: str | Path, chunk_rows: int = 100_000) -> RosterSource:
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if suffix not in SUPPORTED_SUFFIXES:
+        raise RosterFileError(f"不支持的文件类型“{suffix or '无扩展名'}”：请上传 .xlsx、.xls 或 .csv 文件。")
+    if not path.exists() or path.stat().st_size == 0:
+        raise RosterFileError("文件为空或不存在。")
+    if suffix in (".csv", ".txt"):
+        return _open_csv(path, chunk_rows)
+    return _open_workbook(path, chunk_rows)
+
+
+# ---------------------------------------------------------------------------
+# CSV
+# ---------------------------------------------------------------------------
+
+
+def detect_encoding(head: bytes) -> str:
+    if head.startswith(codecs.BOM_UTF8):
+        return "utf-8-sig"
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    try:
+        decoder.decode(head, final=False)  # a character cut at the end is not an error
+        return "utf-8"
+    except UnicodeDecodeError:
+        pass
+    try:
+        codecs.getincrementaldecoder("gb18030")().decode(head, final=False)
+        return "gb18030"
+    except UnicodeDecodeError as exc:
+        raise RosterFileError("无法识别文件编码：请另存为 UTF-8 或 GB18030 编码的 CSV。") from exc
+
+
+def _open_csv(path: Path, chunk_rows: int) -> RosterSource:
+    with path.open("rb") as fh:
+        head = fh.read(256 * 1024)
+    encoding = detect_encoding(head)
+    text = head.decode(encoding, errors="ignore")
+    lines = text.splitlines()[:40]
+    delimiter = _guess_delimiter(lines)
+    rows = list(csv.reader(io.StringIO("\n".join(lines)), delimiter=delimiter))
+    try:
+        header = find_header(rows)
+    except HeaderError as exc:
+        raise RosterFileError(str(exc)) from exc
+
+    def generate() -> Iterator[Chunk]:
+        usecols = sorted(header.columns.values())
+        names = {idx: fld for fld, idx in header.columns.items()}
+        first_line = header.row_index + 2  # 1-based line number of the first data line
+        try:
+            reader = pd.read_csv(
+                path,
+                encoding=encoding,
+                sep=delimiter,
+                header=None,
+                skiprows=header.row_index + 1,
+                usecols=usecols,
+                dtype=str,
+                keep_default_na=False,
+                skip_blank_lines=False,
+                chunksize=chunk_rows,
+                engine="c",
+            )
+            offset = 0
+            for frame in reader:
+                frame = frame.rename(columns=names).fillna("")
+                numbers = pd.Series(range(first_line + offset, first_line + offset + len(frame)), index=frame.index)
+                offset += len(frame)
+                yield _drop_blank(Chunk("", numbers, frame))
+        except UnicodeDecodeError as exc:
+            raise RosterFileError(f"文件编码错误：文件中途出现无法按 {encoding} 解码的内容。") from exc
+        except (pd.errors.ParserError, ValueError) as exc:
+            raise RosterFileError(f"CSV 格式错误：{_short(exc)}（某行的列数多于表头？）") from exc
+
+    source = RosterSource(path=path, fields=set(header.columns), sheets=[""])
+    source._chunks = generate()
+    return source
+
+
+def _guess_delimiter(lines: list[str]) -> str:
+    best, best_count = ",", 0
+    for candidate in (",", "\t", ";", "|"):
+        count = max((line.count(candidate) for line in lines), default=0)
+        if count > best_count:
+            best, best_count = candidate, count
+    return best
+
+
+# ---------------------------------------------------------------------------
+# Excel
+# ---------------------------------------------------------------------------
+
+
+def cell_text(value: object) -> str:
+    """One cell as text. Large numbers keep their float spelling (4.30621198001011e+17) so
+    the validator can say the ID lost its digits instead of accepting a wrong number."""
+    if value is None:
+        return ""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, bool):
+        return "是" if value else "否"
+    if isinstance(value, float):
+        if math.isfinite(value) and value.is_integer() and abs(value) < 1e15:
+            return str(int(value))
+        return repr(value)
+    if isinstance(value, datetime):
+        return value.date().isoformat() if value.time() == time(0) else value.isoformat(sep=" ")
+    if isinstance(value, date):
+        return value.isoformat()
+    return str(value)
+
+
+def _open_workbook(path: Path, chunk_rows: int) -> RosterSource:
+    try:
+        workbook = python_calamine.CalamineWorkbook.from_path(str(path))
+        names = [
+            meta.name
+            for meta in workbook.sheets_metadata
+            if str(meta.typ).endswith("WorkSheet") and str(meta.visible).endswith("Visible")
+        ]
+    except Exception as exc:  # calamine raises its own error types for broken files
+        raise RosterFileError("无法读取 Excel 文件：文件已损坏、被加密或不是有效的 Excel 文件。") from exc
+
+    found: list[tuple[str, object, Header]] = []
+    skipped: list[str] = []
+    first_error: str | None = None
+    for name in names:
+        try:
+            sheet = workbook.get_sheet_by_name(name)
+            head = sheet.to_python(skip_empty_area=False, nrows=40)
+        except Exception as exc:
+            raise RosterFileError(f"无法读取工作表“{name}”。") from exc
+        if not any(any(cell_text(c).strip() for c in row) for row in head):
+            continue
+        try:
+            header = find_header(head)
+        except HeaderError as exc:
+            first_error = first_error or f"工作表“{name}”：{exc}"
+            skipped.append(name)
+            continue
+        found.append((name, sheet, header))
+    if not found:
+        raise RosterFileError(first_error or "文件中没有数据。")
+
+    def generate() -> Iterator[Chunk]:
+        for name, sheet, header in found:
+            try:
+                rows = sheet.to_python(skip_empty_area=False)
+                merged = sheet.merged_cell_ranges or []
+            except Exception as exc:
+                raise RosterFileError(f"无法读取工作表“{name}”。") from exc
+            _fill_merged(rows, merged)
+            columns = header.columns
+            data = rows[header.row_index + 1 :]
+            for start in range(0, len(data), chunk_rows):
+                part = data[start : start + chunk_rows]
+                frame = pd.DataFrame(
+                    {fld: [cell_text(r[idx]) if idx < len(r) else "" for r in part] for fld, idx in columns.items()}
+                )
+                first = header.row_index + 2 + start
+                numbers = pd.Series(range(first, first + len(part)), index=frame.index)
+                yield _drop_blank(Chunk(name, numbers, frame))
+
+    source = RosterSource(
+        path=path, fields=set().union(*(set(h.columns) for _, _, h in found)), sheets=[n for n, _, _ in found], skipped_sheets=skipped
+    )
+    source._chunks = generate()
+    return source
+
+
+def _fill_merged(rows: list[list[object]], merged: list) -> None:
+    """A merged cell (an institution's name spanning its residents' rows) holds its value in
+    the top-left cell only; give every cell of the range that value."""
+    for (r0, c0), (r1, c1) in merged:
+        if r0 >= len(rows) or c0 >= len(rows[r0]):
+            continue
+        value = rows[r0][c0]
+        for r in range(r0, min(r1, len(rows) - 1) + 1):
+            row = rows[r]
+            for c in range(c0, min(c1, len(row) - 1) + 1):
+                row[c] = value
+
+
+FOOTER_PATTERN = r"^(?:合计|总计|小计|共计|制表|填表|审核|备注|说明)"
+
+
+def _drop_blank(chunk: Chunk) -> Chunk:
+    """Drop blank lines and footer lines ("合计：1234人", "制表人：…") that fill one cell only."""
+    frame = chunk.frame
+    filled = frame.apply(lambda col: col.str.strip()) != ""
+    count = filled.sum(axis=1)
+    first_text = frame.apply(lambda row: next((v for v in row if str(v).strip()), ""), axis=1) if (count == 1).any() else None
+    blank = count == 0
+    if first_text is not None:
+        blank |= (count == 1) & first_text.astype(str).str.strip().str.contains(FOOTER_PATTERN, regex=True)
+    if blank.any():
+        keep = ~blank
+        return Chunk(chunk.sheet, chunk.row_numbers[keep], frame[keep])
+    return chunk
+
+
+def _short(exc: Exception) -> str:
+    text = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
+    return text[:200]

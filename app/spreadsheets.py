@@ -1,0 +1,68 @@
+"""The one spreadsheet helper every export goes through.
+
+Cells that start with = + - @ (or a tab / carriage return) are prefixed with an apostrophe
+so a resident's name or a note can never run as a formula in Excel (CSV/formula injection).
+Files are written to a temporary name and renamed, so a failed export never leaves half a file.
+"""
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import pandas as pd
+
+_DANGEROUS_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def neutralise(value: object) -> object:
+    if isinstance(value, str) and value.startswith(_DANGEROUS_START):
+        return "'" + value
+    return value
+
+
+def _safe(frame: pd.DataFrame) -> pd.DataFrame:
+    out = frame.copy()
+    for column in out.columns:
+        if out[column].dtype == object or pd.api.types.is_string_dtype(out[column]):
+            out[column] = out[column].map(neutralise)
+    return out
+
+
+def _atomic_target(path: Path) -> tuple[int, str]:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=path.suffix)
+
+
+def write_xlsx(path: str | Path, sheets: dict[str, pd.DataFrame], column_widths: dict[str, int] | None = None) -> Path:
+    path = Path(path)
+    fd, tmp = _atomic_target(path)
+    os.close(fd)
+    try:
+        with pd.ExcelWriter(tmp, engine="xlsxwriter") as writer:
+            for name, frame in sheets.items():
+                _safe(frame).to_excel(writer, sheet_name=name[:31], index=False)
+                sheet = writer.sheets[name[:31]]
+                for idx, column in enumerate(frame.columns):
+                    width = (column_widths or {}).get(str(column), max(10, min(40, len(str(column)) * 2 + 4)))
+                    sheet.set_column(idx, idx, width)
+                sheet.freeze_panes(1, 0)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def write_csv(path: str | Path, frame: pd.DataFrame) -> Path:
+    """UTF-8 with BOM, so Excel on a Chinese Windows desktop opens it correctly."""
+    path = Path(path)
+    fd, tmp = _atomic_target(path)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8-sig", newline="") as fh:
+            _safe(frame).to_csv(fh, index=False)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path

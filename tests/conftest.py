@@ -1,0 +1,194 @@
+"""Fixtures: an app bound to a database of its own, a client, a CLI runner, factories.
+
+The database is SQLite (a file in a temporary folder) unless TEST_DATABASE_URL points at a
+PostgreSQL server, in which case a fresh database is created for the run and dropped at
+the end: nothing relies on what an earlier run left.
+"""
+from __future__ import annotations
+
+import os
+import re
+import uuid
+from datetime import date
+from pathlib import Path
+
+import pytest
+from sqlalchemy import create_engine, make_url, text
+
+from app import create_app
+from app.extensions import db
+from app.models import County, Institution, Resident, Team, User
+
+TODAY = date(2026, 11, 23)
+PASSWORD = "test-password-1"
+OUTPUT_DIR = Path(__file__).parent / "output"
+
+
+def _create_pg_database(url: str) -> tuple[str, callable]:
+    base = make_url(url)
+    name = f"survey_test_{uuid.uuid4().hex[:10]}"
+    admin = create_engine(base, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+
+    def drop() -> None:
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+    return base.set(database=name).render_as_string(hide_password=False), drop
+
+
+@pytest.fixture(scope="session")
+def database_url(tmp_path_factory):
+    url = os.environ.get("TEST_DATABASE_URL")
+    if url and url.startswith("postgresql"):
+        fresh, drop = _create_pg_database(url)
+        yield fresh
+        drop()
+    else:
+        yield f"sqlite:///{tmp_path_factory.mktemp('db') / 'test.db'}"
+
+
+@pytest.fixture(scope="session")
+def make_app(database_url, tmp_path_factory):
+    """Build an app on the run's database; tests that need other settings call it."""
+    apps = []
+
+    def factory(**overrides):
+        base = tmp_path_factory.mktemp("instance")
+        config = {
+            "TESTING": True,
+            "SQLALCHEMY_DATABASE_URI": database_url,
+            "SECRET_KEY": "test-secret-key-0123456789",
+            "ID_HASH_KEY": "test-id-hash-key-0123456789",
+            "IMPORT_REPORTS_DIR": str(base / "reports"),
+            "UPLOAD_DIR": str(base / "uploads"),
+            "SAMPLE_LISTS_DIR": str(base / "sample_lists"),
+            "WTF_CSRF_ENABLED": True,
+        }
+        config.update(overrides)
+        app = create_app(config)
+        apps.append(app)
+        return app
+
+    yield factory
+    for app in apps:
+        with app.app_context():
+            db.engine.dispose()
+
+
+@pytest.fixture(scope="session")
+def _schema(make_app):
+    app = make_app()
+    with app.app_context():
+        db.drop_all()
+        db.create_all()
+    return app
+
+
+@pytest.fixture
+def app(_schema):
+    """The session's app with empty tables for each test."""
+    with _schema.app_context():
+        yield _schema
+        db.session.remove()
+        _empty_tables()
+
+
+def _empty_tables() -> None:
+    tables = [t.name for t in reversed(db.metadata.sorted_tables)]
+    with db.engine.begin() as conn:
+        if conn.dialect.name == "postgresql":
+            conn.execute(text("TRUNCATE " + ", ".join(f'"{t}"' for t in tables) + " RESTART IDENTITY CASCADE"))
+        else:
+            for table in tables:
+                conn.execute(text(f'DELETE FROM "{table}"'))
+
+
+@pytest.fixture
+def client(app):
+    return app.test_client()
+
+
+@pytest.fixture
+def runner(app):
+    return app.test_cli_runner()
+
+
+@pytest.fixture
+def dialect(app):
+    return db.engine.dialect.name
+
+
+# ---------------------------------------------------------------------------
+# Factories: callables that create and flush
+# ---------------------------------------------------------------------------
+
+
+@pytest.fixture
+def make_county(app):
+    counter = iter(range(1, 10_000))
+
+    def make(name: str = "岳阳县", code: str | None = None) -> County:
+        county = County(name=name, code=code or f"4306{next(counter):02d}")
+        db.session.add(county)
+        db.session.commit()
+        return county
+
+    return make
+
+
+@pytest.fixture
+def make_team(app):
+    def make(county: County, institution: str = "新墙镇卫生院", team: str = "张伟家庭医生团队") -> Team:
+        inst = db.session.scalar(
+            db.select(Institution).where(Institution.county_id == county.id, Institution.name == institution)
+        )
+        if inst is None:
+            inst = Institution(county_id=county.id, name=institution, type="乡镇卫生院")
+            db.session.add(inst)
+            db.session.flush()
+        obj = Team(institution_id=inst.id, name=team, leader_doctor="张伟")
+        db.session.add(obj)
+        db.session.commit()
+        return obj
+
+    return make
+
+
+@pytest.fixture
+def make_user(app):
+    def make(username: str, role: str = "admin", county: County | None = None, password: str = PASSWORD) -> User:
+        user = User(username=username, role=role, county_id=county.id if county else None)
+        user.set_password(password)
+        db.session.add(user)
+        db.session.commit()
+        return user
+
+    return make
+
+
+def csrf_token(html: str) -> str:
+    match = re.search(r'name="csrf_token" type="hidden" value="([^"]+)"', html) or re.search(
+        r'id="csrf_token" name="csrf_token" type="hidden" value="([^"]+)"', html
+    )
+    assert match, "page has no CSRF token"
+    return match.group(1)
+
+
+@pytest.fixture
+def login(client):
+    def do(username: str, password: str = PASSWORD):
+        page = client.get("/")
+        response = client.post(
+            "/", data={"username": username, "password": password, "csrf_token": csrf_token(page.get_data(as_text=True))}
+        )
+        assert response.status_code == 302, response.get_data(as_text=True)[:500]
+        return response
+
+    return do
+
+
+def resident_count() -> int:
+    return db.session.scalar(db.select(db.func.count()).select_from(Resident))
