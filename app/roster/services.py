@@ -134,7 +134,12 @@ def execute_import(
     started = utcnow()
 
     def record(status: str, result: ImportResult | None, message: str | None) -> ImportBatch:
+        """A batch row written after a rollback (preview or failure)."""
+        county_id = (
+            session.scalar(select(County.id).where(County.name == options.county)) if options.county else None
+        )
         batch = ImportBatch(
+            county_id=county_id,
             filename=filename,
             sha256=sha,
             created_by=ctx.actor,
