@@ -8,7 +8,7 @@ from flask.cli import AppGroup
 from sqlalchemy import func, select
 
 from app.auth.services import UserError, create_user
-from app.demo.synth import YUEYANG_COUNTIES, make_roster, make_units, write_messy_xlsx
+from app.demo.synth import YUEYANG_COUNTIES, inject_typical_errors, make_roster, make_units, write_messy_xlsx
 from app.extensions import db
 from app.models import County, Resident, User
 from app.roster.context import import_context
@@ -51,7 +51,7 @@ def seed_command(residents: int, seed: int):
     sample_dir.mkdir(parents=True, exist_ok=True)
     sample = sample_dir / "岳阳县家庭医生签约居民花名册.xlsx"
     county_rows = make_roster(min(2000, residents), seed=seed + 99, units=[u for u in units if u.county == "岳阳县"])
-    write_messy_xlsx(county_rows, sample, "岳阳县家庭医生签约居民花名册")
+    write_messy_xlsx(inject_typical_errors(county_rows), sample, "岳阳县家庭医生签约居民花名册")
     click.echo(f"示例名册（导出格式）：{sample}")
 
 

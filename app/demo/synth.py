@@ -243,3 +243,20 @@ def write_messy_xlsx(frame: pd.DataFrame, path, title: str) -> None:
             start = i
     sheet.write(header_row + len(values) + 2, 0, f"合计：{len(values)}人")
     workbook.close()
+
+
+def inject_typical_errors(frame: pd.DataFrame) -> pd.DataFrame:
+    """Five rows with the mistakes real exports contain, so a new user sees the error report:
+    a mistyped ID, a landline without area code, a misspelt label, a duplicated person and a
+    contract date in the future."""
+    out = frame.copy()
+    if len(out) < 6:
+        return out
+    ids = out["身份证号"].astype(str)
+    wrong = "0" if ids.iloc[0][17] != "0" else "1"
+    out.iloc[0, out.columns.get_loc("身份证号")] = ids.iloc[0][:17] + wrong
+    out.iloc[1, out.columns.get_loc("联系电话")] = "8221234"
+    out.iloc[2, out.columns.get_loc("人群分类")] = "高血庄"
+    out.iloc[3, out.columns.get_loc("身份证号")] = ids.iloc[4]
+    out.iloc[5, out.columns.get_loc("签约日期")] = "2099-01-01"
+    return out

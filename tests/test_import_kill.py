@@ -1,0 +1,86 @@
+"""A process killed (SIGKILL) in the middle of an import leaves the database as it was.
+
+The child process runs the real import and kills itself right after the merge statements
+have written residents inside the transaction, before the commit: no test hook lives in the
+product code, the kill is real, and the database (SQLite or PostgreSQL) must roll it back.
+"""
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+from sqlalchemy import func, select
+
+from app.demo.synth import make_roster, make_units
+from app.extensions import db
+from app.models import ImportBatch, Resident
+from app.roster.context import import_context
+from app.roster.services import ImportOptions, execute_import
+from tests.conftest import TODAY
+
+CHILD = textwrap.dedent(
+    """
+    import os, signal, sys
+    from datetime import date
+    import app.roster.services as services
+    from app import create_app
+    from app.extensions import db
+    from app.roster.context import import_context
+
+    real_merge = services._merge
+
+    def merge_then_die(session, *args, **kwargs):
+        real_merge(session, *args, **kwargs)
+        session.flush()
+        sys.stdout.write("merged\\n"); sys.stdout.flush()
+        os.kill(os.getpid(), signal.SIGKILL)
+
+    services._merge = merge_then_die
+    app = create_app({"SQLALCHEMY_DATABASE_URI": sys.argv[1], "ID_HASH_KEY": sys.argv[3],
+                      "IMPORT_REPORTS_DIR": sys.argv[4], "UPLOAD_DIR": sys.argv[4], "SAMPLE_LISTS_DIR": sys.argv[4]})
+    with app.app_context():
+        ctx = import_context(app, actor="child")
+        ctx.today = date(2026, 11, 23)
+        services.execute_import(db.session, sys.argv[2], services.ImportOptions(create_missing=True), ctx)
+    print("committed")
+    """
+)
+
+
+def test_sigkill_mid_import_changes_nothing(app, make_county, tmp_path):
+    make_county("岳阳县", "430621")
+    units = [u for u in make_units(3) if u.county == "岳阳县"][:8]
+    first = tmp_path / "first.csv"
+    make_roster(300, seed=1, today=TODAY, units=units).to_csv(first, index=False)
+    ctx = import_context(app, actor="test")
+    ctx.today = TODAY
+    execute_import(db.session, first, ImportOptions(create_missing=True), ctx)
+    before_residents = db.session.scalar(select(func.count()).select_from(Resident))
+    before_batches = db.session.scalar(select(func.count()).select_from(ImportBatch))
+    db.session.commit()
+    db.session.remove()
+
+    second = tmp_path / "second.csv"
+    make_roster(2000, seed=2, today=TODAY, units=units).to_csv(second, index=False)
+    script = tmp_path / "child.py"
+    script.write_text(CHILD, encoding="utf-8")
+    root = Path(__file__).resolve().parent.parent
+    child = subprocess.run(
+        [sys.executable, str(script), app.config["SQLALCHEMY_DATABASE_URI"], str(second), app.config["ID_HASH_KEY"], str(tmp_path)],
+        cwd=root,
+        env={**os.environ, "PYTHONPATH": str(root)},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert child.returncode == -signal.SIGKILL, child.stderr[-2000:]
+    assert "merged" in child.stdout and "committed" not in child.stdout
+
+    assert db.session.scalar(select(func.count()).select_from(Resident)) == before_residents == 300
+    assert db.session.scalar(select(func.count()).select_from(ImportBatch)) == before_batches == 1
+    # and the database is usable: the same file imports normally afterwards
+    result = execute_import(db.session, second, ImportOptions(create_missing=True), ctx)
+    assert result.imported == 2000 - result.rejected
+    assert db.session.scalar(select(func.count()).select_from(Resident)) == 300 + result.imported
