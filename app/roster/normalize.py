@@ -81,7 +81,7 @@ def match_column(cell: object) -> str | None:
     if key in _ALIAS_INDEX:
         return _ALIAS_INDEX[key]
     # "联系电话(必填)", "身份证号【18位】": drop a trailing note in brackets
-    stripped = re.sub(r"[(\[【].*?[)\]】]$", "", key)
+    stripped = re.sub(r"[(\[【][^(\[【]*[)\]】]$", "", key)
     return _ALIAS_INDEX.get(stripped)
 
 
@@ -177,7 +177,7 @@ class IdResult:
 
 
 def validate_ids(raw: pd.Series, today: date) -> IdResult:
-    s = squeeze(raw).str.upper()
+    s = squeeze(raw).str.upper().str.lstrip("'‘’`")  # Excel's text marker survives some exports
     reason = pd.Series("", index=s.index, dtype=object)
     id18 = pd.Series("", index=s.index, dtype=object)
 
@@ -228,8 +228,9 @@ def hash_ids(key: bytes, ids: pd.Series) -> pd.Series:
 
 
 def mask_id(id18: str) -> str:
-    """430621********123X: region code and the last four, never the birth date."""
-    if len(id18) >= 10:
+    """430621********123X: region code and the last four, never the birth date. Values too
+    short to be an ID keep only their first two characters."""
+    if len(id18) >= 14:
         return id18[:6] + "*" * (len(id18) - 10) + id18[-4:]
     return id18[:2] + "*" * max(len(id18) - 2, 0)
 
@@ -250,6 +251,10 @@ def normalize_phone_values(raw: pd.Series) -> pd.DataFrame:
     """Clean phone cells: returns columns phone, extra (a second number in the same cell)
     and reason ('' when dialable, or empty when the cell was empty)."""
     s = clean_text(raw)
+    if s.empty:
+        return pd.DataFrame(
+            {"phone": s.astype(object), "extra": s.astype(object), "reason": s.astype(object), "empty": s == ""}
+        )
     s = s.str.replace(r"^(\d+)\.0+$", r"\1", regex=True)  # a number stored as 13800138000.0
     parts = s.str.split(r"\s*[/,，;；、|]\s*", n=1, regex=True, expand=True)
     if parts.shape[1] == 1:

@@ -86,23 +86,22 @@ def _open_csv(path: Path, chunk_rows: int) -> RosterSource:
     encoding = detect_encoding(head)
     text = head.decode(encoding, errors="ignore")
     lines = text.splitlines()[:40]
-    delimiter = _guess_delimiter(lines)
-    rows = list(csv.reader(io.StringIO("\n".join(lines)), delimiter=delimiter))
-    try:
-        header = find_header(rows)
-    except HeaderError as exc:
-        raise RosterFileError(str(exc)) from exc
+    delimiter, rows, header = _find_csv_header(lines)
+    ncols = max(len(r) for r in rows)
 
     def generate() -> Iterator[Chunk]:
         usecols = sorted(header.columns.values())
         names = {idx: fld for fld, idx in header.columns.items()}
         first_line = header.row_index + 2  # 1-based line number of the first data line
         try:
-            reader = pd.read_csv(
+            # explicit column names: a blank or short first data line must not decide the width
+            with pd.read_csv(
                 path,
                 encoding=encoding,
                 sep=delimiter,
                 header=None,
+                names=range(ncols),
+                index_col=False,
                 skiprows=header.row_index + 1,
                 usecols=usecols,
                 dtype=str,
@@ -110,13 +109,13 @@ def _open_csv(path: Path, chunk_rows: int) -> RosterSource:
                 skip_blank_lines=False,
                 chunksize=chunk_rows,
                 engine="c",
-            )
-            offset = 0
-            for frame in reader:
-                frame = frame.rename(columns=names).fillna("")
-                numbers = pd.Series(range(first_line + offset, first_line + offset + len(frame)), index=frame.index)
-                offset += len(frame)
-                yield _drop_blank(Chunk("", numbers, frame))
+            ) as reader:
+                offset = 0
+                for frame in reader:
+                    frame = frame.rename(columns=names).fillna("")
+                    numbers = pd.Series(range(first_line + offset, first_line + offset + len(frame)), index=frame.index)
+                    offset += len(frame)
+                    yield _drop_blank(Chunk("", numbers, frame))
         except UnicodeDecodeError as exc:
             raise RosterFileError(f"文件编码错误：文件中途出现无法按 {encoding} 解码的内容。") from exc
         except (pd.errors.ParserError, ValueError) as exc:
@@ -127,13 +126,20 @@ def _open_csv(path: Path, chunk_rows: int) -> RosterSource:
     return source
 
 
-def _guess_delimiter(lines: list[str]) -> str:
-    best, best_count = ",", 0
-    for candidate in (",", "\t", ";", "|"):
-        count = max((line.count(candidate) for line in lines), default=0)
-        if count > best_count:
-            best, best_count = candidate, count
-    return best
+def _find_csv_header(lines: list[str]) -> tuple[str, list[list[str]], Header]:
+    """Try separators, most frequent first; keep the first one under which a header is found
+    (a ';' inside a quoted label cell must not win over the real ',')."""
+    counts = {sep: max((line.count(sep) for line in lines), default=0) for sep in (",", "\t", ";", "|")}
+    first_error: HeaderError | None = None
+    for sep in sorted(counts, key=lambda k: -counts[k]):
+        if counts[sep] == 0 and sep != ",":
+            continue
+        rows = list(csv.reader(io.StringIO("\n".join(lines)), delimiter=sep))
+        try:
+            return sep, rows, find_header(rows)
+        except HeaderError as exc:
+            first_error = first_error or exc
+    raise RosterFileError(str(first_error or "未找到表头。"))
 
 
 # ---------------------------------------------------------------------------
@@ -200,9 +206,10 @@ def _open_workbook(path: Path, chunk_rows: int) -> RosterSource:
                 merged = sheet.merged_cell_ranges or []
             except Exception as exc:
                 raise RosterFileError(f"无法读取工作表“{name}”。") from exc
-            _fill_merged(rows, merged)
+            filled = _fill_merged(rows, merged)
             columns = header.columns
-            data = rows[header.row_index + 1 :]
+            data_start = header.row_index + 1
+            data = rows[data_start:]
             for start in range(0, len(data), chunk_rows):
                 part = data[start : start + chunk_rows]
                 frame = pd.DataFrame(
@@ -210,7 +217,14 @@ def _open_workbook(path: Path, chunk_rows: int) -> RosterSource:
                 )
                 first = header.row_index + 2 + start
                 numbers = pd.Series(range(first, first + len(part)), index=frame.index)
-                yield _drop_blank(Chunk(name, numbers, frame))
+                original = None
+                if filled:
+                    original = frame.copy()
+                    for fld, idx in columns.items():
+                        for pos in range(len(part)):
+                            if (data_start + start + pos, idx) in filled:
+                                original.iat[pos, original.columns.get_loc(fld)] = ""
+                yield _drop_blank(Chunk(name, numbers, frame), original)
 
     source = RosterSource(
         path=path, fields=set().union(*(set(h.columns) for _, _, h in found)), sheets=[n for n, _, _ in found], skipped_sheets=skipped
@@ -219,9 +233,11 @@ def _open_workbook(path: Path, chunk_rows: int) -> RosterSource:
     return source
 
 
-def _fill_merged(rows: list[list[object]], merged: list) -> None:
+def _fill_merged(rows: list[list[object]], merged: list) -> set[tuple[int, int]]:
     """A merged cell (an institution's name spanning its residents' rows) holds its value in
-    the top-left cell only; give every cell of the range that value."""
+    the top-left cell only; give every cell of the range that value. Returns the cells filled,
+    so blank and footer lines are still recognised by what they really contain."""
+    filled: set[tuple[int, int]] = set()
     for (r0, c0), (r1, c1) in merged:
         if r0 >= len(rows) or c0 >= len(rows[r0]):
             continue
@@ -229,24 +245,30 @@ def _fill_merged(rows: list[list[object]], merged: list) -> None:
         for r in range(r0, min(r1, len(rows) - 1) + 1):
             row = rows[r]
             for c in range(c0, min(c1, len(row) - 1) + 1):
-                row[c] = value
+                if (r, c) != (r0, c0):
+                    row[c] = value
+                    filled.add((r, c))
+    return filled
 
 
 FOOTER_PATTERN = r"^(?:合计|总计|小计|共计|制表|填表|审核|备注|说明)"
 
 
-def _drop_blank(chunk: Chunk) -> Chunk:
-    """Drop blank lines and footer lines ("合计：1234人", "制表人：…") that fill one cell only."""
-    frame = chunk.frame
+def _drop_blank(chunk: Chunk, original: pd.DataFrame | None = None) -> Chunk:
+    """Drop blank lines and footer lines ("合计：1234人", "制表人：…") that fill one cell only.
+    `original` is the chunk before merged cells were filled in, when there were any."""
+    frame = chunk.frame if original is None else original
     filled = frame.apply(lambda col: col.str.strip()) != ""
     count = filled.sum(axis=1)
-    first_text = frame.apply(lambda row: next((v for v in row if str(v).strip()), ""), axis=1) if (count == 1).any() else None
     blank = count == 0
-    if first_text is not None:
-        blank |= (count == 1) & first_text.astype(str).str.strip().str.contains(FOOTER_PATTERN, regex=True)
+    single = count == 1
+    if single.any():
+        lone = frame[single].apply(lambda row: next((v for v in row if str(v).strip()), ""), axis=1)
+        footer = lone.astype(str).str.strip().str.contains(FOOTER_PATTERN, regex=True)
+        blank |= footer.reindex(frame.index, fill_value=False)
     if blank.any():
         keep = ~blank
-        return Chunk(chunk.sheet, chunk.row_numbers[keep], frame[keep])
+        return Chunk(chunk.sheet, chunk.row_numbers[keep], chunk.frame[keep])
     return chunk
 
 

@@ -406,6 +406,8 @@ def _run(session: Session, path: Path, options: ImportOptions, ctx: ImportContex
 
     seq = 0
     for chunk in source.chunks():
+        if chunk.frame.empty:  # only blank or footer lines
+            continue
         result.read += len(chunk.frame)
         checked = validate_frame(
             chunk.frame, chunk.row_numbers, chunk.sheet, today=today, vocabulary=ctx.vocabulary, hash_key=ctx.hash_key

@@ -1,7 +1,7 @@
 """Validate one chunk of roster rows: pure (no database), vectorised with pandas.
 
-Every failed check yields a Rejection with the original sheet row number, the column as
-the user named it, the value (ID numbers masked) and the reason in Chinese. A row with any
+Every failed check yields a Rejection with the original sheet row number, the column (by its
+standard name: 身份证号, 联系电话 …), the value (ID numbers masked) and the reason in Chinese. A row with any
 rejection is not imported; all of its problems are reported at once so one pass fixes them.
 """
 from __future__ import annotations
@@ -207,8 +207,8 @@ def validate_frame(
     # Key populations, from the configured vocabulary only
     raw_labels = clean_text(column("labels"))
     parsed = {cell: vocabulary.parse(cell) for cell in raw_labels.unique()}  # few distinct cells
-    out["label_codes"] = raw_labels.map(lambda cell: parsed[cell][0]).astype(object)
-    unknown = raw_labels.map(lambda cell: "、".join(parsed[cell][1])).astype(object)
+    out["label_codes"] = raw_labels.map({cell: codes for cell, (codes, _) in parsed.items()}).astype(object)
+    unknown = raw_labels.map({cell: "、".join(bad) for cell, (_, bad) in parsed.items()}).astype(object)
     errors.add(
         unknown != "",
         "labels",
