@@ -4,7 +4,7 @@ from __future__ import annotations
 from datetime import datetime, timezone
 from zoneinfo import ZoneInfo
 
-from flask import Flask
+from flask import Flask, request, url_for
 
 from app.roster.normalize import format_phone, mask_phone
 
@@ -17,7 +17,14 @@ def to_local(value: datetime | None, tz_name: str = "Asia/Shanghai", fmt: str = 
     return value.astimezone(ZoneInfo(tz_name)).strftime(fmt)
 
 
+def page_url(page: int) -> str:
+    """The current page's URL with another page number, keeping the search arguments."""
+    args = {**(request.view_args or {}), **request.args.to_dict(), "page": page}
+    return url_for(request.endpoint, **args)
+
+
 def register(app: Flask) -> None:
+    app.add_template_global(page_url)
     tz_name = app.config["DISPLAY_TIMEZONE"]
     app.add_template_filter(lambda v, fmt="%Y-%m-%d %H:%M": to_local(v, tz_name, fmt), "localtime")
     app.add_template_filter(mask_phone, "mask_phone")

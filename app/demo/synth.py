@@ -257,6 +257,6 @@ def inject_typical_errors(frame: pd.DataFrame) -> pd.DataFrame:
     out.iloc[0, out.columns.get_loc("身份证号")] = ids.iloc[0][:17] + wrong
     out.iloc[1, out.columns.get_loc("联系电话")] = "8221234"
     out.iloc[2, out.columns.get_loc("人群分类")] = "高血庄"
-    out.iloc[3, out.columns.get_loc("身份证号")] = ids.iloc[4]
+    out.iloc[3] = out.iloc[4]  # the same person entered twice
     out.iloc[5, out.columns.get_loc("签约日期")] = "2099-01-01"
     return out

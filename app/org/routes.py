@@ -68,6 +68,10 @@ def team(team_id: int):
     q = (request.args.get("q") or "").strip()[:50]
     stmt = select(Resident).where(Resident.team_id == team.id).order_by(Resident.active.desc(), Resident.name, Resident.id)
     if q:
-        stmt = stmt.where(or_(Resident.name.contains(q), Resident.phone.endswith(q)))
+        # a phone is searched by its last four digits only: a longer suffix would let a
+        # search reveal the masked middle digits one by one
+        by_phone = Resident.phone.endswith(q) if len(q) == 4 and q.isdigit() else None
+        by_name = Resident.name.contains(q, autoescape=True)
+        stmt = stmt.where(or_(by_name, by_phone) if by_phone is not None else by_name)
     page = db.paginate(stmt, per_page=50, error_out=False)
     return render_template("org/team.html", team=team, page=page, q=q)

@@ -1,6 +1,6 @@
 from flask_wtf import FlaskForm
 from flask_wtf.file import FileAllowed, FileField, FileRequired
-from wtforms import BooleanField, SelectField, SubmitField
+from wtforms import BooleanField, SelectField, SubmitField, ValidationError
 
 
 class UploadForm(FlaskForm):
@@ -11,10 +11,14 @@ class UploadForm(FlaskForm):
             FileAllowed(["xlsx", "xls", "csv"], "只支持 .xlsx、.xls、.csv 文件"),
         ],
     )
-    county = SelectField("县区", choices=[], validate_choice=True)
+    county = SelectField("县区", choices=[], validate_choice=False)
     create_missing = BooleanField("自动新建文件中不存在的机构和团队")
     full = BooleanField("全量名册：文件涉及机构中不在文件里的居民标记为停用")
     submit = SubmitField("上传并预览")
+
+    def validate_county(self, field):
+        if field.data not in {value for value, _label in field.choices}:
+            raise ValidationError("请选择列表中的县区")
 
 
 class ConfirmForm(FlaskForm):

@@ -274,6 +274,7 @@ class OrgIndex:
         for inst in session.scalars(select(Institution)):
             self.institutions[(inst.county_id, inst.name)] = inst
             self.institutions_by_name.setdefault(inst.name, []).append(inst)
+        self.codes = {inst.code: inst for insts in self.institutions_by_name.values() for inst in insts if inst.code}
         self.teams = {(t.institution_id, t.name): t for t in session.scalars(select(Team))}
         self.institutions_created = 0
         self.teams_created = 0
@@ -305,7 +306,11 @@ class OrgIndex:
         kind = infer_institution_type(name)
         if kind is None:
             return None, f"无法从名称判断机构“{name}”的类型（应以 卫生院/中心卫生院/社区卫生服务中心 结尾）"
+        if code and code in self.codes:
+            return None, f"机构编码“{code}”已被机构“{self.codes[code].name}”使用"
         inst = Institution(county_id=county.id, name=name, type=kind, code=code or None)
+        if code:
+            self.codes[code] = inst
         self.session.add(inst)
         self.session.flush()
         self.institutions[(county.id, name)] = inst
@@ -418,26 +423,27 @@ def _run(session: Session, path: Path, options: ImportOptions, ctx: ImportContex
 
         # resolve institution and team for each distinct unit in the chunk
         team_of: dict[tuple[str, str, str], int | None] = {}
-        unit_reason: dict[tuple[str, str, str], str] = {}
+        unit_reason: dict[tuple[str, str, str], tuple[str, str, str]] = {}  # (column, value, reason)
         units = rows[["county", "institution", "institution_code", "team", "doctor", "doctor_phone"]]
         for key, group in units.groupby(["county", "institution", "team"], sort=False):
             first = group.iloc[0]
             inst, reason = org.institution(key[0], key[1], first["institution_code"])
             team = None
-            if inst is not None:
+            if inst is None:
+                unit_reason[key] = ("签约机构", key[1], reason)
+            else:
                 covered_institutions.add(inst.id)
                 team, reason = org.team(inst, key[2], first["doctor"], first["doctor_phone"])
+                unit_reason[key] = ("签约团队", key[2], reason)
             team_of[key] = team.id if team else None
-            unit_reason[key] = reason
         keys = list(zip(rows["county"], rows["institution"], rows["team"]))
         rows = rows.assign(team_id=[team_of[k] for k in keys])
         unresolved = rows["team_id"].isna()
         if unresolved.any():
             for idx in rows.index[unresolved]:
                 key = (rows.at[idx, "county"], rows.at[idx, "institution"], rows.at[idx, "team"])
-                column = "签约机构" if "机构" in unit_reason[key] or "县区" in unit_reason[key] else "签约团队"
-                value = key[1] if column == "签约机构" else key[2]
-                result.rejections.append(Rejection(chunk.sheet, int(rows.at[idx, "row_no"]), column, value, unit_reason[key]))
+                column, value, reason = unit_reason[key]
+                result.rejections.append(Rejection(chunk.sheet, int(rows.at[idx, "row_no"]), column, value, reason))
             result.rejected += int(unresolved.sum())
             _stage_seen(session, rows.loc[unresolved, "id_hash"])
             rows = rows[~unresolved]
