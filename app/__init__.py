@@ -70,6 +70,7 @@ def _configure_sqlite(engine) -> None:
         cursor.execute("PRAGMA busy_timeout=30000")
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.execute("PRAGMA temp_store=MEMORY")  # temporary tables and sorts in memory
         cursor.close()
 
     @event.listens_for(engine, "begin")

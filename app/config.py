@@ -49,6 +49,7 @@ def load_config(overrides: dict | None = None) -> dict:
         "WTF_CSRF_TIME_LIMIT": 8 * 3600,
         "SQLALCHEMY_ENGINE_OPTIONS": {"pool_pre_ping": True},
         "IMPORT_CHUNK_ROWS": int(env.get("IMPORT_CHUNK_ROWS", "100000")),
+        "IMPORT_WORKERS": int(env.get("IMPORT_WORKERS", "2")),
     }
     if overrides:
         cfg.update(overrides)

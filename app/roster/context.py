@@ -14,4 +14,5 @@ def import_context(app: Flask, actor: str, user_id: int | None = None) -> Import
         actor=actor,
         user_id=user_id,
         chunk_rows=app.config["IMPORT_CHUNK_ROWS"],
+        workers=app.config["IMPORT_WORKERS"],
     )

@@ -6,6 +6,7 @@ Reasons are in Chinese: they go straight into the error report an administrator 
 """
 from __future__ import annotations
 
+import hashlib
 import hmac
 import re
 import unicodedata
@@ -134,15 +135,56 @@ def find_header(rows: list[list[object]]) -> Header:
 # ---------------------------------------------------------------------------
 
 
-def clean_text(series: pd.Series) -> pd.Series:
+_is_normalized = unicodedata.is_normalized
+_normalize = unicodedata.normalize
+
+
+def _clean_one(value: object) -> str:
+    if type(value) is not str:
+        if value is None or value != value:  # None / NaN
+            return ""
+        value = str(value)
+    if not value.isascii() and not _is_normalized("NFKC", value):
+        value = _normalize("NFKC", value)
+    return value.strip()
+
+
+def _squeeze_one(value: object) -> str:
+    text = _clean_one(value)
+    if " " in text or "\t" in text or "\n" in text or "\r" in text:
+        return "".join(text.split())
+    return text
+
+
+def map_values(series: pd.Series, func, *, few: bool = False) -> pd.Series:
+    """Apply a per-value function, returning an object Series on the same index. With
+    few=True (institution, team, dates, labels: few distinct values) each distinct value is
+    computed once. Plain Python per value beats chains of pandas .str calls here: each of
+    those walks the whole column again."""
+    values = series.to_numpy(dtype=object)
+    if few and len(values):
+        codes, uniques = pd.factorize(values, use_na_sentinel=False)
+        mapped = np.empty(len(uniques), dtype=object)
+        mapped[:] = [func(u) for u in uniques]
+        out = mapped[codes]
+    else:
+        out = np.empty(len(values), dtype=object)
+        out[:] = [func(v) for v in values]
+    return pd.Series(out, index=series.index, dtype=object)
+
+
+def clean_text(series: pd.Series, few: bool = False) -> pd.Series:
     """Full-width to half-width (NFKC), trimmed; missing values become ''."""
-    s = series.fillna("").astype(str)
-    return s.str.normalize("NFKC").str.strip()
+    return map_values(series, _clean_one, few=few)
 
 
-def squeeze(series: pd.Series) -> pd.Series:
+def squeeze(series: pd.Series, few: bool = False) -> pd.Series:
     """clean_text and remove every space (for IDs, names of units)."""
-    return clean_text(series).str.replace(r"\s+", "", regex=True)
+    return map_values(series, _squeeze_one, few=few)
+
+
+def _mask(values, index) -> pd.Series:
+    return pd.Series(np.fromiter(values, dtype=bool, count=len(index)), index=index)
 
 
 # ---------------------------------------------------------------------------
@@ -176,47 +218,75 @@ class IdResult:
     converted15: pd.Series  # bool: a legacy 15-digit number was converted
 
 
+_REASON_ID_EMPTY = "身份证号为空"
+_REASON_ID_NUMERIC = "身份证号被存成了数字，末几位已丢失：请把该列设为文本格式后重新导出"
+_REASON_ID_FORMAT = "身份证号应为18位（末位可为X）或15位旧号码"
+_NUMERIC_RE = re.compile(r"E\+|^\d+\.\d+$")
+
+
+def _canonical_id(value: object) -> tuple[str, str, bool]:
+    """(18-character candidate or '', reason, converted from 15 digits)."""
+    if type(value) is str and len(value) == 18 and value.isascii() and value[:17].isdigit():
+        last = value[17]
+        if last.isdigit() or last == "X":
+            return value, "", False  # the common case, already clean
+        if last == "x":
+            return value[:17] + "X", "", False
+    text = "".join(_clean_one(value).split()).upper().lstrip("'‘’`")
+    if not text:
+        return "", _REASON_ID_EMPTY, False
+    if text.isascii():
+        if len(text) == 18 and text[:17].isdigit() and (text[17].isdigit() or text[17] == "X"):
+            return text, "", False
+        if len(text) == 15 and text.isdigit():
+            prefix = text[:6] + "19" + text[6:]
+            return prefix + id_check_digit(prefix), "", True
+        if _NUMERIC_RE.search(text):
+            return "", _REASON_ID_NUMERIC, False
+    return "", _REASON_ID_FORMAT, False
+
+
 def validate_ids(raw: pd.Series, today: date) -> IdResult:
-    s = squeeze(raw).str.upper().str.lstrip("'‘’`")  # Excel's text marker survives some exports
-    reason = pd.Series("", index=s.index, dtype=object)
-    id18 = pd.Series("", index=s.index, dtype=object)
+    index = raw.index
+    parsed = [_canonical_id(v) for v in raw.to_numpy(dtype=object)]
+    candidates = np.array([p[0] for p in parsed], dtype=object)
+    reason = np.array([p[1] for p in parsed], dtype=object)
+    converted = np.fromiter((p[2] for p in parsed), dtype=bool, count=len(parsed))
+    has = candidates != ""
 
-    numeric = s.str.contains(r"E\+|^\d+\.\d+$", regex=True)
-    is18 = s.str.fullmatch(r"\d{17}[\dX]")
-    is15 = s.str.fullmatch(r"\d{15}")
-
-    reason[s == ""] = "身份证号为空"
-    reason[(s != "") & numeric] = "身份证号被存成了数字，末几位已丢失：请把该列设为文本格式后重新导出"
-    reason[(s != "") & ~numeric & ~is18 & ~is15] = "身份证号应为18位（末位可为X）或15位旧号码"
-
-    # 15-digit legacy numbers (GB 11643-1989): insert the century, add a check digit
-    if is15.any():
-        legacy = s[is15]
-        prefix = legacy.str[:6] + "19" + legacy.str[6:]
-        id18[is15] = prefix + id_check_digits(prefix)
-    if is18.any():
-        full = s[is18]
-        expected = id_check_digits(full.str[:17])
-        ok = full.str[17].to_numpy() == expected
-        good_index = full.index[ok]
-        id18[good_index] = full[ok]
-        reason[full.index[~ok]] = "身份证号校验位不符，可能录入有误"
-
-    has_id = id18 != ""
-    birth = pd.to_datetime(id18.where(has_id, "").str[6:14], format="%Y%m%d", errors="coerce")
-    bad_birth = has_id & birth.isna()
-    reason[bad_birth] = "身份证号中的出生日期无效"
-    today_ts = pd.Timestamp(today)
-    future = has_id & birth.notna() & (birth > today_ts)
-    reason[future] = "身份证号中的出生日期晚于今天"
-    too_old = has_id & birth.notna() & (birth < today_ts - pd.DateOffset(years=120))
-    reason[too_old] = "身份证号中的出生日期早于120年前"
-    valid = has_id & (reason == "")
-    id18 = id18.where(valid, "")
-    birth = birth.where(valid)
-    sex_digit = pd.to_numeric(id18.where(valid, "0").str[16], errors="coerce").fillna(0)
-    sex = pd.Series(np.where(sex_digit % 2 == 1, "M", "F"), index=s.index).where(valid, "")
-    return IdResult(id18=id18, birth_date=birth, sex=sex, reason=reason, converted15=is15 & valid)
+    birth = pd.Series(pd.NaT, index=index, dtype="datetime64[us]")
+    sex = np.full(len(parsed), "", dtype=object)
+    if has.any():
+        digits = np.frombuffer("".join(candidates[has]).encode("ascii"), dtype=np.uint8).reshape(-1, 18)
+        values = digits.astype(np.int64) - 48
+        check = _ID_CHECK[(values[:, :17] @ _ID_WEIGHTS) % 11]
+        last = digits[:, 17].view("S1").astype(str)
+        bad_check = check != last
+        year = values[:, 6] * 1000 + values[:, 7] * 100 + values[:, 8] * 10 + values[:, 9]
+        month = values[:, 10] * 10 + values[:, 11]
+        day = values[:, 12] * 10 + values[:, 13]
+        dates = pd.to_datetime(pd.DataFrame({"year": year, "month": month, "day": day}), errors="coerce")
+        today_ts = pd.Timestamp(today)
+        oldest = today_ts - pd.DateOffset(years=120)
+        rows = np.flatnonzero(has)
+        sub_reason = np.full(len(rows), "", dtype=object)
+        sub_reason[dates.isna().to_numpy()] = "身份证号中的出生日期无效"
+        sub_reason[(dates > today_ts).to_numpy()] = "身份证号中的出生日期晚于今天"
+        sub_reason[(dates < oldest).to_numpy()] = "身份证号中的出生日期早于120年前"
+        sub_reason[bad_check] = "身份证号校验位不符，可能录入有误"
+        reason[rows] = sub_reason
+        ok = sub_reason == ""
+        birth.iloc[rows[ok]] = dates.to_numpy()[ok]
+        sex[rows[ok]] = np.where(values[ok, 16] % 2 == 1, "M", "F")
+    valid = reason == ""
+    id18 = np.where(valid, candidates, "")
+    return IdResult(
+        id18=pd.Series(id18, index=index, dtype=object),
+        birth_date=birth,
+        sex=pd.Series(sex, index=index, dtype=object),
+        reason=pd.Series(reason, index=index, dtype=object),
+        converted15=pd.Series(converted & valid, index=index),
+    )
 
 
 def hash_id(key: bytes, id18: str) -> str:
@@ -224,7 +294,22 @@ def hash_id(key: bytes, id18: str) -> str:
 
 
 def hash_ids(key: bytes, ids: pd.Series) -> pd.Series:
-    return pd.Series([hash_id(key, v) for v in ids], index=ids.index, dtype=object)
+    """hash_id for many IDs: the same HMAC-SHA256, with the key's inner and outer pads
+    hashed once and copied per ID (RFC 2104), which is much faster than hmac.digest."""
+    if len(key) > 64:
+        key = hashlib.sha256(key).digest()
+    key = key.ljust(64, b"\0")
+    inner = hashlib.sha256(bytes(b ^ 0x36 for b in key))
+    outer = hashlib.sha256(bytes(b ^ 0x5C for b in key))
+
+    def one(value: str) -> str:
+        h = inner.copy()
+        h.update(value.encode("ascii"))
+        o = outer.copy()
+        o.update(h.digest())
+        return o.hexdigest()
+
+    return pd.Series([one(v) for v in ids], index=ids.index, dtype=object)
 
 
 def mask_id(id18: str) -> str:
@@ -236,7 +321,7 @@ def mask_id(id18: str) -> str:
 
 
 def mask_ids(ids: pd.Series) -> pd.Series:
-    return ids.str[:6] + "********" + ids.str[-4:]
+    return pd.Series([v[:6] + "********" + v[-4:] for v in ids], index=ids.index, dtype=object)
 
 
 # ---------------------------------------------------------------------------
@@ -247,40 +332,75 @@ MOBILE_RE = r"1[3-9]\d{9}"
 LANDLINE_RE = r"0\d{9,11}"
 
 
+_PHONE_SPLIT = re.compile(r"\s*[/,，;；、|]\s*")
+_PLUS86_MOBILE = re.compile(r"^(?:\+86|0086|86)(?=1[3-9]\d{9}$)")
+_PLUS86_LANDLINE = re.compile(r"^(?:\+86|0086)0?(?=[2-9]\d{8,10}$)")
+_TRAILING_ZERO = re.compile(r"^(\d+)\.0+$")
+_REASON_PHONE_FORMAT = "电话号码格式不正确（应为11位手机号或带区号的固定电话）"
+
+
+_PHONE_NOISE_TABLE = str.maketrans("", "", " \t\u00a0-—()（）.")
+_SEPARATORS = re.compile(r"[/,，;；、|]")
+
+
+def _is_mobile(d: str) -> bool:
+    return len(d) == 11 and d[0] == "1" and d[1] in "3456789" and d.isdigit() and d.isascii()
+
+
+def _is_landline(d: str) -> bool:
+    return 10 <= len(d) <= 12 and d[0] == "0" and d.isdigit() and d.isascii()
+
+
+def _one_phone(text: str) -> tuple[str, str]:
+    """(dialable digits, '') or ('', reason); ('', '') for an empty piece."""
+    if not text:
+        return "", ""
+    if "e+" in text or "E+" in text:
+        return "", "电话号码被存成了科学计数法，无法还原"
+    digits = text.translate(_PHONE_NOISE_TABLE)
+    if digits.startswith(("+", "86", "0086")):
+        digits = _PLUS86_LANDLINE.sub("0", _PLUS86_MOBILE.sub("", digits))
+    if _is_mobile(digits) or _is_landline(digits):
+        return digits, ""
+    if 7 <= len(digits) <= 8 and digits[0] in "23456789" and digits.isdigit():
+        return "", "固定电话缺少区号"
+    return "", _REASON_PHONE_FORMAT
+
+
+def _phone_cell(value: object) -> tuple[str, str, str, bool]:
+    """(phone, second number in the same cell, reason, cell empty)."""
+    if type(value) is str and _is_mobile(value):
+        return value, "", "", False  # the common case, already clean
+    text = _clean_one(value)
+    if not text:
+        return "", "", "", True
+    if "." in text:
+        text = _TRAILING_ZERO.sub(r"\1", text)  # a number stored as 13800138000.0
+    if _SEPARATORS.search(text):
+        parts = _PHONE_SPLIT.split(text, maxsplit=1)
+        phone, reason = _one_phone(parts[0])
+        extra, extra_reason = _one_phone(parts[1]) if len(parts) > 1 else ("", "")
+        if not reason and extra_reason:
+            reason = "同一单元格中的第二个号码无法识别"
+        return phone, extra, reason, False
+    phone, reason = _one_phone(text)
+    return phone, "", reason, False
+
+
 def normalize_phone_values(raw: pd.Series) -> pd.DataFrame:
-    """Clean phone cells: returns columns phone, extra (a second number in the same cell)
-    and reason ('' when dialable, or empty when the cell was empty)."""
-    s = clean_text(raw)
-    if s.empty:
-        return pd.DataFrame(
-            {"phone": s.astype(object), "extra": s.astype(object), "reason": s.astype(object), "empty": s == ""}
-        )
-    s = s.str.replace(r"^(\d+)\.0+$", r"\1", regex=True)  # a number stored as 13800138000.0
-    parts = s.str.split(r"\s*[/,，;；、|]\s*", n=1, regex=True, expand=True)
-    if parts.shape[1] == 1:
-        parts[1] = None
-    first = parts[0].fillna("")
-    extra = parts[1].fillna("")
-    phone, reason = _normalize_one_phone(first)
-    extra_phone, extra_reason = _normalize_one_phone(extra)
-    reason = reason.mask((reason == "") & (extra != "") & (extra_reason != ""), "同一单元格中的第二个号码无法识别")
-    return pd.DataFrame({"phone": phone, "extra": extra_phone, "reason": reason, "empty": s == ""})
-
-
-def _normalize_one_phone(s: pd.Series) -> tuple[pd.Series, pd.Series]:
-    sci = s.str.contains(r"[Ee]\+", regex=True)
-    digits = s.str.replace(r"[\s\-—()（）.]", "", regex=True)
-    digits = digits.str.replace(r"^(?:\+86|0086|86)(?=1[3-9]\d{9}$)", "", regex=True)
-    digits = digits.str.replace(r"^(?:\+86|0086)0?(?=[2-9]\d{8,10}$)", "0", regex=True)  # +86 730 …
-    mobile = digits.str.fullmatch(MOBILE_RE)
-    landline = digits.str.fullmatch(LANDLINE_RE)
-    no_area = digits.str.fullmatch(r"[2-9]\d{6,7}")
-    reason = pd.Series("", index=s.index, dtype=object)
-    reason[(s != "") & ~mobile & ~landline] = "电话号码格式不正确（应为11位手机号或带区号的固定电话）"
-    reason[(s != "") & no_area] = "固定电话缺少区号"
-    reason[(s != "") & sci] = "电话号码被存成了科学计数法，无法还原"
-    phone = digits.where(mobile | landline, "")
-    return phone, reason
+    """Clean phone cells: returns columns phone, extra (a second number in the same cell),
+    reason ('' when dialable or empty) and empty."""
+    cells = [_phone_cell(v) for v in raw.to_numpy(dtype=object)]
+    index = raw.index
+    return pd.DataFrame(
+        {
+            "phone": pd.Series([c[0] for c in cells], index=index, dtype=object),
+            "extra": pd.Series([c[1] for c in cells], index=index, dtype=object),
+            "reason": pd.Series([c[2] for c in cells], index=index, dtype=object),
+            "empty": _mask((c[3] for c in cells), index),
+        },
+        index=index,
+    )
 
 
 def format_phone(phone: str | None) -> str:
@@ -315,14 +435,27 @@ _EXCEL_EPOCH = pd.Timestamp("1899-12-30")
 def parse_dates(raw: pd.Series) -> tuple[pd.Series, pd.Series]:
     """Parse the date spellings of roster exports. Returns (datetime64 series, empty mask):
     2025-03-01, 2025/3/1, 2025.3.1, 2025年3月1日, 20250301, '2025-03-01 00:00:00', and Excel
-    serial numbers (45717)."""
-    s = clean_text(raw)
+    serial numbers (45717). A roster has few distinct dates: each is parsed once."""
+    values = raw.to_numpy(dtype=object)
+    codes, uniques = pd.factorize(values, use_na_sentinel=False)
+    parsed, empty = _parse_distinct_dates(pd.Series(uniques, dtype=object))
+    index = raw.index
+    return (
+        pd.Series(parsed.to_numpy()[codes], index=index, dtype="datetime64[us]"),
+        pd.Series(empty.to_numpy()[codes], index=index),
+    )
+
+
+def _parse_distinct_dates(raw: pd.Series) -> tuple[pd.Series, pd.Series]:
+    s = clean_text(raw).astype(str)
     empty = s == ""
     serial = s.str.fullmatch(r"\d{5}(?:\.0+)?")
     compact = s.str.fullmatch(r"\d{8}")
     text = s.str.replace(r"[年月/.]", "-", regex=True).str.replace("日", "", regex=False)
     text = text.str.split(r"[ T]", n=1, regex=True).str[0]
-    parsed = pd.to_datetime(text.where(~serial & ~compact, ""), format="%Y-%m-%d", errors="coerce")
+    parsed = pd.to_datetime(text.where(~serial & ~compact, ""), format="%Y-%m-%d", errors="coerce").astype(
+        "datetime64[us]"
+    )
     if compact.any():
         parsed[compact] = pd.to_datetime(s[compact], format="%Y%m%d", errors="coerce")
     if serial.any():
@@ -340,8 +473,7 @@ _SEX_VALUES = {"男": "M", "女": "F", "M": "M", "F": "F", "1": "M", "2": "F", "
 
 def parse_sex(raw: pd.Series) -> pd.Series:
     """'M' / 'F', '' when empty, '?' when unreadable."""
-    s = squeeze(raw).str.upper()
-    return s.map(lambda v: _SEX_VALUES.get(v, "?") if v else "")
+    return map_values(raw, lambda v: _SEX_VALUES.get(_squeeze_one(v).upper(), "?") if _squeeze_one(v) else "", few=True)
 
 
 # ---------------------------------------------------------------------------

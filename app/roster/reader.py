@@ -258,8 +258,11 @@ def _drop_blank(chunk: Chunk, original: pd.DataFrame | None = None) -> Chunk:
     """Drop blank lines and footer lines ("合计：1234人", "制表人：…") that fill one cell only.
     `original` is the chunk before merged cells were filled in, when there were any."""
     frame = chunk.frame if original is None else original
-    filled = frame.apply(lambda col: col.str.strip()) != ""
-    count = filled.sum(axis=1)
+    count = frame.ne("").sum(axis=1)
+    sparse = count <= 2  # only these can be blank or footer lines: look closer at them alone
+    if sparse.any():
+        count = count.copy()
+        count[sparse] = frame[sparse].apply(lambda col: col.str.strip()).ne("").sum(axis=1)
     blank = count == 0
     single = count == 1
     if single.any():

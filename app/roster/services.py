@@ -12,15 +12,20 @@ rows never travel through the ORM one by one.
 from __future__ import annotations
 
 import hashlib
+import itertools
 import logging
+import multiprocessing
 import uuid
-from collections.abc import Iterable
+from collections import deque
+from collections.abc import Iterable, Iterator
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from pathlib import Path
 
 import pandas as pd
 from sqlalchemy import (
+    case,
     Column,
     Date,
     Integer,
@@ -28,7 +33,6 @@ from sqlalchemy import (
     String,
     Table,
     delete,
-    except_,
     exists,
     false,
     func,
@@ -37,7 +41,6 @@ from sqlalchemy import (
     or_,
     select,
     true,
-    union,
     update,
 )
 from sqlalchemy.exc import IntegrityError
@@ -47,8 +50,8 @@ from app.bulk import bulk_load
 from app.models import AuditLog, County, ImportBatch, Institution, Resident, Team, resident_labels, utcnow
 from app.populations import sync_labels
 from app.roster.normalize import Vocabulary, infer_institution_type
-from app.roster.reader import RosterFileError, open_roster
-from app.roster.validate import Rejection, validate_frame
+from app.roster.reader import Chunk, RosterFileError, open_roster
+from app.roster.validate import Rejection, ValidatedChunk, validate_frame
 from app.spreadsheets import write_csv, write_xlsx
 
 log = logging.getLogger(__name__)
@@ -73,6 +76,7 @@ class ImportContext:
     user_id: int | None = None
     today: date | None = None
     chunk_rows: int = 100_000
+    workers: int = 2  # processes validating chunks of large files; 0 validates inline
 
 
 @dataclass
@@ -355,13 +359,23 @@ STAGE = Table(
     Column("doctor_name", String(50)),
     Column("contract_start", Date),
     Column("contract_end", Date),
+    Column("label_count", Integer),
     prefixes=["TEMPORARY"],
 )
 STAGE_LABELS = Table(
     "roster_stage_labels", _stage_meta, Column("seq", Integer), Column("label_id", Integer), prefixes=["TEMPORARY"]
 )
 STAGE_SEEN = Table("roster_stage_seen", _stage_meta, Column("id_hash", String(64)), prefixes=["TEMPORARY"])
-STAGE_TABLES = (STAGE, STAGE_LABELS, STAGE_SEEN)
+# staged rows that are residents already: which one, and whether anything changed
+MATCH = Table(
+    "roster_match",
+    _stage_meta,
+    Column("seq", Integer, primary_key=True),
+    Column("resident_id", Integer),
+    Column("changed", Integer),
+    prefixes=["TEMPORARY"],
+)
+STAGE_TABLES = (STAGE, STAGE_LABELS, STAGE_SEEN, MATCH)
 
 # Fields a roster row sets on the resident. Optional ones are only touched when the file
 # has the column, so a roster without addresses does not erase the addresses on record.
@@ -369,8 +383,18 @@ CORE_FIELDS = ("id_masked", "name", "sex", "birth_date", "phone", "team_id", "co
 OPTIONAL_FIELDS = {"phone2": ("phone", "phone2"), "address": ("address",), "doctor_name": ("doctor",)}
 
 
+# SQLite: a page cache large enough for the resident indexes while a big roster merges,
+# reset when the import ends (the connection goes back to the pool). Staging tables live in
+# memory (temp_store=MEMORY, set for every connection in create_app).
+SQLITE_IMPORT_PRAGMAS = ("PRAGMA cache_size=-524288",)
+SQLITE_DEFAULT_PRAGMAS = ("PRAGMA cache_size=-2000",)
+
+
 def _create_stage(session: Session) -> None:
     conn = session.connection()
+    if conn.dialect.name == "sqlite":
+        for pragma in SQLITE_IMPORT_PRAGMAS:
+            conn.exec_driver_sql(pragma)
     for table in STAGE_TABLES:
         table.drop(conn, checkfirst=True)
         table.create(conn)
@@ -380,6 +404,9 @@ def _drop_stage(session: Session) -> None:
     conn = session.connection()
     for table in STAGE_TABLES:
         table.drop(conn, checkfirst=True)
+    if conn.dialect.name == "sqlite":
+        for pragma in SQLITE_DEFAULT_PRAGMAS:
+            conn.exec_driver_sql(pragma)
 
 
 def _none_if_empty(value: str) -> str | None:
@@ -410,13 +437,8 @@ def _run(session: Session, path: Path, options: ImportOptions, ctx: ImportContex
     _create_stage(session)
 
     seq = 0
-    for chunk in source.chunks():
-        if chunk.frame.empty:  # only blank or footer lines
-            continue
+    for chunk, checked in _validated_chunks(source, ctx, today):
         result.read += len(chunk.frame)
-        checked = validate_frame(
-            chunk.frame, chunk.row_numbers, chunk.sheet, today=today, vocabulary=ctx.vocabulary, hash_key=ctx.hash_key
-        )
         result.rejections.extend(checked.rejections)
         result.rejected += checked.rejected_rows
         rows = checked.rows
@@ -471,12 +493,45 @@ def _run(session: Session, path: Path, options: ImportOptions, ctx: ImportContex
     conn = session.connection()
     conn.exec_driver_sql("CREATE INDEX ix_roster_stage_hash ON roster_stage (id_hash)")
     conn.exec_driver_sql("CREATE INDEX ix_roster_stage_labels_seq ON roster_stage_labels (seq)")
+    if conn.dialect.name == "postgresql":  # temporary tables have no statistics until analysed
+        conn.exec_driver_sql("ANALYZE roster_stage")
+        conn.exec_driver_sql("ANALYZE roster_stage_labels")
     result.rejected += _reject_duplicates(session, result.rejections)
     _merge(session, result, batch, options, source.fields, covered_institutions)
     _drop_stage(session)
     if result.read != result.imported + result.updated + result.unchanged + result.rejected:
         raise RuntimeError("import counts do not add up")  # a bug, never user input
     return result
+
+
+PARALLEL_MIN_ROWS = 20_000
+
+
+def _validated_chunks(source, ctx: ImportContext, today: date) -> Iterator[tuple[Chunk, ValidatedChunk]]:
+    """Validation is pure and CPU-bound; for a large file it runs in worker processes while
+    this process stages the chunks already validated (and reads the next ones)."""
+    chunks = (c for c in source.chunks() if not c.frame.empty)  # empty: only blank/footer lines
+    first = next(chunks, None)
+    if first is None:
+        return
+    args = {"today": today, "vocabulary": ctx.vocabulary, "hash_key": ctx.hash_key}
+    if ctx.workers <= 0 or len(first.frame) < min(PARALLEL_MIN_ROWS, ctx.chunk_rows):
+        for chunk in itertools.chain([first], chunks):
+            yield chunk, validate_frame(chunk.frame, chunk.row_numbers, chunk.sheet, **args)
+        return
+    # fork: the workers start at once and import nothing (spawn would re-run the caller's
+    # main script); they only compute, never touch the parent's database connections, and
+    # leave through os._exit, so nothing inherited is closed twice
+    with ProcessPoolExecutor(max_workers=ctx.workers, mp_context=multiprocessing.get_context("fork")) as pool:
+        pending: deque = deque()
+        for chunk in itertools.chain([first], chunks):
+            pending.append((chunk, pool.submit(validate_frame, chunk.frame, chunk.row_numbers, chunk.sheet, **args)))
+            if len(pending) > ctx.workers:
+                done, future = pending.popleft()
+                yield done, future.result()
+        while pending:
+            done, future = pending.popleft()
+            yield done, future.result()
 
 
 def _stage_rows(session: Session, rows: pd.DataFrame, seqs: range, sheet: str) -> None:
@@ -496,6 +551,7 @@ def _stage_rows(session: Session, rows: pd.DataFrame, seqs: range, sheet: str) -
         map(_none_if_empty, rows["doctor"].tolist()),
         rows["contract_start"].tolist(),
         rows["contract_end"].tolist(),
+        rows["label_codes"].map(len).tolist(),
     )
     bulk_load(session, "roster_stage", [c.name for c in STAGE.columns], data)
 
@@ -545,50 +601,117 @@ def _merge(
     fields: set[str],
     covered_institutions: set[int],
 ) -> None:
+    """Apply the staged rows. One pass finds the staged rows that are residents already and
+    whether each changed (a field, or its set of labels); everything after works from that."""
     residents = Resident.__table__
     now = utcnow()
     compared = list(CORE_FIELDS) + [f for f, needs in OPTIONAL_FIELDS.items() if any(n in fields for n in needs)]
-    matched = residents.c.id_hash == STAGE.c.id_hash
-    differs = or_(residents.c.active == false(), *[residents.c[f].is_distinct_from(STAGE.c[f]) for f in compared])
-
+    fields_differ = or_(residents.c.active == false(), *[residents.c[f].is_distinct_from(STAGE.c[f]) for f in compared])
+    # equal label sets: the same size, and every staged label is already there
+    rl = resident_labels.alias("rl")
+    current_count = select(func.count()).select_from(rl).where(rl.c.resident_id == residents.c.id).scalar_subquery()
+    missing_label = exists().where(
+        STAGE_LABELS.c.seq == STAGE.c.seq,
+        ~exists().where(rl.c.resident_id == residents.c.id, rl.c.label_id == STAGE_LABELS.c.label_id),
+    )
+    labels_differ = or_(current_count != STAGE.c.label_count, missing_label)
+    session.execute(
+        insert(MATCH).from_select(
+            ["seq", "resident_id", "changed"],
+            select(
+                STAGE.c.seq,
+                residents.c.id,
+                case((or_(fields_differ, labels_differ), 1), else_=0),
+            ).join(residents, residents.c.id_hash == STAGE.c.id_hash),
+        )
+    )
     staged_total = session.scalar(select(func.count()).select_from(STAGE))
-    existing = session.scalar(select(func.count()).select_from(STAGE).join(residents, matched))
-
-    # which existing residents change: a field, or their set of key-population labels
-    staged_pairs = (
-        select(residents.c.id.label("resident_id"), STAGE_LABELS.c.label_id)
-        .select_from(STAGE_LABELS)
-        .join(STAGE, STAGE.c.seq == STAGE_LABELS.c.seq)
-        .join(residents, matched)
-    )
-    current_pairs = (
-        select(resident_labels.c.resident_id, resident_labels.c.label_id)
-        .select_from(resident_labels)
-        .join(residents, residents.c.id == resident_labels.c.resident_id)
-        .join(STAGE, matched)
-    )
-    added = except_(staged_pairs, current_pairs).subquery()
-    removed = except_(current_pairs, staged_pairs).subquery()
-    field_changed = select(residents.c.id.label("resident_id")).join(STAGE, matched).where(differs)
-    changed = union(
-        field_changed, select(added.c.resident_id), select(removed.c.resident_id)
-    ).subquery()
-    result.updated = session.scalar(select(func.count()).select_from(changed))
+    existing, changed = session.execute(select(func.count(), func.coalesce(func.sum(MATCH.c.changed), 0))).one()
+    existing, changed = int(existing), int(changed)
     result.imported = staged_total - existing
+    result.updated = int(changed)
     result.unchanged = existing - result.updated
 
+    changed_ids = select(MATCH.c.resident_id).where(MATCH.c.changed == 1)
+    if result.updated:
+        session.execute(
+            update(residents)
+            .where(residents.c.id == MATCH.c.resident_id, MATCH.c.changed == 1, STAGE.c.seq == MATCH.c.seq)
+            .values({**{f: STAGE.c[f] for f in compared}, "active": true(), "updated_at": now})
+        )
+        # a changed resident's labels are replaced by the staged ones
+        session.execute(delete(resident_labels).where(resident_labels.c.resident_id.in_(changed_ids)))
+        session.execute(
+            insert(resident_labels).from_select(
+                ["resident_id", "label_id"],
+                select(MATCH.c.resident_id, STAGE_LABELS.c.label_id)
+                .join(STAGE_LABELS, STAGE_LABELS.c.seq == MATCH.c.seq)
+                .where(MATCH.c.changed == 1),
+            )
+        )
     if existing:
         session.execute(
             update(residents)
-            .where(matched, differs)
-            .values({**{f: STAGE.c[f] for f in compared}, "active": true(), "updated_at": now})
+            .where(residents.c.id.in_(select(MATCH.c.resident_id)))
+            .values(last_seen_batch_id=batch.id)
         )
 
+    if result.imported:
+        _insert_new_residents(session, batch, now)
+
+    if options.full and covered_institutions:
+        seen = or_(
+            exists().where(STAGE.c.id_hash == residents.c.id_hash),
+            exists().where(STAGE_SEEN.c.id_hash == residents.c.id_hash),
+        )
+        teams = select(Team.id).where(Team.institution_id.in_(sorted(covered_institutions)))
+        deactivated = session.execute(
+            update(residents)
+            .where(residents.c.active == true(), residents.c.team_id.in_(teams), ~seen)
+            .values(active=false(), updated_at=now)
+        )
+        result.deactivated = deactivated.rowcount
+    session.flush()
+
+
+NEW_IDS = Table(
+    "roster_new_ids",
+    _stage_meta,
+    Column("seq", Integer, primary_key=True),
+    Column("resident_id", Integer),
+    prefixes=["TEMPORARY"],
+)
+STAGE_TABLES = (*STAGE_TABLES, NEW_IDS)
+
+
+def _insert_new_residents(session: Session, batch: ImportBatch, now: datetime) -> None:
+    """New residents get ids numbered after the largest one, in the order of their ID hash:
+    the table and its unique hash index then both grow at their ends (a fresh city-scale
+    import would otherwise scatter writes over the whole index), and the labels go in by
+    those ids without looking each resident up again. The residents table is locked against
+    other writers meanwhile (PostgreSQL; SQLite has one writer anyway), and the id sequence
+    is moved past the new ids afterwards."""
+    residents = Resident.__table__
+    conn = session.connection()
+    postgres = conn.dialect.name == "postgresql"
+    if postgres:
+        conn.exec_driver_sql("LOCK TABLE residents IN SHARE ROW EXCLUSIVE MODE")
+    base = session.scalar(select(func.coalesce(func.max(residents.c.id), 0)))
+    is_new = ~exists().where(MATCH.c.seq == STAGE.c.seq)
+    session.execute(
+        insert(NEW_IDS).from_select(
+            ["seq", "resident_id"],
+            select(STAGE.c.seq, func.row_number().over(order_by=STAGE.c.id_hash) + base).where(is_new),
+        )
+    )
+    if postgres:
+        conn.exec_driver_sql("ANALYZE roster_new_ids")
     insert_cols = [*CORE_FIELDS, "phone2", "address", "doctor_name", "id_hash"]
     session.execute(
         insert(residents).from_select(
-            [*insert_cols, "active", "do_not_call", "first_seen_batch_id", "last_seen_batch_id", "created_at", "updated_at"],
+            ["id", *insert_cols, "active", "do_not_call", "first_seen_batch_id", "last_seen_batch_id", "created_at", "updated_at"],
             select(
+                NEW_IDS.c.resident_id,
                 *[STAGE.c[c] for c in insert_cols],
                 true(),
                 false(),
@@ -596,57 +719,20 @@ def _merge(
                 literal(batch.id),
                 literal(now),
                 literal(now),
-            ).where(~exists().where(matched)),
-        )
-    )
-
-    # labels: drop the pairs no longer in the roster, add the new ones
-    staged_resident_ids = select(residents.c.id).join(STAGE, matched)
-    pair_staged = (
-        select(1)
-        .select_from(STAGE_LABELS)
-        .join(STAGE, STAGE.c.seq == STAGE_LABELS.c.seq)
-        .join(residents, matched)
-        .where(
-            residents.c.id == resident_labels.c.resident_id,
-            STAGE_LABELS.c.label_id == resident_labels.c.label_id,
-        )
-    )
-    if existing:
-        session.execute(
-            delete(resident_labels).where(
-                resident_labels.c.resident_id.in_(staged_resident_ids), ~exists(pair_staged)
             )
+            .join(STAGE, STAGE.c.seq == NEW_IDS.c.seq)
+            .order_by(NEW_IDS.c.resident_id),
         )
-    rl = resident_labels.alias("rl")
+    )
     session.execute(
         insert(resident_labels).from_select(
             ["resident_id", "label_id"],
-            staged_pairs.where(
-                ~exists().where(rl.c.resident_id == residents.c.id, rl.c.label_id == STAGE_LABELS.c.label_id)
-            ),
+            select(NEW_IDS.c.resident_id, STAGE_LABELS.c.label_id)
+            .join(NEW_IDS, NEW_IDS.c.seq == STAGE_LABELS.c.seq)
+            .order_by(NEW_IDS.c.resident_id),
         )
     )
-
-    if existing:
-        session.execute(
-            update(residents)
-            .where(matched, residents.c.last_seen_batch_id.is_distinct_from(batch.id))
-            .values(last_seen_batch_id=batch.id)
+    if postgres:
+        conn.exec_driver_sql(
+            "SELECT setval(pg_get_serial_sequence('residents', 'id'), (SELECT max(id) FROM residents))"
         )
-
-    if options.full and covered_institutions:
-        seen = STAGE_SEEN.c.id_hash == residents.c.id_hash
-        teams = select(Team.id).where(Team.institution_id.in_(sorted(covered_institutions)))
-        deactivated = session.execute(
-            update(residents)
-            .where(
-                residents.c.active == true(),
-                residents.c.team_id.in_(teams),
-                ~exists().where(matched),
-                ~exists().where(seen),
-            )
-            .values(active=false(), updated_at=now)
-        )
-        result.deactivated = deactivated.rowcount
-    session.flush()

@@ -6,9 +6,11 @@ rejection is not imported; all of its problems are reported at once so one pass 
 """
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from datetime import date
 
+import numpy as np
 import pandas as pd
 
 from app.roster.normalize import (
@@ -16,7 +18,11 @@ from app.roster.normalize import (
     Vocabulary,
     clean_text,
     default_contract_end,
+    _clean_one,
+    _phone_cell,
+    _squeeze_one,
     hash_ids,
+    map_values,
     mask_id,
     mask_ids,
     normalize_phone_values,
@@ -27,6 +33,24 @@ from app.roster.normalize import (
 )
 
 EARLIEST_CONTRACT = pd.Timestamp("2010-01-01")
+_HAS_DIGIT = re.compile(r"\d")
+
+
+def _name_problem(name: str) -> str:
+    if not name:
+        return "姓名为空"
+    if len(name) > 50:
+        return "姓名超过50个字"
+    if _HAS_DIGIT.search(name):
+        return "姓名中含有数字"
+    return ""
+
+
+def _iso_dates(values: pd.Series) -> np.ndarray:
+    """datetime64 -> 'YYYY-MM-DD' strings; each distinct day formatted once."""
+    days = values.to_numpy(dtype="datetime64[D]")
+    codes, uniques = pd.factorize(days)
+    return np.asarray(np.datetime_as_string(np.asarray(uniques, dtype="datetime64[D]"), unit="D"), dtype=object)[codes]
 LONGEST_CONTRACT_YEARS = 5
 
 
@@ -123,18 +147,16 @@ def validate_frame(
     shown_id[bad_id] = squeeze(raw_id[bad_id]).map(mask_id)
     errors.add(bad_id, "id_number", shown_id, ids.reason)
     has_id = ids.id18 != ""
-    out["id_hash"] = ""
-    out.loc[has_id, "id_hash"] = hash_ids(hash_key, ids.id18[has_id])
-    out["id_masked"] = ""
-    out.loc[has_id, "id_masked"] = mask_ids(ids.id18[has_id])
+    valid_ids = ids.id18[has_id]
+    out["id_hash"] = hash_ids(hash_key, valid_ids).reindex(frame.index, fill_value="")
+    out["id_masked"] = mask_ids(valid_ids).reindex(frame.index, fill_value="")
     out["sex"] = ids.sex
     out["birth_date"] = ids.birth_date
 
     # Name
-    name = squeeze(column("name")).str.replace("•", "·")
-    errors.add(name == "", "name", name, "姓名为空")
-    errors.add(name.str.len() > 50, "name", name, "姓名超过50个字")
-    errors.add(name.str.contains(r"\d", regex=True), "name", name, "姓名中含有数字")
+    name = map_values(column("name"), lambda v: _squeeze_one(v).replace("•", "·"))
+    name_reason = map_values(name, _name_problem)
+    errors.add(name_reason != "", "name", name, name_reason)
     out["name"] = name
 
     # Sex and birth date columns, when present, must agree with the ID
@@ -165,16 +187,15 @@ def validate_frame(
     out["phone2"] = second.where(second != out["phone"], "")
 
     # Units
-    out["county"] = squeeze(column("county"))
-    out["institution"] = squeeze(column("institution"))
-    out["institution_code"] = squeeze(column("institution_code"))
-    out["team"] = squeeze(column("team"))
+    out["county"] = squeeze(column("county"), few=True)
+    out["institution"] = squeeze(column("institution"), few=True)
+    out["institution_code"] = squeeze(column("institution_code"), few=True)
+    out["team"] = squeeze(column("team"), few=True)
     errors.add(out["institution"] == "", "institution", out["institution"], "签约机构为空")
     errors.add(out["team"] == "", "team", out["team"], "签约团队为空")
-    out["doctor"] = squeeze(column("doctor"))
-    doctor_phone = normalize_phone_values(column("doctor_phone"))
-    out["doctor_phone"] = doctor_phone["phone"]
-    out["address"] = clean_text(column("address")).str.slice(0, 200)
+    out["doctor"] = squeeze(column("doctor"), few=True)
+    out["doctor_phone"] = map_values(column("doctor_phone"), lambda v: _phone_cell(v)[0], few=True)
+    out["address"] = map_values(column("address"), lambda v: _clean_one(v)[:200], few=True)
 
     # Contract dates
     start, start_empty = parse_dates(column("contract_start"))
@@ -205,7 +226,7 @@ def validate_frame(
     out["contract_end"] = end
 
     # Key populations, from the configured vocabulary only
-    raw_labels = clean_text(column("labels"))
+    raw_labels = clean_text(column("labels"), few=True)
     parsed = {cell: vocabulary.parse(cell) for cell in raw_labels.unique()}  # few distinct cells
     out["label_codes"] = raw_labels.map({cell: codes for cell, (codes, _) in parsed.items()}).astype(object)
     unknown = raw_labels.map({cell: "、".join(bad) for cell, (_, bad) in parsed.items()}).astype(object)
@@ -219,7 +240,7 @@ def validate_frame(
     bad = errors.bad
     accepted = out.loc[~bad, OUTPUT_COLUMNS].copy()
     for col in ("birth_date", "contract_start", "contract_end"):
-        accepted[col] = accepted[col].dt.strftime("%Y-%m-%d")
+        accepted[col] = _iso_dates(accepted[col])
     identified = out.loc[bad & has_id, ["id_hash", "county", "institution"]]
     return ValidatedChunk(
         rows=accepted,
