@@ -26,6 +26,9 @@ resident_labels = Table(
     Column("resident_id", Integer, ForeignKey("residents.id", ondelete="CASCADE"), primary_key=True),
     Column("label_id", Integer, ForeignKey("population_labels.id"), primary_key=True),
     Index("ix_resident_labels_label_id", "label_id"),
+    # SQLite: the primary key is the table (no separate rowid tree): one B-tree less to
+    # write for each of the millions of pairs a city roster brings
+    sqlite_with_rowid=False,
 )
 
 

@@ -161,7 +161,8 @@ def upgrade():
     sa.Column('label_id', sa.Integer(), nullable=False),
     sa.ForeignKeyConstraint(['label_id'], ['population_labels.id'], name=op.f('fk_resident_labels_label_id_population_labels')),
     sa.ForeignKeyConstraint(['resident_id'], ['residents.id'], name=op.f('fk_resident_labels_resident_id_residents'), ondelete='CASCADE'),
-    sa.PrimaryKeyConstraint('resident_id', 'label_id', name=op.f('pk_resident_labels'))
+    sa.PrimaryKeyConstraint('resident_id', 'label_id', name=op.f('pk_resident_labels')),
+    sqlite_with_rowid=False,
     )
     with op.batch_alter_table('resident_labels', schema=None) as batch_op:
         batch_op.create_index('ix_resident_labels_label_id', ['label_id'], unique=False)
