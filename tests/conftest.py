@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import re
 import uuid
+from contextlib import contextmanager
 from datetime import date
 from pathlib import Path
 
@@ -39,15 +40,24 @@ def _create_pg_database(url: str) -> tuple[str, callable]:
     return base.set(database=name).render_as_string(hide_password=False), drop
 
 
-@pytest.fixture(scope="session")
-def database_url(tmp_path_factory):
+@contextmanager
+def fresh_database(folder: Path):
+    """A new empty database: on the PostgreSQL server of TEST_DATABASE_URL, or a SQLite file."""
     url = os.environ.get("TEST_DATABASE_URL")
     if url and url.startswith("postgresql"):
         fresh, drop = _create_pg_database(url)
-        yield fresh
-        drop()
+        try:
+            yield fresh
+        finally:
+            drop()
     else:
-        yield f"sqlite:///{tmp_path_factory.mktemp('db') / 'test.db'}"
+        yield f"sqlite:///{folder / 'test.db'}"
+
+
+@pytest.fixture(scope="session")
+def database_url(tmp_path_factory):
+    with fresh_database(tmp_path_factory.mktemp("db")) as url:
+        yield url
 
 
 @pytest.fixture(scope="session")
@@ -155,6 +165,18 @@ def make_team(app):
         return obj
 
     return make
+
+
+@pytest.fixture
+def county(make_county):
+    return make_county("岳阳县", "430621")
+
+
+@pytest.fixture
+def team(county, make_team):
+    from tests.rosters import INSTITUTION, TEAM
+
+    return make_team(county, INSTITUTION, TEAM)
 
 
 @pytest.fixture

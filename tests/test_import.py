@@ -56,16 +56,6 @@ def ctx(app):
 
 
 @pytest.fixture
-def county(make_county):
-    return make_county("岳阳县", "430621")
-
-
-@pytest.fixture
-def team(county, make_team):
-    return make_team(county, INSTITUTION, TEAM)
-
-
-@pytest.fixture
 def other_team(county, team, make_team):
     return make_team(county, INSTITUTION, OTHER_TEAM)
 

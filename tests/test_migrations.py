@@ -1,6 +1,4 @@
 """The schema comes from Alembic revisions; they must build exactly what the models say."""
-import os
-
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
@@ -10,18 +8,13 @@ from sqlalchemy import inspect
 from app import create_app
 from app.config import ConfigError, load_config
 from app.extensions import db
-from tests.conftest import _create_pg_database
+from tests.conftest import fresh_database
 
 
 @pytest.fixture
 def fresh_url(tmp_path):
-    url = os.environ.get("TEST_DATABASE_URL")
-    if url and url.startswith("postgresql"):
-        fresh, drop = _create_pg_database(url)
-        yield fresh
-        drop()
-    else:
-        yield f"sqlite:///{tmp_path / 'migrated.db'}"
+    with fresh_database(tmp_path) as url:
+        yield url
 
 
 def test_upgrade_builds_the_models_schema_and_downgrade_removes_it(fresh_url, tmp_path):

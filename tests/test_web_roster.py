@@ -49,16 +49,6 @@ def batch_id_from(location: str) -> int:
 
 
 @pytest.fixture
-def county(make_county):
-    return make_county("岳阳县", "430621")
-
-
-@pytest.fixture
-def team(county, make_team):
-    return make_team(county, INSTITUTION, TEAM)
-
-
-@pytest.fixture
 def admin(client, make_user, login):
     user = make_user("cityadmin", "admin")
     login("cityadmin")
