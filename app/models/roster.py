@@ -10,6 +10,12 @@ from app.extensions import db
 from app.models.base import utcnow
 
 
+# Keyed hashes are compared byte for byte: PostgreSQL's "C" collation makes every index
+# insert, sort and join on them a memcmp instead of a locale comparison (SQLite compares
+# bytes already).
+HASH_TYPE = String(64).with_variant(String(64, collation="C"), "postgresql")
+
+
 class PopulationLabel(db.Model):
     """One key population (重点人群); the vocabulary itself lives in populations.json."""
 
@@ -40,7 +46,7 @@ class Resident(db.Model):
     __table_args__ = (Index("ix_residents_team_id_active", "team_id", "active"),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    id_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    id_hash: Mapped[str] = mapped_column(HASH_TYPE, unique=True)
     id_masked: Mapped[str] = mapped_column(String(18))
     name: Mapped[str] = mapped_column(String(50))
     sex: Mapped[str] = mapped_column(String(1))  # "M" / "F", from the ID number

@@ -48,6 +48,7 @@ from sqlalchemy.orm import Session
 
 from app.bulk import bulk_load
 from app.models import AuditLog, County, ImportBatch, Institution, Resident, Team, resident_labels, utcnow
+from app.models.roster import HASH_TYPE
 from app.populations import sync_labels
 from app.roster.normalize import Vocabulary, infer_institution_type
 from app.roster.reader import Chunk, RosterFileError, open_roster
@@ -347,7 +348,7 @@ STAGE = Table(
     Column("seq", Integer, primary_key=True),
     Column("sheet", String(100)),
     Column("row_no", Integer),
-    Column("id_hash", String(64)),
+    Column("id_hash", HASH_TYPE),
     Column("id_masked", String(18)),
     Column("name", String(50)),
     Column("sex", String(1)),
@@ -365,7 +366,7 @@ STAGE = Table(
 STAGE_LABELS = Table(
     "roster_stage_labels", _stage_meta, Column("seq", Integer), Column("label_id", Integer), prefixes=["TEMPORARY"]
 )
-STAGE_SEEN = Table("roster_stage_seen", _stage_meta, Column("id_hash", String(64)), prefixes=["TEMPORARY"])
+STAGE_SEEN = Table("roster_stage_seen", _stage_meta, Column("id_hash", HASH_TYPE), prefixes=["TEMPORARY"])
 # staged rows that are residents already: which one, and whether anything changed
 MATCH = Table(
     "roster_match",

@@ -129,7 +129,7 @@ def upgrade():
 
     op.create_table('residents',
     sa.Column('id', sa.Integer(), nullable=False),
-    sa.Column('id_hash', sa.String(length=64), nullable=False),
+    sa.Column('id_hash', sa.String(length=64).with_variant(sa.String(length=64, collation='C'), 'postgresql'), nullable=False),
     sa.Column('id_masked', sa.String(length=18), nullable=False),
     sa.Column('name', sa.String(length=50), nullable=False),
     sa.Column('sex', sa.String(length=1), nullable=False),
