@@ -43,7 +43,11 @@ class Resident(db.Model):
     (to recognise the same person across imports) and a masked form for display."""
 
     __tablename__ = "residents"
-    __table_args__ = (Index("ix_residents_team_id_active", "team_id", "active"),)
+    __table_args__ = (
+        Index("ix_residents_team_id_active", "team_id", "active"),
+        # room in every page for the next import's last_seen stamp: HOT updates on PostgreSQL
+        {"postgresql_with": {"fillfactor": 85}},
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     id_hash: Mapped[str] = mapped_column(HASH_TYPE, unique=True)
@@ -60,8 +64,11 @@ class Resident(db.Model):
     contract_end: Mapped[date]
     active: Mapped[bool] = mapped_column(default=True)
     do_not_call: Mapped[bool] = mapped_column(default=False)
-    first_seen_batch_id: Mapped[int | None] = mapped_column(ForeignKey("import_batches.id"))
-    last_seen_batch_id: Mapped[int | None] = mapped_column(ForeignKey("import_batches.id"))
+    # Import batches that first and last contained this resident. Plain integers, not foreign
+    # keys: batches are never deleted, and on PostgreSQL a foreign key here costs a trigger
+    # call per resident on every import (the last_seen stamp touches every row of a roster).
+    first_seen_batch_id: Mapped[int | None]
+    last_seen_batch_id: Mapped[int | None]
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)
 

@@ -634,6 +634,8 @@ def _merge(
             ).join(residents, residents.c.id_hash == STAGE.c.id_hash),
         )
     )
+    if session.connection().dialect.name == "postgresql":
+        session.connection().exec_driver_sql("ANALYZE roster_match")
     staged_total = session.scalar(select(func.count()).select_from(STAGE))
     existing, changed = session.execute(select(func.count(), func.coalesce(func.sum(MATCH.c.changed), 0))).one()
     existing, changed = int(existing), int(changed)

@@ -147,11 +147,10 @@ def upgrade():
     sa.Column('last_seen_batch_id', sa.Integer(), nullable=True),
     sa.Column('created_at', sa.DateTime(), nullable=False),
     sa.Column('updated_at', sa.DateTime(), nullable=False),
-    sa.ForeignKeyConstraint(['first_seen_batch_id'], ['import_batches.id'], name=op.f('fk_residents_first_seen_batch_id_import_batches')),
-    sa.ForeignKeyConstraint(['last_seen_batch_id'], ['import_batches.id'], name=op.f('fk_residents_last_seen_batch_id_import_batches')),
     sa.ForeignKeyConstraint(['team_id'], ['teams.id'], name=op.f('fk_residents_team_id_teams')),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_residents')),
-    sa.UniqueConstraint('id_hash', name=op.f('uq_residents_id_hash'))
+    sa.UniqueConstraint('id_hash', name=op.f('uq_residents_id_hash')),
+    postgresql_with={'fillfactor': 85},
     )
     with op.batch_alter_table('residents', schema=None) as batch_op:
         batch_op.create_index('ix_residents_team_id_active', ['team_id', 'active'], unique=False)
