@@ -329,7 +329,6 @@ def mask_ids(ids: pd.Series) -> pd.Series:
 # ---------------------------------------------------------------------------
 
 MOBILE_RE = r"1[3-9]\d{9}"
-LANDLINE_RE = r"0\d{9,11}"
 
 
 _PHONE_SPLIT = re.compile(r"\s*[/,，;；、|]\s*")
@@ -553,6 +552,3 @@ def default_contract_end(start: pd.Series) -> pd.Series:
     """A family-doctor contract runs one year unless the roster says otherwise."""
     return start + pd.DateOffset(years=1) - pd.Timedelta(days=1)
 
-
-def age_on(birth: date, today: date) -> int:
-    return today.year - birth.year - ((today.month, today.day) < (birth.month, birth.day))
