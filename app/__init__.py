@@ -37,6 +37,9 @@ def create_app(config: dict | None = None) -> Flask:
     from app.roster import routes as _roster_routes  # noqa: F401
     from app.auth.cli import users_cli
     from app.demo.cli import demo_cli
+    from app.draws import bp as draws_bp
+    from app.draws import routes as _draw_routes  # noqa: F401
+    from app.draws.cli import draw_cli, export_cli
     from app.org import bp as org_bp
     from app.roster import bp as roster_bp
     from app.roster.cli import roster_cli
@@ -45,9 +48,12 @@ def create_app(config: dict | None = None) -> Flask:
     app.register_blueprint(auth_bp)
     app.register_blueprint(roster_bp)
     app.register_blueprint(org_bp)
+    app.register_blueprint(draws_bp)
     app.cli.add_command(roster_cli)
     app.cli.add_command(users_cli)
     app.cli.add_command(demo_cli)
+    app.cli.add_command(draw_cli)
+    app.cli.add_command(export_cli)
     _register_error_pages(app)
     _security_headers(app)
     if not app.debug and not app.testing:
@@ -75,7 +81,10 @@ def _configure_sqlite(engine) -> None:
 
     @event.listens_for(engine, "begin")
     def _on_begin(conn):
-        conn.exec_driver_sql("BEGIN")
+        # BEGIN IMMEDIATE takes the write lock at once (see app/locks.py), so a transaction
+        # that must not interleave with another writer waits its turn instead of failing
+        immediate = conn.get_execution_options().get("sqlite_immediate")
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
 
 
 def _register_error_pages(app: Flask) -> None:

@@ -50,9 +50,29 @@ def load_config(overrides: dict | None = None) -> dict:
         "SQLALCHEMY_ENGINE_OPTIONS": {"pool_pre_ping": True},
         "IMPORT_CHUNK_ROWS": int(env.get("IMPORT_CHUNK_ROWS", "100000")),
         "IMPORT_WORKERS": int(env.get("IMPORT_WORKERS", "2")),
+        # the monthly draw
+        "DRAW_SAMPLE_SIZE": int(env.get("DRAW_SAMPLE_SIZE", "10")),
+        "DRAW_BACKUP_SIZE": int(env.get("DRAW_BACKUP_SIZE", "10")),
+        "DRAW_EXCLUSION_MONTHS": int(env.get("DRAW_EXCLUSION_MONTHS", "6")),
+        "DRAW_KEY_POPULATION_MIN_SHARE": float(env["DRAW_KEY_POPULATION_MIN_SHARE"])
+        if env.get("DRAW_KEY_POPULATION_MIN_SHARE")
+        else None,
+        "QUESTIONNAIRE_VERSION": env.get("QUESTIONNAIRE_VERSION", "v1"),
+        # the scheduler (crontab fields, Asia/Shanghai)
+        "DRAW_CRON": env.get("DRAW_CRON", "0 2 1 * *"),
+        "CLOSE_CRON": env.get("CLOSE_CRON", "59 23 last * *"),
+        "CATCH_UP_MINUTES": int(env.get("CATCH_UP_MINUTES", "30")),
+        "SCHEDULER_IN_WEB": _bool(env.get("SCHEDULER_IN_WEB")),
     }
     if overrides:
         cfg.update(overrides)
+    if cfg["DRAW_SAMPLE_SIZE"] < 10:
+        raise ConfigError("DRAW_SAMPLE_SIZE 不能小于10：每个机构每月至少抽取10名签约居民。")
+    if cfg["DRAW_BACKUP_SIZE"] < 0 or cfg["DRAW_EXCLUSION_MONTHS"] < 0:
+        raise ConfigError("DRAW_BACKUP_SIZE 和 DRAW_EXCLUSION_MONTHS 不能为负数。")
+    share = cfg["DRAW_KEY_POPULATION_MIN_SHARE"]
+    if share is not None and not 0 < share <= 1:
+        raise ConfigError("DRAW_KEY_POPULATION_MIN_SHARE 应在0到1之间（例如0.5）。")
     if cfg["APP_ENV"] == "production":
         missing = [
             key

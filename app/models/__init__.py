@@ -4,8 +4,26 @@ from app.models.auth import ROLES, User
 from app.models.base import utcnow
 from app.models.org import INSTITUTION_TYPES, County, Institution, Team
 from app.models.roster import ImportBatch, PopulationLabel, Resident, resident_labels
+from app.models.survey import (
+    CASE_KINDS,
+    CASE_STATUSES,
+    OUTCOME_COMPLETE,
+    OUTCOME_OPEN_AT_CLOSE,
+    Case,
+    Round,
+    RoundInstitution,
+    SchedulerRun,
+)
 
 __all__ = [
+    "CASE_KINDS",
+    "CASE_STATUSES",
+    "Case",
+    "OUTCOME_COMPLETE",
+    "OUTCOME_OPEN_AT_CLOSE",
+    "Round",
+    "RoundInstitution",
+    "SchedulerRun",
     "AuditLog",
     "County",
     "INSTITUTION_TYPES",

@@ -1,0 +1,746 @@
+"""The monthly draw, its verification, redraw and the month-end close.
+
+Services take the session and the clock (``now``, an aware datetime) as arguments and leave
+commits to the caller, except the per-county loop of ``draw_month``, which is the unit of
+work of the CLI and the scheduler: each county is drawn in its own locked transaction.
+"""
+from __future__ import annotations
+
+import json
+import secrets
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import date, datetime, timezone
+from zoneinfo import ZoneInfo
+
+import numpy as np
+from sqlalchemy import and_, case, delete, func, insert, not_, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from app import locks
+from app.draws.sampler import (
+    ALGORITHM,
+    DrawParams,
+    derive_seed,
+    draw_institution,
+    eligible_hash,
+    pack_eligible,
+    unpack_eligible,
+)
+from app.models import (
+    OUTCOME_COMPLETE,
+    OUTCOME_OPEN_AT_CLOSE,
+    AuditLog,
+    Case,
+    County,
+    Institution,
+    PopulationLabel,
+    Resident,
+    Round,
+    RoundInstitution,
+    Team,
+    resident_labels,
+)
+
+TZ = ZoneInfo("Asia/Shanghai")
+SNAPSHOT_CHUNK = 500
+
+
+class DrawError(Exception):
+    """A draw request that cannot be carried out; the message is for users (Chinese)."""
+
+
+@dataclass(frozen=True)
+class DrawSettings:
+    sample_size: int = 10
+    backup_size: int = 10
+    exclusion_months: int = 6
+    key_min_share: float | None = None
+    questionnaire_version: str = "v1"
+    general_code: str = "general"
+
+    @classmethod
+    def from_config(cls, config: dict, general_code: str = "general", **overrides) -> DrawSettings:
+        values = {
+            "sample_size": config["DRAW_SAMPLE_SIZE"],
+            "backup_size": config["DRAW_BACKUP_SIZE"],
+            "exclusion_months": config["DRAW_EXCLUSION_MONTHS"],
+            "key_min_share": config["DRAW_KEY_POPULATION_MIN_SHARE"],
+            "questionnaire_version": config["QUESTIONNAIRE_VERSION"],
+            "general_code": general_code,
+        }
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        if values["sample_size"] < 10:
+            raise DrawError("每个机构的主样本量不能少于10。")
+        if values["backup_size"] < 0:
+            raise DrawError("备用样本量不能为负数。")
+        return cls(**values)
+
+    @property
+    def params(self) -> DrawParams:
+        return DrawParams(self.sample_size, self.backup_size, self.key_min_share)
+
+
+@dataclass
+class UnitReport:
+    institution: str
+    eligible: int
+    primaries: int
+    backups: int
+    shortfall: int
+    reason: str | None
+
+
+@dataclass
+class DrawOutcome:
+    county: str
+    month: str
+    status: str  # drawn / exists / skipped / failed
+    message: str
+    round_id: int | None = None
+    units: list[UnitReport] = field(default_factory=list)
+    files: list[str] = field(default_factory=list)
+
+    @property
+    def shortfalls(self) -> list[UnitReport]:
+        return [u for u in self.units if u.reason]
+
+
+# ---------------------------------------------------------------------------
+# Months and the clock
+# ---------------------------------------------------------------------------
+
+
+def parse_month(text: str | None) -> str:
+    value = (text or "").strip()
+    try:
+        parsed = datetime.strptime(value, "%Y-%m")
+    except ValueError:
+        raise DrawError(f"月份格式应为 YYYY-MM（例如 2026-11），收到：{value or '空'}") from None
+    return parsed.strftime("%Y-%m")
+
+
+def month_of(day: date) -> str:
+    return f"{day.year:04d}-{day.month:02d}"
+
+
+def month_start(month: str) -> date:
+    return date(int(month[:4]), int(month[5:7]), 1)
+
+
+def shift_month(month: str, delta: int) -> str:
+    index = int(month[:4]) * 12 + int(month[5:7]) - 1 + delta
+    return f"{index // 12:04d}-{index % 12 + 1:02d}"
+
+
+def local_date(now: datetime) -> date:
+    return now.astimezone(TZ).date()
+
+
+def naive_utc(now: datetime) -> datetime:
+    return now.astimezone(timezone.utc).replace(tzinfo=None)
+
+
+def draw_date_for(month: str, now: datetime) -> date:
+    """The date eligibility is judged on: today for the current month, the 1st for next month.
+    Past months cannot be drawn (their calls could no longer be made)."""
+    today = local_date(now)
+    current = month_of(today)
+    if month < current:
+        raise DrawError(f"{month} 已经结束，不能再为它抽样。")
+    if month > shift_month(current, 1):
+        raise DrawError(f"最多只能提前为下个月（{shift_month(current, 1)}）抽样。")
+    return today if month == current else month_start(month)
+
+
+def age_on(birth: date, day: date) -> int:
+    return day.year - birth.year - ((day.month, day.day) < (birth.month, birth.day))
+
+
+# ---------------------------------------------------------------------------
+# Eligibility
+# ---------------------------------------------------------------------------
+
+
+@dataclass
+class Eligible:
+    resident_ids: np.ndarray
+    team_ids: np.ndarray
+    institution_ids: np.ndarray
+    key_flags: np.ndarray
+
+
+def _in_contract(day: date):
+    return and_(Resident.contract_start <= day, Resident.contract_end >= day)
+
+
+def recently_completed(session: Session, month: str, exclusion_months: int) -> np.ndarray:
+    """Residents with a completed interview in the exclusion window (the months before)."""
+    if exclusion_months <= 0:
+        return np.empty(0, dtype=np.int64)
+    ids = session.scalars(
+        select(Case.resident_id)
+        .join(Round, Round.id == Case.round_id)
+        .where(
+            Case.outcome == OUTCOME_COMPLETE,
+            Round.month >= shift_month(month, -exclusion_months),
+            Round.month < month,
+        )
+    ).all()
+    return np.unique(np.asarray(ids, dtype=np.int64))
+
+
+def key_label_ids(session: Session, general_code: str) -> list[int]:
+    return list(session.scalars(select(PopulationLabel.id).where(PopulationLabel.code != general_code)))
+
+
+def load_eligible(
+    session: Session, county_id: int, day: date, excluded: np.ndarray, key_labels: list[int] | None
+) -> Eligible:
+    """The county's eligible residents: active, contract in force on ``day``, a phone, not
+    do-not-call, not in ``excluded``. Key-population flags only when ``key_labels`` is given."""
+    stmt = (
+        select(Resident.id, Resident.team_id, Team.institution_id)
+        .join(Team, Team.id == Resident.team_id)
+        .join(Institution, Institution.id == Team.institution_id)
+        .where(
+            Institution.county_id == county_id,
+            Resident.active.is_(True),
+            Resident.do_not_call.is_(False),
+            _in_contract(day),
+            Resident.phone != "",
+        )
+    )
+    rows = session.execute(stmt).all()
+    data = np.array(rows, dtype=np.int64).reshape(-1, 3)
+    keep = ~np.isin(data[:, 0], excluded) if len(excluded) else np.ones(len(data), dtype=bool)
+    data = data[keep]
+    flags = np.zeros(len(data), dtype=bool)
+    if key_labels and len(data):
+        labelled = session.scalars(
+            select(resident_labels.c.resident_id)
+            .join(Team, Team.id == Resident.team_id)
+            .join(Institution, Institution.id == Team.institution_id)
+            .where(
+                resident_labels.c.resident_id == Resident.id,
+                resident_labels.c.label_id.in_(key_labels),
+                Institution.county_id == county_id,
+            )
+            .distinct()
+        ).all()
+        flags = np.isin(data[:, 0], np.asarray(labelled, dtype=np.int64))
+    return Eligible(data[:, 0].copy(), data[:, 1].copy(), data[:, 2].copy(), flags)
+
+
+EXCLUSION_REASONS = (
+    ("inactive", "已停用"),
+    ("contract", "不在签约期"),
+    ("phone", "无可拨打电话"),
+    ("dnc", "拒绝回访"),
+    ("recent", "近{months}个月已完成调查"),
+)
+
+
+def exclusion_breakdown(
+    session: Session, institution_ids: list[int], day: date, excluded: np.ndarray
+) -> dict[int, dict[str, int]]:
+    """Per institution: how many residents each rule excluded (the first rule that applies),
+    so a shortfall's reason adds up to the roster count."""
+    if not institution_ids:
+        return {}
+    recent = Resident.id.in_([int(i) for i in excluded]) if len(excluded) else None
+    whens = [
+        (Resident.active.is_(False), "inactive"),
+        (not_(_in_contract(day)), "contract"),
+        (Resident.phone == "", "phone"),
+        (Resident.do_not_call.is_(True), "dnc"),
+    ]
+    if recent is not None:
+        whens.append((recent, "recent"))
+    reason = case(*whens, else_="eligible")
+    rows = session.execute(
+        select(Team.institution_id, reason, func.count())
+        .join(Team, Team.id == Resident.team_id)
+        .where(Team.institution_id.in_(institution_ids))
+        .group_by(Team.institution_id, reason)
+    ).all()
+    result: dict[int, dict[str, int]] = defaultdict(dict)
+    for inst_id, why, count in rows:
+        result[inst_id][why] = count
+    return result
+
+
+def shortfall_reason(
+    eligible: int, target: int, backups: int, backup_target: int, breakdown: dict[str, int], months: int
+) -> str | None:
+    if eligible >= target and backups >= backup_target:
+        return None
+    total = sum(breakdown.values())
+    if total == 0:
+        return "名册中没有该机构的签约居民。"
+    parts = [
+        f"{label.format(months=months)} {breakdown[code]}"
+        for code, label in EXCLUSION_REASONS
+        if breakdown.get(code)
+    ]
+    detail = f"（名册 {total} 人" + ("，其中" + "、".join(parts) if parts else "") + "）"
+    if eligible == 0:
+        return "没有符合条件的居民" + detail + "。"
+    if eligible < target:
+        return f"符合条件的居民仅 {eligible} 人，少于主样本量 {target}，已全部抽取" + detail + "。"
+    return f"备用样本仅 {backups} 人（设定 {backup_target} 人）" + detail + "。"
+
+
+# ---------------------------------------------------------------------------
+# The draw
+# ---------------------------------------------------------------------------
+
+
+def find_round(session: Session, county_id: int, month: str) -> Round | None:
+    return session.scalar(select(Round).where(Round.county_id == county_id, Round.month == month))
+
+
+def _snapshots(session: Session, resident_ids: list[int], day: date, general_code: str) -> dict[int, dict]:
+    snaps: dict[int, dict] = {}
+    for start in range(0, len(resident_ids), SNAPSHOT_CHUNK):
+        chunk = resident_ids[start : start + SNAPSHOT_CHUNK]
+        rows = session.execute(
+            select(Resident, Team.name, Team.leader_doctor, Institution.name)
+            .join(Team, Team.id == Resident.team_id)
+            .join(Institution, Institution.id == Team.institution_id)
+            .where(Resident.id.in_(chunk))
+        ).all()
+        labels: dict[int, list[tuple[str, str]]] = defaultdict(list)
+        for rid, code, name in session.execute(
+            select(resident_labels.c.resident_id, PopulationLabel.code, PopulationLabel.name)
+            .join(PopulationLabel, PopulationLabel.id == resident_labels.c.label_id)
+            .where(resident_labels.c.resident_id.in_(chunk))
+            .order_by(resident_labels.c.resident_id, PopulationLabel.id)
+        ):
+            labels[rid].append((code, name))
+        for res, team_name, leader, inst_name in rows:
+            own = labels.get(res.id, [])
+            snaps[res.id] = {
+                "name": res.name,
+                "sex": res.sex,
+                "birth_date": res.birth_date,
+                "age": age_on(res.birth_date, day),
+                "phone": res.phone,
+                "phone2": res.phone2,
+                "institution_name": inst_name,
+                "team_name": team_name,
+                "doctor_name": res.doctor_name or leader,
+                "population_labels": "、".join(name for _, name in own),
+                "key_population": any(code != general_code for code, _ in own),
+                "contract_start": res.contract_start,
+                "contract_end": res.contract_end,
+            }
+    return snaps
+
+
+@dataclass
+class _Inputs:
+    eligible: Eligible
+    excluded: np.ndarray
+    keyed: bool
+
+
+def _inputs(session: Session, county: County, month: str, day: date, settings: DrawSettings) -> _Inputs:
+    excluded = recently_completed(session, month, settings.exclusion_months)
+    keys = key_label_ids(session, settings.general_code) if settings.key_min_share else None
+    return _Inputs(load_eligible(session, county.id, day, excluded, keys), excluded, bool(keys))
+
+
+def _run_draw(
+    session: Session,
+    round_: Round,
+    county: County,
+    settings: DrawSettings,
+    now: datetime,
+    inputs: _Inputs,
+) -> list[UnitReport]:
+    """Compute and store the draw of ``round_`` (whose inputs are set); returns the units."""
+    day = round_.draw_date
+    eligible, excluded, keys = inputs.eligible, inputs.excluded, inputs.keyed
+    seed = int(round_.seed, 16)
+    params = settings.params
+    institutions = session.execute(
+        select(Institution.id, Institution.name).where(Institution.county_id == county.id).order_by(Institution.name)
+    ).all()
+
+    order = np.argsort(eligible.institution_ids, kind="stable")
+    inst_sorted = eligible.institution_ids[order]
+    draws = {}
+    for inst_id, _name in institutions:
+        lo, hi = np.searchsorted(inst_sorted, [inst_id, inst_id + 1])
+        rows = order[lo:hi]
+        ids, teams, flags = eligible.resident_ids[rows], eligible.team_ids[rows], eligible.key_flags[rows]
+        draws[inst_id] = (draw_institution(seed, ids, teams, flags if keys else None, params), ids, teams, flags)
+
+    short_ids = [
+        i for i, (d, *_rest) in draws.items() if d.primaries < params.sample_size or d.backups < params.backup_size
+    ]
+    breakdown = exclusion_breakdown(session, short_ids, day, excluded)
+    picked = [p.resident_id for d, *_rest in draws.values() for p in d.picks]
+    snaps = _snapshots(session, picked, day, settings.general_code)
+    drawn_at = naive_utc(now)
+
+    units: list[UnitReport] = []
+    unit_rows, case_rows = [], []
+    for inst_id, name in institutions:
+        result, ids, teams, flags = draws[inst_id]
+        reason = None
+        if inst_id in breakdown or inst_id in short_ids:
+            reason = shortfall_reason(
+                result.eligible_count,
+                params.sample_size,
+                result.backups,
+                params.backup_size,
+                breakdown.get(inst_id, {}),
+                settings.exclusion_months,
+            )
+        units.append(UnitReport(name, result.eligible_count, result.primaries, result.backups, result.shortfall, reason))
+        unit_rows.append(
+            {
+                "round_id": round_.id,
+                "institution_id": inst_id,
+                "institution_name": name,
+                "teams": result.teams,
+                "eligible_count": result.eligible_count,
+                "eligible_hash": eligible_hash(ids),
+                "eligible_data": pack_eligible(ids, teams, flags),
+                "primaries": result.primaries,
+                "backups": result.backups,
+                "shortfall": result.shortfall,
+                "shortfall_reason": reason,
+            }
+        )
+        for pick in result.picks:
+            case_rows.append(
+                {
+                    "round_id": round_.id,
+                    "institution_id": inst_id,
+                    "team_id": pick.team_id,
+                    "resident_id": pick.resident_id,
+                    "kind": pick.kind,
+                    "position": pick.position,
+                    "status": "queued" if pick.kind == "primary" else "reserve",
+                    "attempt_count": 0,
+                    "activated_at": drawn_at if pick.kind == "primary" else None,
+                    **snaps[pick.resident_id],
+                }
+            )
+    if unit_rows:
+        session.execute(insert(RoundInstitution), unit_rows)
+    if case_rows:
+        session.execute(insert(Case), case_rows)
+
+    round_.eligible_count = int(len(eligible.resident_ids))
+    round_.eligible_hash = eligible_hash(eligible.resident_ids)
+    round_.institutions = len(institutions)
+    round_.primaries = sum(u.primaries for u in units)
+    round_.backups = sum(u.backups for u in units)
+    round_.shortfall_institutions = sum(1 for u in units if u.shortfall)
+    session.flush()
+    return units
+
+
+def _new_round(county: County, month: str, day: date, settings: DrawSettings, salt: str) -> Round:
+    return Round(
+        county_id=county.id,
+        month=month,
+        status="open",
+        algorithm=ALGORITHM,
+        county_code=county.code,
+        salt=salt,
+        seed=f"{derive_seed(county.code, month, salt):016x}",
+        draw_date=day,
+        sample_size=settings.sample_size,
+        backup_size=settings.backup_size,
+        exclusion_months=settings.exclusion_months,
+        key_population_min_share=settings.key_min_share,
+        questionnaire_version=settings.questionnaire_version,
+        eligible_count=0,
+        eligible_hash="",
+        institutions=0,
+        primaries=0,
+        backups=0,
+        shortfall_institutions=0,
+    )
+
+
+def _describe(units: list[UnitReport]) -> str:
+    short = sum(1 for u in units if u.shortfall)
+    return (
+        f"机构 {len(units)} 个，主样本 {sum(u.primaries for u in units)}，"
+        f"备用样本 {sum(u.backups for u in units)}，样本不足机构 {short} 个"
+    )
+
+
+def draw_county(
+    session: Session,
+    county: County,
+    month: str,
+    *,
+    now: datetime,
+    settings: DrawSettings,
+    actor: str,
+    user_id: int | None = None,
+    salt: str | None = None,
+) -> DrawOutcome:
+    """Draw one county's month inside the caller's transaction, which must hold the county's
+    draw lock (``locks.begin_locked(session, locks.DRAW, county.id)``)."""
+    day = draw_date_for(month, now)
+    existing = find_round(session, county.id, month)
+    if existing is not None:
+        when = existing.drawn_at.replace(tzinfo=timezone.utc).astimezone(TZ).strftime("%Y-%m-%d %H:%M")
+        return DrawOutcome(
+            county.name, month, "exists",
+            f"{county.name} {month} 已于 {when} 抽样（{existing.triggered_by}），本次未重复抽样。",
+            round_id=existing.id,
+        )
+    inputs = _inputs(session, county, month, day, settings)
+    if len(inputs.eligible.resident_ids) == 0:
+        # no round yet: when the county's roster arrives, the next catch-up draws it
+        return DrawOutcome(
+            county.name, month, "skipped", f"{county.name} {month}：没有符合条件的签约居民，未建立本月抽样。"
+        )
+    round_ = _new_round(county, month, day, settings, salt or secrets.token_hex(8))
+    round_.triggered_by, round_.triggered_by_id, round_.drawn_at = actor, user_id, naive_utc(now)
+    session.add(round_)
+    session.flush()  # the unique (county, month) constraint answers here if another process won
+    units = _run_draw(session, round_, county, settings, now, inputs)
+    session.add(
+        AuditLog(
+            actor=actor, user_id=user_id, action="draw", target=f"{county.name} {month}",
+            detail=json.dumps({"round_id": round_.id, "seed": round_.seed, "salt": round_.salt,
+                               "eligible": round_.eligible_count, "eligible_hash": round_.eligible_hash},
+                              ensure_ascii=False),
+        )
+    )
+    session.flush()
+    return DrawOutcome(county.name, month, "drawn", f"{county.name} {month}：已抽样。" + _describe(units),
+                       round_id=round_.id, units=units)
+
+
+def counties_for(session: Session, names: list[str] | None = None) -> list[County]:
+    stmt = select(County).order_by(County.code)
+    counties = list(session.scalars(stmt))
+    if names:
+        by_name = {c.name: c for c in counties}
+        missing = [n for n in names if n not in by_name]
+        if missing:
+            raise DrawError("找不到县市区：" + "、".join(missing))
+        counties = [by_name[n] for n in names]
+    return counties
+
+
+def draw_month(
+    session: Session,
+    month: str,
+    *,
+    now: datetime,
+    settings: DrawSettings,
+    actor: str,
+    user_id: int | None = None,
+    county_ids: list[int] | None = None,
+    after_draw=None,
+) -> list[DrawOutcome]:
+    """Draw every county (or the given ones), each in its own locked transaction, committed.
+    ``after_draw(round_id)`` runs after each successful commit (the call-list files)."""
+    month = parse_month(month)
+    draw_date_for(month, now)
+    ids = county_ids if county_ids is not None else list(session.scalars(select(County.id).order_by(County.code)))
+    outcomes = []
+    for county_id in ids:
+        locks.begin_locked(session, locks.DRAW, county_id)
+        county = session.get(County, county_id)
+        try:
+            outcome = draw_county(session, county, month, now=now, settings=settings, actor=actor, user_id=user_id)
+            session.commit()
+        except Exception as exc:  # one county's failure must not stop the others
+            session.rollback()
+            if isinstance(exc, IntegrityError):
+                existing = find_round(session, county_id, month)
+                if existing is not None:
+                    outcomes.append(DrawOutcome(existing.county.name, month, "exists",
+                                                f"{existing.county.name} {month} 已由另一进程抽样，本次未重复抽样。",
+                                                round_id=existing.id))
+                    continue
+            name = session.get(County, county_id).name
+            outcomes.append(DrawOutcome(name, month, "failed", f"{name} {month} 抽样失败：{exc}"))
+            continue
+        if outcome.status == "drawn" and after_draw is not None:
+            try:
+                outcome.files = [str(p) for p in after_draw(outcome.round_id)]
+            except Exception as exc:  # the round stands; the list can be exported again
+                outcome.message += f"\n  呼叫名单文件写入失败（可用 export call-list 重新导出）：{exc}"
+        outcomes.append(outcome)
+    return outcomes
+
+
+def redraw_round(
+    session: Session,
+    round_id: int,
+    *,
+    now: datetime,
+    settings: DrawSettings,
+    actor: str,
+    user_id: int | None = None,
+    reason: str = "",
+) -> DrawOutcome:
+    """Draw an open round again with a new salt, only while no call has been recorded in it.
+    Runs in its own locked transaction and commits."""
+    round_ = session.get(Round, round_id)
+    if round_ is None:
+        raise DrawError("找不到该抽样轮次。")
+    county_id = round_.county_id
+    locks.begin_locked(session, locks.DRAW, county_id)
+    round_ = session.scalar(select(Round).where(Round.id == round_id).with_for_update())
+    county = round_.county
+    try:
+        if round_.status != "open":
+            raise DrawError("本轮已结束（月末关闭），不能重新抽样。")
+        called = session.scalar(
+            select(func.count()).select_from(Case).where(
+                Case.round_id == round_.id, (Case.attempt_count > 0) | (Case.status == "done")
+            )
+        )
+        if called:
+            raise DrawError(f"本轮已有 {called} 个样本有拨打记录，不能重新抽样。")
+        day = draw_date_for(round_.month, now)
+        old = {"seed": round_.seed, "salt": round_.salt, "primaries": round_.primaries}
+        session.execute(delete(Case).where(Case.round_id == round_.id))
+        session.execute(delete(RoundInstitution).where(RoundInstitution.round_id == round_.id))
+        fresh = _new_round(county, round_.month, day, settings, secrets.token_hex(8))
+        for column in ("algorithm", "county_code", "salt", "seed", "draw_date", "sample_size", "backup_size",
+                       "exclusion_months", "key_population_min_share", "questionnaire_version"):
+            setattr(round_, column, getattr(fresh, column))
+        round_.triggered_by, round_.triggered_by_id, round_.drawn_at = actor, user_id, naive_utc(now)
+        round_.redraws += 1
+        session.flush()
+        session.expire(round_, ["units"])
+        units = _run_draw(session, round_, county, settings, now, _inputs(session, county, round_.month, day, settings))
+        session.add(
+            AuditLog(
+                actor=actor, user_id=user_id, action="redraw", target=f"{county.name} {round_.month}",
+                detail=json.dumps({"round_id": round_.id, "reason": reason, "old": old,
+                                   "new": {"seed": round_.seed, "salt": round_.salt}}, ensure_ascii=False),
+            )
+        )
+        session.commit()
+    except Exception:
+        session.rollback()
+        raise
+    return DrawOutcome(county.name, round_.month, "drawn",
+                       f"{county.name} {round_.month}：已重新抽样。" + _describe(units),
+                       round_id=round_.id, units=units)
+
+
+# ---------------------------------------------------------------------------
+# Verification
+# ---------------------------------------------------------------------------
+
+
+@dataclass
+class Verification:
+    ok: bool
+    lines: list[str]
+
+
+def verify_round(session: Session, round_: Round) -> Verification:
+    """Recompute the draw from the recorded inputs (seed, parameters, stored eligible sets)
+    and compare it with the stored cases."""
+    lines: list[str] = []
+    ok = True
+    if round_.algorithm != ALGORITHM:
+        return Verification(False, [f"本轮使用的算法 {round_.algorithm} 无法由当前版本核验。"])
+    seed = derive_seed(round_.county_code, round_.month, round_.salt)
+    if f"{seed:016x}" != round_.seed:
+        ok = False
+        lines.append(f"种子不符：记录 {round_.seed}，由县代码、月份和盐值计算得 {seed:016x}。")
+    params = DrawParams(round_.sample_size, round_.backup_size, round_.key_population_min_share)
+    stored = defaultdict(set)
+    for inst_id, rid, team_id, kind, position in session.execute(
+        select(Case.institution_id, Case.resident_id, Case.team_id, Case.kind, Case.position).where(
+            Case.round_id == round_.id
+        )
+    ):
+        stored[inst_id].add((rid, team_id, kind, position))
+    all_ids = []
+    units = session.scalars(
+        select(RoundInstitution).where(RoundInstitution.round_id == round_.id).order_by(RoundInstitution.institution_name)
+    ).all()
+    for unit in units:
+        ids, teams, flags = unpack_eligible(unit.eligible_data, unit.eligible_count)
+        all_ids.append(ids)
+        if eligible_hash(ids) != unit.eligible_hash:
+            ok = False
+            lines.append(f"{unit.institution_name}：符合条件名单与记录的哈希不符。")
+            continue
+        result = draw_institution(seed, ids, teams, flags if params.key_min_share else None, params)
+        expected = {(p.resident_id, p.team_id, p.kind, p.position) for p in result.picks}
+        got = stored.pop(unit.institution_id, set())
+        if expected == got:
+            lines.append(f"{unit.institution_name}：一致（主样本 {result.primaries}，备用 {result.backups}）。")
+        else:
+            ok = False
+            lines.append(
+                f"{unit.institution_name}：不一致——重算有而记录无 {len(expected - got)} 个，"
+                f"记录有而重算无 {len(got - expected)} 个。"
+            )
+    if stored:
+        ok = False
+        lines.append(f"有 {sum(len(v) for v in stored.values())} 个样本不属于任何记录的机构。")
+    combined = np.concatenate(all_ids) if all_ids else np.empty(0, dtype=np.int64)
+    if eligible_hash(combined) != round_.eligible_hash:
+        ok = False
+        lines.append("全县符合条件名单的哈希与记录不符。")
+    return Verification(ok, lines)
+
+
+# ---------------------------------------------------------------------------
+# Month-end close
+# ---------------------------------------------------------------------------
+
+
+def close_round(session: Session, round_id: int, *, now: datetime, actor: str) -> bool:
+    """Close one round in its own locked transaction: cases still queued get the closing
+    disposition, unused backups stay in reserve, the month's figures are frozen in the
+    round's summary. Returns False when it was closed already. Commits."""
+    locks.begin_locked(session, locks.CLOSE, round_id)
+    round_ = session.scalar(select(Round).where(Round.id == round_id).with_for_update())
+    if round_ is None or round_.status == "closed":
+        session.rollback()
+        return False
+    stamp = naive_utc(now)
+    session.execute(
+        update(Case)
+        .where(Case.round_id == round_id, Case.status == "queued")
+        .values(status="closed", outcome=OUTCOME_OPEN_AT_CLOSE, closed_at=stamp)
+    )
+    figures = defaultdict(lambda: defaultdict(int))
+    for inst, kind, status, outcome, count in session.execute(
+        select(Case.institution_name, Case.kind, Case.status, Case.outcome, func.count())
+        .where(Case.round_id == round_id)
+        .group_by(Case.institution_name, Case.kind, Case.status, Case.outcome)
+    ):
+        figures[inst][f"{kind}:{status}:{outcome or '-'}"] += count
+    round_.summary = json.dumps({k: dict(v) for k, v in sorted(figures.items())}, ensure_ascii=False)
+    round_.status = "closed"
+    round_.closed_at = stamp
+    round_.closed_by = actor
+    session.add(AuditLog(actor=actor, action="close_round", target=f"{round_.county.name} {round_.month}",
+                         detail=json.dumps({"round_id": round_id}, ensure_ascii=False)))
+    session.commit()
+    return True
+
+
+def rounds_to_close(session: Session, month_closed_before: str) -> list[int]:
+    """Open rounds of months before ``month_closed_before``."""
+    return list(
+        session.scalars(
+            select(Round.id).where(Round.status == "open", Round.month < month_closed_before).order_by(Round.month, Round.id)
+        )
+    )

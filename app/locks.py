@@ -1,0 +1,27 @@
+"""Database locks for work that must happen once, whatever number of processes attempt it.
+
+PostgreSQL: a transaction-scoped advisory lock per (purpose, key), released at commit or
+rollback. SQLite: BEGIN IMMEDIATE, the database's single write lock, taken as the transaction
+starts (a lock taken later could fail at once on a stale snapshot instead of waiting).
+Either way the unique constraints remain the final guarantee.
+"""
+from __future__ import annotations
+
+from sqlalchemy import text
+from sqlalchemy.orm import Session, scoped_session
+
+DRAW = 1  # key: county id
+CLOSE = 2  # key: round id
+
+
+def begin_locked(session: Session, purpose: int, key: int) -> None:
+    """Start a new transaction holding the lock. Ends the session's current transaction
+    first (committing it): the lock must be the new transaction's first act."""
+    if isinstance(session, scoped_session):
+        session = session()
+    if session.in_transaction():
+        session.commit()
+    if session.get_bind().dialect.name == "sqlite":
+        session.connection(execution_options={"sqlite_immediate": True})
+    else:
+        session.execute(text("SELECT pg_advisory_xact_lock(:purpose, :key)"), {"purpose": purpose, "key": key})
