@@ -40,6 +40,9 @@ def create_app(config: dict | None = None) -> Flask:
     from app.draws import bp as draws_bp
     from app.draws import routes as _draw_routes  # noqa: F401
     from app.draws.cli import draw_cli, export_cli
+    from app.scheduler import bp as scheduler_bp
+    from app.scheduler import routes as _scheduler_routes  # noqa: F401
+    from app.scheduler.cli import scheduler_cli
     from app.org import bp as org_bp
     from app.roster import bp as roster_bp
     from app.roster.cli import roster_cli
@@ -49,15 +52,21 @@ def create_app(config: dict | None = None) -> Flask:
     app.register_blueprint(roster_bp)
     app.register_blueprint(org_bp)
     app.register_blueprint(draws_bp)
+    app.register_blueprint(scheduler_bp)
     app.cli.add_command(roster_cli)
     app.cli.add_command(users_cli)
     app.cli.add_command(demo_cli)
     app.cli.add_command(draw_cli)
     app.cli.add_command(export_cli)
+    app.cli.add_command(scheduler_cli)
     _register_error_pages(app)
     _security_headers(app)
     if not app.debug and not app.testing:
         logging.basicConfig(level=logging.INFO)
+    if app.config["SCHEDULER_IN_WEB"] and not app.testing:
+        from app.scheduler.runner import start_in_web
+
+        app.extensions["scheduler"] = start_in_web(app)
     return app
 
 

@@ -220,13 +220,10 @@ def load_eligible(
     if key_labels and len(data):
         labelled = session.scalars(
             select(resident_labels.c.resident_id)
+            .join(Resident, Resident.id == resident_labels.c.resident_id)
             .join(Team, Team.id == Resident.team_id)
             .join(Institution, Institution.id == Team.institution_id)
-            .where(
-                resident_labels.c.resident_id == Resident.id,
-                resident_labels.c.label_id.in_(key_labels),
-                Institution.county_id == county_id,
-            )
+            .where(resident_labels.c.label_id.in_(key_labels), Institution.county_id == county_id)
             .distinct()
         ).all()
         flags = np.isin(data[:, 0], np.asarray(labelled, dtype=np.int64))
