@@ -83,6 +83,16 @@ def next_runs(config: dict, now: datetime, count: int = 3) -> list[tuple[str, da
     return sorted(runs, key=lambda item: item[1])
 
 
+@dataclass(frozen=True)
+class RunRecord:
+    """What a job run did, detached from the session (the job's app context ends with it)."""
+
+    job: str
+    status: str
+    result: str | None
+    error: str | None
+
+
 @dataclass
 class JobResult:
     did_work: bool
@@ -120,7 +130,7 @@ def run_closes(app: Flask, now: datetime) -> JobResult:
     return JobResult(True, "已关闭：" + "、".join(closed))
 
 
-def _record(app: Flask, job: str, scheduled_for: datetime | None, now_fn, body, always: bool) -> SchedulerRun | None:
+def _record(app: Flask, job: str, scheduled_for: datetime | None, now_fn, body, always: bool) -> RunRecord | None:
     """Run ``body`` and keep its history row (always for the cron jobs; for the catch-up only
     when it did something or failed)."""
     started = now_fn()
@@ -150,8 +160,9 @@ def _record(app: Flask, job: str, scheduled_for: datetime | None, now_fn, body, 
     run.status = "failed" if result.failed else "success"
     run.result = result.text
     run.error = error
+    record = RunRecord(job, run.status, run.result, run.error)
     db.session.commit()
-    return run
+    return record
 
 
 def _real_now() -> datetime:
