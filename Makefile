@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 FLASK := $(BIN)/flask --app wsgi
 STAMP := $(VENV)/.installed
 
-.PHONY: run test test-pg install web scheduler bench clean
+.PHONY: run test test-pg install web scheduler bench bench-draw clean
 
 $(STAMP): requirements.txt requirements-test.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -15,12 +15,15 @@ $(STAMP): requirements.txt requirements-test.txt
 
 install: $(STAMP)
 
-## make run: install, migrate, seed demo data on first run, create demo users, serve on :5000
+## make run: install, migrate, seed demo data on first run, create demo users, then the
+## scheduler process (draws the month on start if it is due) and the web server on :5000
 run: $(STAMP)
 	$(FLASK) db upgrade
 	$(FLASK) demo seed
 	$(FLASK) demo users
 	@echo "打开 http://127.0.0.1:5000"
+	$(FLASK) scheduler run & SCHEDULER_PID=$$!; \
+	trap 'kill $$SCHEDULER_PID 2>/dev/null' EXIT INT TERM; \
 	$(FLASK) run --host 127.0.0.1 --port 5000
 
 ## make test: the whole suite (SQLite; set TEST_DATABASE_URL for PostgreSQL)
@@ -33,6 +36,10 @@ test-pg: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python bench/import_roster.py
+	$(BIN)/python bench/draw.py
+
+bench-draw: $(STAMP)
+	$(BIN)/python bench/draw.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache tests/output
