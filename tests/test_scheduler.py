@@ -161,3 +161,20 @@ def test_scheduler_run_command_catches_up_first(app, two_counties, monkeypatch):
     assert result.exit_code == 0, result.output
     assert "启动时补做检查" in result.output and "已抽样" in result.output and started == [True]
     assert {month for _c, month, _s in rounds()} == {"2026-11"}
+
+
+def test_scheduler_can_run_inside_the_web_process(make_app, app):
+    web = make_app(SCHEDULER_IN_WEB=True, TESTING=False)
+    scheduler = web.extensions["scheduler"]
+    try:
+        assert scheduler.running
+        assert {"draw", "close", "catch_up"} <= {job.id for job in scheduler.get_jobs()}
+    finally:
+        scheduler.shutdown(wait=True)
+    assert not scheduler.running
+    # with no county there was nothing to catch up: no history row
+    assert history() == []
+
+
+def test_tests_never_start_a_scheduler(app):
+    assert "scheduler" not in app.extensions

@@ -14,11 +14,12 @@ from datetime import date, datetime, timezone
 from zoneinfo import ZoneInfo
 
 import numpy as np
-from sqlalchemy import and_, case, delete, func, insert, not_, select, update
+from sqlalchemy import and_, case, delete, func, insert, not_, select, text, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from app import locks
+from app.bulk import bulk_load
 from app.draws.sampler import (
     ALGORITHM,
     DrawParams,
@@ -175,11 +176,9 @@ def _in_contract(day: date):
     return and_(Resident.contract_start <= day, Resident.contract_end >= day)
 
 
-def recently_completed(session: Session, month: str, exclusion_months: int) -> np.ndarray:
-    """Residents with a completed interview in the exclusion window (the months before)."""
-    if exclusion_months <= 0:
-        return np.empty(0, dtype=np.int64)
-    ids = session.scalars(
+def _completed_in_window(month: str, exclusion_months: int):
+    """SELECT of residents with a completed interview in the window (the months before)."""
+    return (
         select(Case.resident_id)
         .join(Round, Round.id == Case.round_id)
         .where(
@@ -187,7 +186,13 @@ def recently_completed(session: Session, month: str, exclusion_months: int) -> n
             Round.month >= shift_month(month, -exclusion_months),
             Round.month < month,
         )
-    ).all()
+    )
+
+
+def recently_completed(session: Session, month: str, exclusion_months: int) -> np.ndarray:
+    if exclusion_months <= 0:
+        return np.empty(0, dtype=np.int64)
+    ids = session.scalars(_completed_in_window(month, exclusion_months)).all()
     return np.unique(np.asarray(ids, dtype=np.int64))
 
 
@@ -195,39 +200,53 @@ def key_label_ids(session: Session, general_code: str) -> list[int]:
     return list(session.scalars(select(PopulationLabel.id).where(PopulationLabel.code != general_code)))
 
 
+# Hand-written and fetched through the driver's own cursor: the draw reads every eligible
+# resident of a county (a million rows for a city), and building SQLAlchemy Row objects for
+# them costs several times the query itself.
+_ELIGIBLE_SQL = """
+SELECT r.id, r.team_id, t.institution_id, {key_flag}
+FROM residents r
+JOIN teams t ON t.id = r.team_id
+JOIN institutions i ON i.id = t.institution_id
+WHERE i.county_id = :county_id
+  AND r.active AND NOT r.do_not_call
+  AND r.contract_start <= :day AND r.contract_end >= :day
+  AND r.phone <> ''
+"""
+
+
+def _fetch_int_rows(session: Session, sql: str, params: dict, columns: int) -> np.ndarray:
+    connection = session.connection()
+    compiled = text(sql).compile(dialect=connection.dialect)
+    if connection.dialect.name == "sqlite":  # dates are stored as ISO text
+        params = {k: v.isoformat() if isinstance(v, date) else v for k, v in params.items()}
+    args = tuple(params[name] for name in compiled.positiontup) if connection.dialect.positional else params
+    cursor = connection.connection.driver_connection.cursor()
+    try:
+        cursor.execute(compiled.string, args)
+        rows = cursor.fetchall()
+    finally:
+        cursor.close()
+    return np.array(rows, dtype=np.int64).reshape(-1, columns)
+
+
 def load_eligible(
     session: Session, county_id: int, day: date, excluded: np.ndarray, key_labels: list[int] | None
 ) -> Eligible:
     """The county's eligible residents: active, contract in force on ``day``, a phone, not
     do-not-call, not in ``excluded``. Key-population flags only when ``key_labels`` is given."""
-    stmt = (
-        select(Resident.id, Resident.team_id, Team.institution_id)
-        .join(Team, Team.id == Resident.team_id)
-        .join(Institution, Institution.id == Team.institution_id)
-        .where(
-            Institution.county_id == county_id,
-            Resident.active.is_(True),
-            Resident.do_not_call.is_(False),
-            _in_contract(day),
-            Resident.phone != "",
+    if key_labels:
+        ids = ", ".join(str(int(label)) for label in key_labels)
+        flag = (
+            "CASE WHEN EXISTS (SELECT 1 FROM resident_labels rl WHERE rl.resident_id = r.id "
+            f"AND rl.label_id IN ({ids})) THEN 1 ELSE 0 END"
         )
-    )
-    rows = session.execute(stmt).all()
-    data = np.array(rows, dtype=np.int64).reshape(-1, 3)
-    keep = ~np.isin(data[:, 0], excluded) if len(excluded) else np.ones(len(data), dtype=bool)
-    data = data[keep]
-    flags = np.zeros(len(data), dtype=bool)
-    if key_labels and len(data):
-        labelled = session.scalars(
-            select(resident_labels.c.resident_id)
-            .join(Resident, Resident.id == resident_labels.c.resident_id)
-            .join(Team, Team.id == Resident.team_id)
-            .join(Institution, Institution.id == Team.institution_id)
-            .where(resident_labels.c.label_id.in_(key_labels), Institution.county_id == county_id)
-            .distinct()
-        ).all()
-        flags = np.isin(data[:, 0], np.asarray(labelled, dtype=np.int64))
-    return Eligible(data[:, 0].copy(), data[:, 1].copy(), data[:, 2].copy(), flags)
+    else:
+        flag = "0"
+    data = _fetch_int_rows(session, _ELIGIBLE_SQL.format(key_flag=flag), {"county_id": county_id, "day": day}, 4)
+    if len(excluded):
+        data = data[~np.isin(data[:, 0], excluded)]
+    return Eligible(data[:, 0].copy(), data[:, 1].copy(), data[:, 2].copy(), data[:, 3].astype(bool))
 
 
 EXCLUSION_REASONS = (
@@ -240,13 +259,13 @@ EXCLUSION_REASONS = (
 
 
 def exclusion_breakdown(
-    session: Session, institution_ids: list[int], day: date, excluded: np.ndarray
+    session: Session, institution_ids: list[int], day: date, month: str, exclusion_months: int
 ) -> dict[int, dict[str, int]]:
     """Per institution: how many residents each rule excluded (the first rule that applies),
     so a shortfall's reason adds up to the roster count."""
     if not institution_ids:
         return {}
-    recent = Resident.id.in_([int(i) for i in excluded]) if len(excluded) else None
+    recent = Resident.id.in_(_completed_in_window(month, exclusion_months)) if exclusion_months > 0 else None
     whens = [
         (Resident.active.is_(False), "inactive"),
         (not_(_in_contract(day)), "contract"),
@@ -302,12 +321,6 @@ def _snapshots(session: Session, resident_ids: list[int], day: date, general_cod
     snaps: dict[int, dict] = {}
     for start in range(0, len(resident_ids), SNAPSHOT_CHUNK):
         chunk = resident_ids[start : start + SNAPSHOT_CHUNK]
-        rows = session.execute(
-            select(Resident, Team.name, Team.leader_doctor, Institution.name)
-            .join(Team, Team.id == Resident.team_id)
-            .join(Institution, Institution.id == Team.institution_id)
-            .where(Resident.id.in_(chunk))
-        ).all()
         labels: dict[int, list[tuple[str, str]]] = defaultdict(list)
         for rid, code, name in session.execute(
             select(resident_labels.c.resident_id, PopulationLabel.code, PopulationLabel.name)
@@ -316,22 +329,31 @@ def _snapshots(session: Session, resident_ids: list[int], day: date, general_cod
             .order_by(resident_labels.c.resident_id, PopulationLabel.id)
         ):
             labels[rid].append((code, name))
-        for res, team_name, leader, inst_name in rows:
-            own = labels.get(res.id, [])
-            snaps[res.id] = {
-                "name": res.name,
-                "sex": res.sex,
-                "birth_date": res.birth_date,
-                "age": age_on(res.birth_date, day),
-                "phone": res.phone,
-                "phone2": res.phone2,
-                "institution_name": inst_name,
-                "team_name": team_name,
-                "doctor_name": res.doctor_name or leader,
+        for row in session.execute(
+            select(
+                Resident.id, Resident.name, Resident.sex, Resident.birth_date, Resident.phone, Resident.phone2,
+                Resident.doctor_name, Resident.contract_start, Resident.contract_end,
+                Team.name.label("team_name"), Team.leader_doctor, Institution.name.label("institution_name"),
+            )
+            .join(Team, Team.id == Resident.team_id)
+            .join(Institution, Institution.id == Team.institution_id)
+            .where(Resident.id.in_(chunk))
+        ):
+            own = labels.get(row.id, [])
+            snaps[row.id] = {
+                "name": row.name,
+                "sex": row.sex,
+                "birth_date": row.birth_date,
+                "age": age_on(row.birth_date, day),
+                "phone": row.phone,
+                "phone2": row.phone2,
+                "institution_name": row.institution_name,
+                "team_name": row.team_name,
+                "doctor_name": row.doctor_name or row.leader_doctor,
                 "population_labels": "、".join(name for _, name in own),
                 "key_population": any(code != general_code for code, _ in own),
-                "contract_start": res.contract_start,
-                "contract_end": res.contract_end,
+                "contract_start": row.contract_start,
+                "contract_end": row.contract_end,
             }
     return snaps
 
@@ -339,14 +361,13 @@ def _snapshots(session: Session, resident_ids: list[int], day: date, general_cod
 @dataclass
 class _Inputs:
     eligible: Eligible
-    excluded: np.ndarray
     keyed: bool
 
 
 def _inputs(session: Session, county: County, month: str, day: date, settings: DrawSettings) -> _Inputs:
     excluded = recently_completed(session, month, settings.exclusion_months)
     keys = key_label_ids(session, settings.general_code) if settings.key_min_share else None
-    return _Inputs(load_eligible(session, county.id, day, excluded, keys), excluded, bool(keys))
+    return _Inputs(load_eligible(session, county.id, day, excluded, keys), bool(keys))
 
 
 def _run_draw(
@@ -359,7 +380,7 @@ def _run_draw(
 ) -> list[UnitReport]:
     """Compute and store the draw of ``round_`` (whose inputs are set); returns the units."""
     day = round_.draw_date
-    eligible, excluded, keys = inputs.eligible, inputs.excluded, inputs.keyed
+    eligible, keys = inputs.eligible, inputs.keyed
     seed = int(round_.seed, 16)
     params = settings.params
     institutions = session.execute(
@@ -378,7 +399,7 @@ def _run_draw(
     short_ids = [
         i for i, (d, *_rest) in draws.items() if d.primaries < params.sample_size or d.backups < params.backup_size
     ]
-    breakdown = exclusion_breakdown(session, short_ids, day, excluded)
+    breakdown = exclusion_breakdown(session, short_ids, day, round_.month, settings.exclusion_months)
     picked = [p.resident_id for d, *_rest in draws.values() for p in d.picks]
     snaps = _snapshots(session, picked, day, settings.general_code)
     drawn_at = naive_utc(now)
@@ -430,7 +451,13 @@ def _run_draw(
             )
     if unit_rows:
         session.execute(insert(RoundInstitution), unit_rows)
-    if case_rows:
+    if case_rows and session.get_bind().dialect.name == "postgresql":
+        columns = list(case_rows[0])
+        bulk_load(session, Case.__tablename__, columns, (tuple(row[c] for c in columns) for row in case_rows))
+    elif case_rows:
+        # primaries and backups differ in which columns are None: grouped, each kind goes
+        # out in full batches instead of a new statement at every switch
+        case_rows.sort(key=lambda row: row["kind"] != "primary")
         session.execute(insert(Case), case_rows)
 
     round_.eligible_count = int(len(eligible.resident_ids))
