@@ -17,10 +17,10 @@ Algorithm "lottery-v1":
      u_t = (team_lottery(t) + 0.5) / 2**64, key_t = ln(u_t) / s_t, the n largest keys win,
      one case each; team_lottery(t) = mix64(mix64(t) XOR seed XOR TEAM_DOMAIN);
    - otherwise every team gets 1, and the remaining r = n - T slots go in proportion to
-     size by largest remainder: team t gets floor(r * s_t / S') and the leftover slots go
-     to the largest remainders r * s_t mod S' (ties: larger team, then smaller team
-     lottery number), where S' sums the teams that still have residents left; a team never
-     gets more than it has, and the slots it cannot take are shared out again the same way.
+     size: first, while some team's quota 1 + r * s_t / S' reaches its size s_t, such teams
+     take all their residents and leave (r and S' recomputed over the teams left); then
+     each remaining team gets floor(r * s_t / S') more and the leftover slots go to the
+     largest remainders r * s_t mod S' (ties: larger team, then smaller team lottery number).
 4. Within a team, the k primaries are the first k residents in lottery order; with a minimum
    key-population share m, the first ceil(m * k) key-population residents in lottery order
    are taken first (as many as the team has), then the rest in lottery order.
@@ -152,25 +152,31 @@ def allocate(sizes: dict[int, int], slots: int, seed: int) -> dict[int, int]:
 
         chosen = sorted(teams, key=lambda t: (-es_key(t), t))[:slots]
         return {t: 1 for t in chosen}
+    # every team 1; the r = slots - T others in proportion to size. A team whose quota
+    # 1 + r * s_t / S' reaches its size takes all its residents and leaves the proportion
+    # (r and S' recomputed without it) until no quota does; then one largest-remainder round.
     alloc = {t: 1 for t in teams}
+    open_teams = [t for t in teams if sizes[t] > 1]
     remaining = slots - len(teams)
-    while remaining > 0:
-        open_teams = [t for t in teams if alloc[t] < sizes[t]]
+    capped = True
+    while capped and open_teams:
         weight = sum(sizes[t] for t in open_teams)
-        given = 0
+        full = [t for t in open_teams if remaining * sizes[t] >= (sizes[t] - 1) * weight]
+        capped = bool(full)
+        for t in full:
+            remaining -= sizes[t] - 1
+            alloc[t] = sizes[t]
+        open_teams = [t for t in open_teams if t not in full]
+    if remaining > 0 and open_teams:
+        weight = sum(sizes[t] for t in open_teams)
         remainders = []
         for t in open_teams:
             share, rest = divmod(remaining * sizes[t], weight)
-            take = min(share, sizes[t] - alloc[t])
-            alloc[t] += take
-            given += take
-            if alloc[t] < sizes[t]:
-                remainders.append((-rest, -sizes[t], team_lottery(seed, t), t))
-        leftover = remaining - given
+            alloc[t] += share
+            remainders.append((-rest, -sizes[t], team_lottery(seed, t), t))
+        leftover = remaining - sum(divmod(remaining * sizes[t], weight)[0] for t in open_teams)
         for *_, t in sorted(remainders)[:leftover]:
             alloc[t] += 1
-            given += 1
-        remaining -= given
     return alloc
 
 
