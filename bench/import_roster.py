@@ -29,7 +29,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import re
 import resource
 import shutil
@@ -51,6 +50,9 @@ SRC = Path(os.environ.get("BENCH_SRC") or ROOT)
 if str(SRC) not in sys.path:
     sys.path.insert(0, str(SRC))
 
+# run as `python bench/<name>.py`: this folder is on sys.path
+from _shared import current_rss_mb, die_with_parent, exit_on_signal, machine_info, peak_rss_mb, print_table, bench_app, time_statements, git_output  # noqa: E402
+
 OUTPUT = ROOT / "bench" / "output"
 DEFAULT_PG_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 DEFAULT_ROWS = 1_500_000
@@ -58,19 +60,6 @@ DEFAULT_XLSX_ROWS = 200_000
 TARGET_CSV_S = 30.0  # for 1.5M rows
 TARGET_XLSX_S = 10.0  # for 200k rows
 TARGET_RSS_MB = 2048.0
-BENCH_HASH_KEY = "bench-id-hash-key-0123456789abcdef"
-
-
-def peak_rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # KiB on Linux
-
-
-def current_rss_mb() -> float:
-    try:
-        with open("/proc/self/statm") as fh:
-            return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
-    except OSError:
-        return float("nan")
 
 
 # ===========================================================================
@@ -165,20 +154,7 @@ def phase_memory(out: dict, tree: TreeMemory) -> None:
 
 
 def _make_app(url: str):
-    from app import create_app
-
-    work = OUTPUT / "instance"
-    return create_app(
-        {
-            "APP_ENV": "development",
-            "TESTING": False,
-            "SQLALCHEMY_DATABASE_URI": url,
-            "ID_HASH_KEY": BENCH_HASH_KEY,
-            "IMPORT_REPORTS_DIR": str(work / "reports"),
-            "UPLOAD_DIR": str(work / "uploads"),
-            "SAMPLE_LISTS_DIR": str(work / "sample_lists"),
-        }
-    )
+    return bench_app(url, OUTPUT / "instance")
 
 
 def _diagnostics(engine, args) -> list[str]:
@@ -298,7 +274,6 @@ class StepTimer:
         setattr(module, name, wrapper)
 
     def install(self, engine) -> None:
-        from sqlalchemy import event
 
         import app.roster.services as services
         import app.roster.validate as validate
@@ -387,16 +362,12 @@ class StepTimer:
         if parallel:
             services._validated_chunks = validated_chunks
 
-        @event.listens_for(engine, "before_cursor_execute")
-        def _before(conn, cursor, statement, parameters, context, executemany):
-            conn.info.setdefault("bench_t0", []).append(time.perf_counter())
-
-        @event.listens_for(engine, "after_cursor_execute")
-        def _after(conn, cursor, statement, parameters, context, executemany):
-            elapsed = time.perf_counter() - conn.info["bench_t0"].pop()
+        def record(statement, elapsed, _executemany):
             if timer.active and elapsed >= 0.005:
                 step = self.stack[0] if self.stack else "-"
                 timer.sql.append((step, statement, elapsed))
+
+        time_statements(engine, record)
 
 
 def sql_label(statement: str) -> str:
@@ -639,7 +610,7 @@ def spawn(phase: str, log_dir: Path, tag: str, src: Path | None = None, **kwargs
             cmd += [f"--{key.replace('_', '-')}", str(value)]
     with log.open("w") as fh:
         env = dict(os.environ, BENCH_SRC=str(src or ROOT), BENCH_ROOT=str(ROOT), PYTHONDONTWRITEBYTECODE="1")
-        proc = subprocess.run(cmd, stdout=fh, stderr=subprocess.STDOUT, cwd=str(ROOT), env=env, preexec_fn=_die_with_parent)
+        proc = subprocess.run(cmd, stdout=fh, stderr=subprocess.STDOUT, cwd=str(ROOT), env=env, preexec_fn=die_with_parent)
     if proc.returncode != 0 or not out.exists():
         tail = log.read_text(errors="replace").splitlines()[-25:]
         raise PhaseFailed(f"phase {tag} failed (exit {proc.returncode}); log {log}:\n" + "\n".join(tail))
@@ -655,10 +626,7 @@ def snapshot_code(run_dir: Path, which: str) -> tuple[Path, str]:
     src.mkdir()
 
     def git(*cmd: str) -> str:
-        try:
-            return subprocess.run(["git", *cmd], cwd=ROOT, capture_output=True, text=True, check=True).stdout
-        except (OSError, subprocess.CalledProcessError):
-            return ""
+        return git_output(ROOT, *cmd)
 
     head = git("rev-parse", "--short", "HEAD").strip() or "unknown"
     if which == "head":
@@ -675,56 +643,6 @@ def snapshot_code(run_dir: Path, which: str) -> tuple[Path, str]:
                 digest.update(path.read_bytes())
             described += f" + uncommitted changes in {', '.join(dirty)} (snapshot sha256 {digest.hexdigest()[:12]})"
     return src, described
-
-
-def _die_with_parent() -> None:
-    """In the child before exec: be killed if the orchestrator dies (Linux prctl)."""
-    try:
-        import ctypes
-
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-    except OSError:
-        pass
-
-
-def _exit_on_signal(signum, _frame) -> None:
-    raise SystemExit(128 + signum)  # unwinds through the finally that drops the databases
-
-
-def machine_info(pg_admin) -> list[str]:
-    import sqlite3
-
-    import pandas
-    import sqlalchemy
-
-    cpu = ""
-    try:
-        cpu = next(l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    mem = ""
-    try:
-        kb = int(next(l.split()[1] for l in open("/proc/meminfo") if l.startswith("MemTotal")))
-        mem = f"{kb / 2**20:.1f} GiB RAM"
-    except (OSError, StopIteration):
-        pass
-    lines = [
-        f"machine : {os.cpu_count()} CPUs (nproc {len(os.sched_getaffinity(0))}), {cpu}, {mem}",
-        f"os      : {platform.platform()}",
-        f"python  : {platform.python_version()}  pandas {pandas.__version__}  SQLAlchemy {sqlalchemy.__version__}",
-        f"sqlite  : {sqlite3.sqlite_version} (WAL, synchronous=NORMAL, as the app configures it)",
-    ]
-    if pg_admin is not None:
-        from sqlalchemy import text
-
-        with pg_admin.connect() as conn:
-            version = conn.execute(text("SHOW server_version")).scalar()
-            settings = {
-                k: conn.execute(text(f"SHOW {k}")).scalar()
-                for k in ("shared_buffers", "work_mem", "maintenance_work_mem", "synchronous_commit", "max_wal_size")
-            }
-        lines.append(f"postgres: {version} (" + ", ".join(f"{k}={v}" for k, v in settings.items()) + ")")
-    return lines
 
 
 def fmt_rate(rows: int, seconds: float) -> str:
@@ -773,12 +691,13 @@ def orchestrate(args) -> int:
     from sqlalchemy import create_engine, make_url, text
 
     for sig in (signal.SIGTERM, signal.SIGHUP):
-        signal.signal(sig, _exit_on_signal)
+        signal.signal(sig, exit_on_signal)
     OUTPUT.mkdir(parents=True, exist_ok=True)
     run_id = f"{datetime.now():%Y%m%d-%H%M%S}-{uuid.uuid4().hex[:6]}"
     run_dir = OUTPUT / f"run-{run_id}"
     run_dir.mkdir()
     shutil.copy2(Path(__file__).resolve(), run_dir / "import_roster.py")  # children run this copy
+    shutil.copy2(Path(__file__).resolve().parent / "_shared.py", run_dir / "_shared.py")  # ... and its helpers
     kinds = ["sqlite", "postgresql"] if args.db == "both" else [args.db]
     wanted = {p.strip() for p in args.phases.split(",") if p.strip()}
     if wanted - set(PLAN_KEYS) or ("csv-reimport" in wanted and "csv-import" not in wanted):
@@ -799,7 +718,7 @@ def orchestrate(args) -> int:
             return 1
 
     print("Roster import benchmark", run_id)
-    for line in machine_info(pg_admin):
+    for line in machine_info(pg_admin, ("shared_buffers", "work_mem", "maintenance_work_mem", "synchronous_commit", "max_wal_size")):
         print("  " + line)
     load0 = os.getloadavg()
     print(f"  load    : {load0[0]:.2f} {load0[1]:.2f} {load0[2]:.2f} (1/5/15 min) at start; other work on this machine shares its cores")
@@ -952,17 +871,7 @@ def report(results: list[dict], args) -> None:
                 verdict,
             )
         )
-    widths = [max(len(h), *(len(row[i]) for row in table)) if table else len(h) for i, h in enumerate(head)]
-    right = {2, 3, 4, 5, 6, 7}
-
-    def line(cells):
-        return "  ".join(c.rjust(w) if i in right else c.ljust(w) for i, (c, w) in enumerate(zip(cells, widths)))
-
-    print(f"RESULTS: {args.rows:,}-row CSV, {args.xlsx_rows:,}-row xlsx{scaled}")
-    print(line(head))
-    print(line(["-" * w for w in widths]))
-    for row in table:
-        print(line(row))
+    print_table(f"RESULTS: {args.rows:,}-row CSV, {args.xlsx_rows:,}-row xlsx{scaled}", head, table, {2, 3, 4, 5, 6, 7})
     print(
         "rows = rows read from the file; seconds = wall time of execute_import (commit included) or of the floor;"
         "\npeak RSS = the phase process's ru_maxrss, or the sampled PSS of it plus any worker processes if larger"

@@ -7,6 +7,7 @@ work of the CLI and the scheduler: each county is drawn in its own locked transa
 from __future__ import annotations
 
 import json
+import re
 import secrets
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -204,7 +205,7 @@ def key_label_ids(session: Session, general_code: str) -> list[int]:
 # resident of a county (a million rows for a city), and building SQLAlchemy Row objects for
 # them costs several times the query itself.
 _ELIGIBLE_SQL = """
-SELECT r.id, r.team_id, t.institution_id, {key_flag}
+SELECT r.id AS c0, r.team_id AS c1, t.institution_id AS c2, {key_flag} AS c3
 FROM residents r
 JOIN teams t ON t.id = r.team_id
 JOIN institutions i ON i.id = t.institution_id
@@ -217,10 +218,11 @@ WHERE i.county_id = :county_id
 
 def _fetch_int_rows(session: Session, sql: str, params: dict, columns: int) -> np.ndarray:
     connection = session.connection()
+    if connection.dialect.name == "postgresql":
+        return _copy_int_rows(connection, sql, params, columns)
     compiled = text(sql).compile(dialect=connection.dialect)
-    if connection.dialect.name == "sqlite":  # dates are stored as ISO text
-        params = {k: v.isoformat() if isinstance(v, date) else v for k, v in params.items()}
-    args = tuple(params[name] for name in compiled.positiontup) if connection.dialect.positional else params
+    params = {k: v.isoformat() if isinstance(v, date) else v for k, v in params.items()}  # ISO text in SQLite
+    args = tuple(params[name] for name in compiled.positiontup)
     cursor = connection.connection.driver_connection.cursor()
     try:
         cursor.execute(compiled.string, args)
@@ -228,6 +230,31 @@ def _fetch_int_rows(session: Session, sql: str, params: dict, columns: int) -> n
     finally:
         cursor.close()
     return np.array(rows, dtype=np.int64).reshape(-1, columns)
+
+
+_PGCOPY_HEADER = 19  # signature (11), flags (4), extension length (4)
+
+
+def _copy_int_rows(connection, sql: str, params: dict, columns: int) -> np.ndarray:
+    """PostgreSQL: COPY ... TO STDOUT in binary, every column (named c0, c1, ...) cast to
+    int8, read straight into numpy: each row is a field count (int16) and, per field, a
+    length (int32) and 8 bytes, all big-endian; no Python object per value."""
+    from psycopg import sql as pgsql
+
+    casts = ", ".join(f"q.c{i}::int8" for i in range(columns))
+    # :name placeholders become psycopg literals (COPY takes no server-side parameters)
+    template = re.sub(r":(\w+)\b", lambda m: "{" + m.group(1) + "}" if m.group(1) in params else m.group(0), sql)
+    statement = pgsql.SQL("COPY (SELECT " + casts + " FROM (" + template + ") AS q) TO STDOUT (FORMAT BINARY)")
+    statement = statement.format(**{name: pgsql.Literal(value) for name, value in params.items()})
+    driver = connection.connection.driver_connection
+    with driver.cursor() as cursor:
+        with cursor.copy(statement) as copy:
+            payload = b"".join(bytes(block) for block in copy)
+    fields = [("count", ">i2")]
+    for i in range(columns):
+        fields += [(f"len{i}", ">i4"), (f"v{i}", ">i8")]
+    records = np.frombuffer(payload[_PGCOPY_HEADER:-2], dtype=np.dtype(fields))  # -2: the trailer
+    return np.stack([records[f"v{i}"].astype(np.int64) for i in range(columns)], axis=1).reshape(-1, columns)
 
 
 def load_eligible(
