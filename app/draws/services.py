@@ -7,7 +7,6 @@ work of the CLI and the scheduler: each county is drawn in its own locked transa
 from __future__ import annotations
 
 import json
-import re
 import secrets
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -201,11 +200,10 @@ def key_label_ids(session: Session, general_code: str) -> list[int]:
     return list(session.scalars(select(PopulationLabel.id).where(PopulationLabel.code != general_code)))
 
 
-# Hand-written and fetched through the driver's own cursor: the draw reads every eligible
-# resident of a county (a million rows for a city), and building SQLAlchemy Row objects for
-# them costs several times the query itself.
-_ELIGIBLE_SQL = """
-SELECT r.id AS c0, r.team_id AS c1, t.institution_id AS c2, {key_flag} AS c3
+# The eligibility query is hand-written: the draw reads every eligible resident of a county (a
+# million rows for a city), and building a SQLAlchemy Row (or even a tuple) per resident costs
+# several times the query itself.
+_ELIGIBLE_FROM = """
 FROM residents r
 JOIN teams t ON t.id = r.team_id
 JOIN institutions i ON i.id = t.institution_id
@@ -216,45 +214,58 @@ WHERE i.county_id = :county_id
 """
 
 
-def _fetch_int_rows(session: Session, sql: str, params: dict, columns: int) -> np.ndarray:
+def _key_flag_sql(key_labels: list[int] | None) -> str:
+    if not key_labels:
+        return "0"
+    ids = ", ".join(str(int(label)) for label in key_labels)
+    return (
+        "CASE WHEN EXISTS (SELECT 1 FROM resident_labels rl WHERE rl.resident_id = r.id "
+        f"AND rl.label_id IN ({ids})) THEN 1 ELSE 0 END"
+    )
+
+
+def _eligible_rows_sqlite(session: Session, county_id: int, day: date, key_flag: str) -> np.ndarray:
+    """SQLite: the driver's own cursor returns plain tuples (no Row objects)."""
     connection = session.connection()
-    if connection.dialect.name == "postgresql":
-        return _copy_int_rows(connection, sql, params, columns)
-    compiled = text(sql).compile(dialect=connection.dialect)
-    params = {k: v.isoformat() if isinstance(v, date) else v for k, v in params.items()}  # ISO text in SQLite
-    args = tuple(params[name] for name in compiled.positiontup)
+    compiled = text(f"SELECT r.id, r.team_id, t.institution_id, {key_flag} {_ELIGIBLE_FROM}").compile(
+        dialect=connection.dialect
+    )
+    params = {"county_id": county_id, "day": day.isoformat()}  # dates are ISO text in SQLite
     cursor = connection.connection.driver_connection.cursor()
     try:
-        cursor.execute(compiled.string, args)
+        cursor.execute(compiled.string, tuple(params[name] for name in compiled.positiontup))
         rows = cursor.fetchall()
     finally:
         cursor.close()
-    return np.array(rows, dtype=np.int64).reshape(-1, columns)
+    return np.array(rows, dtype=np.int64).reshape(-1, 4)
 
 
-_PGCOPY_HEADER = 19  # signature (11), flags (4), extension length (4)
-
-
-def _copy_int_rows(connection, sql: str, params: dict, columns: int) -> np.ndarray:
-    """PostgreSQL: COPY ... TO STDOUT in binary, every column (named c0, c1, ...) cast to
-    int8, read straight into numpy: each row is a field count (int16) and, per field, a
-    length (int32) and 8 bytes, all big-endian; no Python object per value."""
-    from psycopg import sql as pgsql
-
-    casts = ", ".join(f"q.c{i}::int8" for i in range(columns))
-    # :name placeholders become psycopg literals (COPY takes no server-side parameters)
-    template = re.sub(r":(\w+)\b", lambda m: "{" + m.group(1) + "}" if m.group(1) in params else m.group(0), sql)
-    statement = pgsql.SQL("COPY (SELECT " + casts + " FROM (" + template + ") AS q) TO STDOUT (FORMAT BINARY)")
-    statement = statement.format(**{name: pgsql.Literal(value) for name, value in params.items()})
-    driver = connection.connection.driver_connection
-    with driver.cursor() as cursor:
-        with cursor.copy(statement) as copy:
-            payload = b"".join(bytes(block) for block in copy)
-    fields = [("count", ">i2")]
-    for i in range(columns):
-        fields += [(f"len{i}", ">i4"), (f"v{i}", ">i8")]
-    records = np.frombuffer(payload[_PGCOPY_HEADER:-2], dtype=np.dtype(fields))  # -2: the trailer
-    return np.stack([records[f"v{i}"].astype(np.int64) for i in range(columns)], axis=1).reshape(-1, columns)
+def _eligible_rows_postgresql(session: Session, county_id: int, day: date, key_flag: str) -> np.ndarray:
+    """PostgreSQL: one row per team, its resident ids packed by the server into a bytea of
+    8-byte big-endian integers (int8send) that numpy reads as it is; key flags likewise, one
+    byte each, in the same (id) order."""
+    flags = (
+        f"string_agg(CASE WHEN {key_flag} = 1 THEN '\\x01'::bytea ELSE '\\x00'::bytea END, ''::bytea ORDER BY r.id)"
+        if key_flag != "0"
+        else "NULL::bytea"
+    )
+    rows = session.execute(
+        text(
+            "SELECT t.id, t.institution_id, string_agg(int8send(r.id::int8), ''::bytea ORDER BY r.id), "
+            f"{flags} {_ELIGIBLE_FROM} GROUP BY t.id, t.institution_id"
+        ),
+        {"county_id": county_id, "day": day},
+    ).all()
+    parts = []
+    for team_id, institution_id, packed, packed_flags in rows:
+        ids = np.frombuffer(packed, dtype=">i8").astype(np.int64)
+        block = np.empty((len(ids), 4), dtype=np.int64)
+        block[:, 0] = ids
+        block[:, 1] = team_id
+        block[:, 2] = institution_id
+        block[:, 3] = np.frombuffer(packed_flags, dtype=np.uint8) if packed_flags is not None else 0
+        parts.append(block)
+    return np.concatenate(parts) if parts else np.empty((0, 4), dtype=np.int64)
 
 
 def load_eligible(
@@ -262,15 +273,8 @@ def load_eligible(
 ) -> Eligible:
     """The county's eligible residents: active, contract in force on ``day``, a phone, not
     do-not-call, not in ``excluded``. Key-population flags only when ``key_labels`` is given."""
-    if key_labels:
-        ids = ", ".join(str(int(label)) for label in key_labels)
-        flag = (
-            "CASE WHEN EXISTS (SELECT 1 FROM resident_labels rl WHERE rl.resident_id = r.id "
-            f"AND rl.label_id IN ({ids})) THEN 1 ELSE 0 END"
-        )
-    else:
-        flag = "0"
-    data = _fetch_int_rows(session, _ELIGIBLE_SQL.format(key_flag=flag), {"county_id": county_id, "day": day}, 4)
+    fetch = _eligible_rows_postgresql if session.get_bind().dialect.name == "postgresql" else _eligible_rows_sqlite
+    data = fetch(session, county_id, day, _key_flag_sql(key_labels))
     if len(excluded):
         data = data[~np.isin(data[:, 0], excluded)]
     return Eligible(data[:, 0].copy(), data[:, 1].copy(), data[:, 2].copy(), data[:, 3].astype(bool))
