@@ -241,29 +241,24 @@ def _eligible_rows_sqlite(session: Session, county_id: int, day: date, key_flag:
 
 
 def _eligible_rows_postgresql(session: Session, county_id: int, day: date, key_flag: str) -> np.ndarray:
-    """PostgreSQL: one row per team, its resident ids packed by the server into a bytea of
-    8-byte big-endian integers (int8send) that numpy reads as it is; key flags likewise, one
-    byte each, in the same (id) order."""
-    flags = (
-        f"string_agg(CASE WHEN {key_flag} = 1 THEN '\\x01'::bytea ELSE '\\x00'::bytea END, ''::bytea ORDER BY r.id)"
-        if key_flag != "0"
-        else "NULL::bytea"
-    )
+    """PostgreSQL: one row per team, its residents packed by the server into one bytea of
+    8-byte big-endian integers (int8send of id * 2 + key flag) that numpy reads as it is.
+    One aggregate carries both, so no ORDER BY is needed to keep ids and flags aligned."""
     rows = session.execute(
         text(
-            "SELECT t.id, t.institution_id, string_agg(int8send(r.id::int8), ''::bytea ORDER BY r.id), "
-            f"{flags} {_ELIGIBLE_FROM} GROUP BY t.id, t.institution_id"
+            f"SELECT t.id, t.institution_id, string_agg(int8send(r.id::int8 * 2 + {key_flag}), ''::bytea) "
+            f"{_ELIGIBLE_FROM} GROUP BY t.id, t.institution_id"
         ),
         {"county_id": county_id, "day": day},
     ).all()
     parts = []
-    for team_id, institution_id, packed, packed_flags in rows:
-        ids = np.frombuffer(packed, dtype=">i8").astype(np.int64)
-        block = np.empty((len(ids), 4), dtype=np.int64)
-        block[:, 0] = ids
+    for team_id, institution_id, packed in rows:
+        values = np.frombuffer(packed, dtype=">i8").astype(np.int64)
+        block = np.empty((len(values), 4), dtype=np.int64)
+        block[:, 0] = values >> 1
         block[:, 1] = team_id
         block[:, 2] = institution_id
-        block[:, 3] = np.frombuffer(packed_flags, dtype=np.uint8) if packed_flags is not None else 0
+        block[:, 3] = values & 1
         parts.append(block)
     return np.concatenate(parts) if parts else np.empty((0, 4), dtype=np.int64)
 
