@@ -26,13 +26,15 @@ def _actor() -> str:
 
 
 def _round_for(month: str | None, county_name: str | None):
-    if not county_name:
-        raise DrawError("请用 --county 指定县市区。")
-    month = parse_month(month)
-    county = counties_for(db.session, [county_name])[0]
+    """The round of a county's month, or a Chinese error and exit 1."""
+    try:
+        month = parse_month(month)
+        county = counties_for(db.session, [county_name])[0]
+    except DrawError as exc:
+        raise click.ClickException(str(exc)) from exc
     round_ = find_round(db.session, county.id, month)
     if round_ is None:
-        raise DrawError(f"{county.name} {month} 尚未抽样。")
+        raise click.ClickException(f"{county.name} {month} 尚未抽样。")
     return round_
 
 
@@ -77,10 +79,7 @@ def draw_cli(ctx, month, county_names, sample_size, backups):
 @click.option("--county", required=True, help="县市区名称")
 def verify_command(month, county):
     """由记录的种子、参数和符合条件名单重算抽样，逐个核对样本。"""
-    try:
-        round_ = _round_for(month, county)
-    except DrawError as exc:
-        raise click.ClickException(str(exc)) from exc
+    round_ = _round_for(month, county)
     result = verify_round(db.session, round_)
     click.echo(f"{round_.county.name} {round_.month}：种子 {round_.seed}（盐值 {round_.salt}），"
                f"符合条件 {round_.eligible_count} 人，哈希 {round_.eligible_hash}")
@@ -139,10 +138,7 @@ export_cli = AppGroup("export", help="导出")
 @click.option("--county", required=True, help="县市区名称")
 def export_call_list(month, county):
     """重新生成某县某月的呼叫名单（sample_lists/<县>/<月>-呼叫名单.xlsx 和 .csv）。"""
-    try:
-        round_ = _round_for(month, county)
-    except DrawError as exc:
-        raise click.ClickException(str(exc)) from exc
+    round_ = _round_for(month, county)
     paths = write_call_list(db.session, round_.id, current_app.config["SAMPLE_LISTS_DIR"])
     db.session.add(AuditLog(actor=_actor(), action="export_call_list",
                             target=f"{round_.county.name} {round_.month}",
