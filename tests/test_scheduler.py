@@ -156,7 +156,7 @@ def test_scheduler_run_command_catches_up_first(app, two_counties, monkeypatch):
             pass
 
     monkeypatch.setattr(cli, "build", lambda _app: FakeScheduler())
-    monkeypatch.setattr(jobs, "_real_now", lambda: at(2026, 11, 23, 9, 0))
+    monkeypatch.setattr(jobs, "clock_now", lambda: at(2026, 11, 23, 9, 0))
     result = app.test_cli_runner().invoke(args=["scheduler", "run"])
     assert result.exit_code == 0, result.output
     assert "启动时补做检查" in result.output and "已抽样" in result.output and started == [True]

@@ -1,10 +1,10 @@
 import signal
-from datetime import datetime, timezone
 
 import click
 from flask import current_app
 from flask.cli import AppGroup
 
+from app.draws.context import clock_now
 from app.extensions import db
 from app.filters import to_local
 from app.models import SchedulerRun
@@ -23,7 +23,7 @@ def run_command():
     click.echo(run.result if run else "没有需要补做的任务。")
     scheduler = build(app)
     signal.signal(signal.SIGTERM, lambda *_: scheduler.shutdown(wait=False))
-    for job, when in next_runs(app.config, datetime.now(timezone.utc), count=1):
+    for job, when in next_runs(app.config, clock_now(), count=1):
         click.echo(f"下次{JOB_LABELS[job]}：{to_local(when)}")
     try:
         scheduler.start()
@@ -48,7 +48,7 @@ def run_once(job):
 @scheduler_cli.command("status")
 def status_command():
     """显示下次运行时间和最近的运行历史。"""
-    for job, when in next_runs(current_app.config, datetime.now(timezone.utc)):
+    for job, when in next_runs(current_app.config, clock_now()):
         click.echo(f"下次{JOB_LABELS[job]}：{to_local(when)}")
     runs = db.session.scalars(db.select(SchedulerRun).order_by(SchedulerRun.started_at.desc()).limit(10))
     for run in runs:

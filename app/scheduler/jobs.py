@@ -8,13 +8,13 @@ import os
 import socket
 import traceback
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 
 from apscheduler.triggers.cron import CronTrigger
 from flask import Flask
 from sqlalchemy import exists, select
 
-from app.draws.context import call_list_writer, draw_settings
+from app.draws.context import call_list_writer, clock_now, draw_settings
 from app.draws.services import (
     TZ,
     close_round,
@@ -165,13 +165,9 @@ def _record(app: Flask, job: str, scheduled_for: datetime | None, now_fn, body, 
     return record
 
 
-def _real_now() -> datetime:
-    return datetime.now(timezone.utc)
-
-
 def run_job(app: Flask, job: str, now: datetime | None = None, scheduled_for: datetime | None = None):
     """One job, inside an app context. ``now`` pins the clock (tests); else the real clock."""
-    now_fn = (lambda: now) if now is not None else _real_now
+    now_fn = (lambda: now) if now is not None else clock_now
     with app.app_context():
         if job == "draw":
             return _record(app, job, scheduled_for, now_fn, lambda: run_draws(app, now_fn()), always=True)

@@ -1,10 +1,9 @@
-from datetime import datetime, timezone
-
 from flask import current_app, render_template
 from flask_login import login_required
 from sqlalchemy import select
 
 from app.auth.scope import roles_required
+from app.draws.context import clock_now
 from app.draws.services import local_date, month_of
 from app.extensions import db
 from app.models import SchedulerRun
@@ -16,7 +15,7 @@ from app.scheduler.jobs import JOB_LABELS, next_runs, pending_counties
 @login_required
 @roles_required("admin", "supervisor")
 def status():
-    now = datetime.now(timezone.utc)
+    now = clock_now()
     month = month_of(local_date(now))
     page = db.paginate(select(SchedulerRun).order_by(SchedulerRun.started_at.desc(), SchedulerRun.id.desc()),
                        per_page=50, error_out=False)
