@@ -43,6 +43,10 @@ def create_app(config: dict | None = None) -> Flask:
     from app.scheduler import bp as scheduler_bp
     from app.scheduler import routes as _scheduler_routes  # noqa: F401
     from app.scheduler.cli import scheduler_cli
+    from app.admin import bp as admin_bp
+    from app.admin import routes as _admin_routes  # noqa: F401
+    from app.calls import bp as calls_bp
+    from app.calls import routes as _calls_routes  # noqa: F401
     from app.org import bp as org_bp
     from app.roster import bp as roster_bp
     from app.roster.cli import roster_cli
@@ -53,6 +57,8 @@ def create_app(config: dict | None = None) -> Flask:
     app.register_blueprint(org_bp)
     app.register_blueprint(draws_bp)
     app.register_blueprint(scheduler_bp)
+    app.register_blueprint(calls_bp)
+    app.register_blueprint(admin_bp)
     app.cli.add_command(roster_cli)
     app.cli.add_command(users_cli)
     app.cli.add_command(demo_cli)

@@ -63,6 +63,18 @@ def load_config(overrides: dict | None = None) -> dict:
         "CLOSE_CRON": env.get("CLOSE_CRON", "59 23 last * *"),
         "CATCH_UP_MINUTES": int(env.get("CATCH_UP_MINUTES", "30")),
         "SCHEDULER_IN_WEB": _bool(env.get("SCHEDULER_IN_WEB")),
+        # calling (app/calls): hours in Asia/Shanghai, attempt rules, the case lease
+        "CALL_HOURS": env.get("CALL_HOURS", "08:30-12:00,14:30-20:30"),
+        "CALL_MAX_ATTEMPTS": int(env.get("CALL_MAX_ATTEMPTS", "3")),
+        "CALL_MIN_GAP_MINUTES": int(env.get("CALL_MIN_GAP_MINUTES", "120")),
+        "CALL_LEASE_MINUTES": int(env.get("CALL_LEASE_MINUTES", "20")),
+        "QUESTIONNAIRES_DIR": env.get("QUESTIONNAIRES_DIR")
+        or str(Path(__file__).resolve().parent / "questionnaires"),
+        # sign-in: failures allowed per account and per address within the window, idle expiry
+        "LOGIN_MAX_FAILURES_PER_ACCOUNT": int(env.get("LOGIN_MAX_FAILURES_PER_ACCOUNT", "5")),
+        "LOGIN_MAX_FAILURES_PER_ADDRESS": int(env.get("LOGIN_MAX_FAILURES_PER_ADDRESS", "20")),
+        "LOGIN_LOCK_MINUTES": int(env.get("LOGIN_LOCK_MINUTES", "15")),
+        "SESSION_IDLE_MINUTES": int(env.get("SESSION_IDLE_MINUTES", "30")),
     }
     if overrides:
         cfg.update(overrides)
@@ -73,6 +85,8 @@ def load_config(overrides: dict | None = None) -> dict:
     share = cfg["DRAW_KEY_POPULATION_MIN_SHARE"]
     if share is not None and not 0 < share <= 1:
         raise ConfigError("DRAW_KEY_POPULATION_MIN_SHARE 应在0到1之间（例如0.5）。")
+    if cfg["CALL_MAX_ATTEMPTS"] < 1 or cfg["CALL_LEASE_MINUTES"] < 1 or cfg["CALL_MIN_GAP_MINUTES"] < 0:
+        raise ConfigError("CALL_MAX_ATTEMPTS、CALL_LEASE_MINUTES 至少为1，CALL_MIN_GAP_MINUTES 不能为负数。")
     if cfg["APP_ENV"] == "production":
         missing = [
             key

@@ -111,6 +111,7 @@ class Case(db.Model):
         UniqueConstraint("round_id", "institution_id", "kind", "position"),
         Index("ix_cases_round_id_status", "round_id", "status"),
         Index("ix_cases_resident_id", "resident_id"),
+        Index("ix_cases_round_id_institution_id", "round_id", "institution_id"),
         CheckConstraint("kind IN ('primary', 'backup')", name="kind_known"),
         CheckConstraint("status IN ('queued', 'reserve', 'done', 'closed')", name="status_known"),
     )
@@ -129,6 +130,19 @@ class Case(db.Model):
     replaces_case_id: Mapped[int | None] = mapped_column(ForeignKey("cases.id"))
     replacement_reason: Mapped[str | None] = mapped_column(String(100))
     closed_at: Mapped[datetime | None]
+    # calling state (app/calls): who holds the case and until when; a supervisor's assignment;
+    # the last attempt; a pending callback; who (whose attempt) activated a backup; whether an
+    # ended case was replaced ("replaced") or its institution had no backup left ("none_left")
+    leased_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+    lease_expires_at: Mapped[datetime | None]
+    assigned_to_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+    first_attempt_at: Mapped[datetime | None]
+    last_attempt_at: Mapped[datetime | None]
+    last_outcome: Mapped[str | None] = mapped_column(String(30))
+    callback_at: Mapped[datetime | None]
+    callback_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+    activated_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+    replacement_state: Mapped[str | None] = mapped_column(String(10))
     # snapshot at draw time
     name: Mapped[str] = mapped_column(String(50))
     sex: Mapped[str] = mapped_column(String(1))
@@ -145,6 +159,8 @@ class Case(db.Model):
     contract_end: Mapped[date]
 
     round: Mapped[Round] = relationship()
+    leased_by = relationship("User", foreign_keys=[leased_by_id])
+    assigned_to = relationship("User", foreign_keys=[assigned_to_id])
 
 
 class SchedulerRun(db.Model):
