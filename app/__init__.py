@@ -29,6 +29,7 @@ def create_app(config: dict | None = None) -> Flask:
     from app.populations import load_vocabulary
 
     app.extensions["vocabulary"] = load_vocabulary(app.config["POPULATIONS_FILE"])
+    _load_call_rules(app)
 
     from app import filters
     from app.auth import bp as auth_bp
@@ -74,6 +75,25 @@ def create_app(config: dict | None = None) -> Flask:
 
         app.extensions["scheduler"] = start_in_web(app)
     return app
+
+
+def _load_call_rules(app: Flask) -> None:
+    """Calling hours and the questionnaires, validated at start-up: a bad file stops the
+    application with one clear message instead of failing in front of a caller."""
+    from app.calls.rules import CallHoursError, CallSettings
+    from app.config import ConfigError
+    from app.questionnaires import QuestionnaireError, load_questionnaires
+
+    try:
+        app.extensions["call_settings"] = CallSettings.from_config(app.config)
+        app.extensions["questionnaires"] = load_questionnaires(app.config["QUESTIONNAIRES_DIR"])
+    except (CallHoursError, QuestionnaireError) as exc:
+        raise ConfigError(str(exc)) from exc
+    if app.config["QUESTIONNAIRE_VERSION"] not in app.extensions["questionnaires"]:
+        raise ConfigError(
+            f"QUESTIONNAIRE_VERSION={app.config['QUESTIONNAIRE_VERSION']} 没有对应的问卷文件"
+            f"（{app.config['QUESTIONNAIRES_DIR']}）。"
+        )
 
 
 def _configure_sqlite(engine) -> None:

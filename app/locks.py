@@ -14,14 +14,23 @@ DRAW = 1  # key: county id
 CLOSE = 2  # key: round id
 
 
-def begin_locked(session: Session, purpose: int, key: int) -> None:
-    """Start a new transaction holding the lock. Ends the session's current transaction
-    first (committing it): the lock must be the new transaction's first act."""
+def begin_write(session: Session) -> Session:
+    """Start a new write transaction (ending the session's current one, committing it). On
+    SQLite it takes the write lock at once (BEGIN IMMEDIATE), so a read-then-write cannot fail
+    on a stale snapshot; on PostgreSQL row and advisory locks do the work. Returns the plain
+    session."""
     if isinstance(session, scoped_session):
         session = session()
     if session.in_transaction():
         session.commit()
     if session.get_bind().dialect.name == "sqlite":
         session.connection(execution_options={"sqlite_immediate": True})
-    else:
+    return session
+
+
+def begin_locked(session: Session, purpose: int, key: int) -> None:
+    """Start a new transaction holding the lock. Ends the session's current transaction
+    first (committing it): the lock must be the new transaction's first act."""
+    session = begin_write(session)
+    if session.get_bind().dialect.name != "sqlite":
         session.execute(text("SELECT pg_advisory_xact_lock(:purpose, :key)"), {"purpose": purpose, "key": key})

@@ -38,7 +38,7 @@ _OUTCOMES = (
     Outcome("not_available", "本人不在", "NC", "2.20", True, False, False, False, False, 35),
     Outcome("wrong_person", "号码错误/非本人", "UH", "3.9", True, True, False, True, True, 60),
     Outcome("incapable", "听力或语言障碍", "O", "2.32", True, True, True, True, True, 80),
-    Outcome("deceased", "本人已故", "O", "2.31", True, True, False, True, True, 80),
+    Outcome("deceased", "本人已故", "O", "2.31", True, True, True, True, True, 80),
     Outcome("moved", "已迁出/已解约", "NE", "4.10", True, True, False, True, True, 70),
     # not connected
     Outcome("no_answer", "无人接听", "UH", "3.13", False, False, False, False, False, 20),

@@ -14,6 +14,7 @@ from datetime import date, datetime, timezone
 from zoneinfo import ZoneInfo
 
 import numpy as np
+from flask import current_app
 from sqlalchemy import and_, case, delete, func, insert, not_, select, text, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
@@ -755,7 +756,9 @@ def verify_round(session: Session, round_: Round) -> Verification:
 # ---------------------------------------------------------------------------
 
 
-def close_round(session: Session, round_id: int, *, now: datetime, actor: str) -> bool:
+def close_round(
+    session: Session, round_id: int, *, now: datetime, actor: str, questionnaires=None, vocabulary=None
+) -> bool:
     """Close one round in its own locked transaction: cases still queued get the closing
     disposition, unused backups stay in reserve, the month's figures are frozen in the
     round's summary. Returns False when it was closed already. Commits."""
@@ -765,10 +768,23 @@ def close_round(session: Session, round_id: int, *, now: datetime, actor: str) -
         session.rollback()
         return False
     stamp = naive_utc(now)
+    # interviews left open end with what was asked (partial or break-off); a case dialled
+    # keeps the disposition of its attempts, one never dialled is "open at close"
+    from app.calls.services import finalize_open_interviews
+
+    if questionnaires is None or vocabulary is None:
+        questionnaires = current_app.extensions["questionnaires"]
+        vocabulary = current_app.extensions["vocabulary"]
+    finalize_open_interviews(session, round_id, now, questionnaires, vocabulary)
+    session.execute(
+        update(Case)
+        .where(Case.round_id == round_id, Case.status == "queued", Case.attempt_count == 0)
+        .values(outcome=OUTCOME_OPEN_AT_CLOSE)
+    )
     session.execute(
         update(Case)
         .where(Case.round_id == round_id, Case.status == "queued")
-        .values(status="closed", outcome=OUTCOME_OPEN_AT_CLOSE, closed_at=stamp)
+        .values(status="closed", closed_at=stamp, leased_by_id=None, lease_expires_at=None)
     )
     figures = defaultdict(lambda: defaultdict(int))
     for inst, kind, status, outcome, count in session.execute(

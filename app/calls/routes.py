@@ -1,0 +1,509 @@
+"""The caller's workspace: home (the queue), the case screen, the questionnaire, the case
+list, supervisors' assignment, progress board and answer corrections.
+
+Thin views: they check scope (another county's case is 404), validate the form, call
+app/calls/services.py and redirect. Every POST carries a CSRF token; GETs change nothing.
+"""
+from __future__ import annotations
+
+import json
+from datetime import datetime
+
+from flask import abort, current_app, flash, jsonify, redirect, render_template, request, url_for
+from flask_login import current_user, login_required
+from sqlalchemy import func, or_, select
+
+from app.auth.scope import county_filter, require_county, roles_required
+from app.calls import bp
+from app.calls import outcomes as oc
+from app.calls.forms import ActionForm, AssignForm, AttemptForm, EditAnswerForm, FinishForm
+from app.calls.progress import board_rows
+from app.calls.rules import TZ, CallSettings, local
+from app.calls.services import (
+    CallError,
+    answers_of,
+    assign,
+    claim_case,
+    claim_next,
+    context_for,
+    current_round,
+    edit_answer,
+    finish_interview,
+    held_case,
+    queue_counts,
+    record_attempt,
+    release,
+    renew,
+    save_answer,
+    start_interview,
+)
+from app.draws.context import clock_now
+from app.extensions import db
+from app.models import AnswerEdit, Attempt, County, Response, Round, User
+from app.models import Case
+from app.questionnaires import FLAGS, opening
+from app.questionnaires.forms import build_form
+
+CALLERS = ("caller", "supervisor")
+STAFF = ("admin", "supervisor")
+
+
+def _settings() -> CallSettings:
+    return current_app.extensions["call_settings"]
+
+
+def _questionnaire(version: str):
+    try:
+        return current_app.extensions["questionnaires"][version]
+    except KeyError:
+        abort(500)
+
+
+def _case_or_404(case_id: int) -> Case:
+    case = db.get_or_404(Case, case_id)
+    round_ = db.session.get(Round, case.round_id)
+    require_county(current_user, round_.county)
+    return case
+
+
+def _response_or_404(response_id: int) -> Response:
+    response = db.get_or_404(Response, response_id)
+    _case_or_404(response.case_id)
+    return response
+
+
+def _fail(exc: CallError, target: str):
+    flash(str(exc), "error")
+    return redirect(target)
+
+
+# ---------------------------------------------------------------------------
+# Home: the queue
+# ---------------------------------------------------------------------------
+
+
+@bp.route("/")
+@login_required
+def home():
+    if current_user.is_admin:
+        return redirect(url_for("calls.board"))
+    now = clock_now()
+    round_ = current_round(db.session, current_user.county_id, now)
+    counts = mine = callbacks = None
+    if round_ is not None:
+        counts = queue_counts(db.session, round_.id, current_user, now, _settings())
+        mine = held_case(db.session, round_.id, current_user, now)
+        callbacks = db.session.scalars(
+            select(Case)
+            .where(Case.round_id == round_.id, Case.status == "queued", Case.callback_by_id == current_user.id,
+                   Case.callback_at.is_not(None))
+            .order_by(Case.callback_at)
+            .limit(50)
+        ).all()
+    return render_template("calls/home.html", round=round_, counts=counts, mine=mine, callbacks=callbacks,
+                           form=ActionForm(), settings=_settings(), in_hours=_settings().in_hours(now),
+                           now=now)
+
+
+@bp.route("/next", methods=["POST"])
+@login_required
+@roles_required(*CALLERS)
+def next_case():
+    if not ActionForm().validate_on_submit():
+        abort(400)
+    now = clock_now()
+    round_ = current_round(db.session, current_user.county_id, now)
+    if round_ is None:
+        flash("本县区本月尚未抽样，暂无拨打任务。", "info")
+        return redirect(url_for("calls.home"))
+    try:
+        case = claim_next(db.session, round_.id, current_user, now, _settings())
+    except CallError as exc:
+        return _fail(exc, url_for("calls.home"))
+    if case is None:
+        if not _settings().in_hours(now):
+            flash(f"现在不在拨打时段内（{_settings().hours_label()}），没有到期的本人约定回访。", "info")
+        else:
+            flash("当前没有可拨打的样本（其余样本在等待间隔、约定的回访时间或他人拨打中）。", "info")
+        return redirect(url_for("calls.home"))
+    return redirect(url_for("calls.case_screen", case_id=case.id))
+
+
+# ---------------------------------------------------------------------------
+# The case screen
+# ---------------------------------------------------------------------------
+
+
+def _history(case: Case) -> list[Attempt]:
+    return db.session.scalars(select(Attempt).where(Attempt.case_id == case.id).order_by(Attempt.number)).all()
+
+
+@bp.route("/case/<int:case_id>")
+@login_required
+def case_screen(case_id: int):
+    case = _case_or_404(case_id)
+    round_ = db.session.get(Round, case.round_id)
+    now = clock_now()
+    holding = case.leased_by_id == current_user.id and case.status == "queued"
+    response = None
+    if case.attempt_count and case.last_outcome is None:
+        response = db.session.scalar(
+            select(Response).join(Attempt, Attempt.id == Response.attempt_id)
+            .where(Attempt.case_id == case.id, Attempt.number == case.attempt_count)
+        )
+    responses = db.session.scalars(select(Response).where(Response.case_id == case.id).order_by(Response.id)).all()
+    q = _questionnaire(round_.questionnaire_version)
+    script = opening(q, resident=case.name, bureau=f"{round_.county.name}卫生健康局", caller=current_user.username,
+                     institution=case.institution_name, team=case.team_name, doctor=case.doctor_name or "")
+    replaced = db.session.get(Case, case.replaces_case_id) if case.replaces_case_id else None
+    return render_template(
+        "calls/case.html", case=case, round=round_, holding=holding, history=_history(case), response=response,
+        responses=responses, script=script, connected=oc.choices(True), not_connected=oc.choices(False),
+        form=AttemptForm(), action=ActionForm(), label=oc.label, settings=_settings(), replaced=replaced,
+        today=local(now).date().isoformat(), questionnaire=q,
+    )
+
+
+@bp.route("/case/<int:case_id>/claim", methods=["POST"])
+@login_required
+@roles_required(*CALLERS)
+def claim(case_id: int):
+    case = _case_or_404(case_id)
+    if not ActionForm().validate_on_submit():
+        abort(400)
+    try:
+        claim_case(db.session, case.id, current_user, clock_now(), _settings())
+    except CallError as exc:
+        return _fail(exc, url_for("calls.case_screen", case_id=case_id))
+    return redirect(url_for("calls.case_screen", case_id=case_id))
+
+
+@bp.route("/case/<int:case_id>/release", methods=["POST"])
+@login_required
+@roles_required(*CALLERS)
+def release_case(case_id: int):
+    _case_or_404(case_id)
+    if not ActionForm().validate_on_submit():
+        abort(400)
+    if release(db.session, case_id, current_user):
+        flash("已放回队列。", "info")
+    return redirect(url_for("calls.home"))
+
+
+@bp.route("/case/<int:case_id>/renew", methods=["POST"])
+@login_required
+@roles_required(*CALLERS)
+def renew_lease(case_id: int):
+    _case_or_404(case_id)
+    ok = renew(db.session, case_id, current_user, clock_now(), _settings())
+    return jsonify({"ok": ok})
+
+
+def _callback_time(form: AttemptForm) -> datetime | None:
+    day, clock = (form.callback_date.data or "").strip(), (form.callback_time.data or "").strip()
+    if not day and not clock:
+        return None
+    try:
+        return datetime.strptime(f"{day} {clock}", "%Y-%m-%d %H:%M").replace(tzinfo=TZ)
+    except ValueError:
+        raise CallError("回访日期或时间格式不正确（例如 2026-11-24 和 09:30）。") from None
+
+
+def _number(value) -> int | None:
+    return int(value) if str(value or "").isdigit() else None
+
+
+@bp.route("/case/<int:case_id>/attempt", methods=["POST"])
+@login_required
+@roles_required(*CALLERS)
+def attempt(case_id: int):
+    case = _case_or_404(case_id)
+    form = AttemptForm()
+    back = url_for("calls.case_screen", case_id=case_id)
+    if not form.validate_on_submit():
+        if form.csrf_token.errors:
+            abort(400)
+        return _fail(CallError("；".join(e for errs in form.errors.values() for e in errs)), back)
+    try:
+        record_attempt(db.session, case.id, current_user, outcome=form.outcome.data, now=clock_now(),
+                       settings=_settings(), note=form.note.data, callback_at=_callback_time(form),
+                       expected_number=_number(form.number.data))
+    except CallError as exc:
+        return _fail(exc, back)
+    flash(f"已记录：{oc.label(form.outcome.data)}。", "success")
+    if request.form.get("then") == "next":
+        return redirect(url_for("calls.home", go="next"))
+    return redirect(url_for("calls.home"))
+
+
+@bp.route("/case/<int:case_id>/start", methods=["POST"])
+@login_required
+@roles_required(*CALLERS)
+def start(case_id: int):
+    case = _case_or_404(case_id)
+    form = ActionForm()
+    if not form.validate_on_submit():
+        abort(400)
+    try:
+        response = start_interview(db.session, case.id, current_user, now=clock_now(), settings=_settings(),
+                                   expected_number=_number(form.number.data))
+    except CallError as exc:
+        return _fail(exc, url_for("calls.case_screen", case_id=case_id))
+    return redirect(url_for("calls.interview", response_id=response.id))
+
+
+# ---------------------------------------------------------------------------
+# The questionnaire
+# ---------------------------------------------------------------------------
+
+
+def _interview_parts(response: Response):
+    case = db.session.get(Case, response.case_id)
+    q = _questionnaire(response.questionnaire_version)
+    context = context_for(case, current_app.extensions["vocabulary"])
+    return case, q, context
+
+
+@bp.route("/response/<int:response_id>")
+@login_required
+def interview(response_id: int):
+    response = _response_or_404(response_id)
+    case, q, _ = _interview_parts(response)
+    if response.status != "in_progress":
+        return redirect(url_for("calls.response_view", response_id=response.id))
+    code = q.current(answers_of(response))
+    if code is None:
+        return redirect(url_for("calls.review", response_id=response.id))
+    return redirect(url_for("calls.question", response_id=response.id, code=code))
+
+
+@bp.route("/response/<int:response_id>/q/<code>", methods=["GET", "POST"])
+@login_required
+@roles_required(*CALLERS)
+def question(response_id: int, code: str):
+    response = _response_or_404(response_id)
+    case, q, context = _interview_parts(response)
+    answers = answers_of(response)
+    path = q.path(answers)
+    if code not in path:
+        abort(404)
+    if response.status != "in_progress":
+        return redirect(url_for("calls.response_view", response_id=response.id))
+    item = q.item(code)
+    form = build_form(q, item, context, answers=answers)
+    if form.validate_on_submit():
+        try:
+            response = save_answer(db.session, response.id, current_user, form.cleaned, questionnaire=q,
+                                   now=clock_now(), settings=_settings())
+        except CallError as exc:
+            return _fail(exc, url_for("calls.case_screen", case_id=case.id))
+        if response.status == "ended":
+            flash("身份核实未通过，已礼貌结束通话，记为“本人不在”，可择时再拨。", "info")
+            return redirect(url_for("calls.home"))
+        nxt = q.current(answers_of(response))
+        if nxt is None:
+            return redirect(url_for("calls.review", response_id=response.id))
+        return redirect(url_for("calls.question", response_id=response.id, code=nxt))
+    if request.method == "POST" and form.csrf_token.errors:
+        abort(400)
+    position = path.index(code)
+    previous = path[position - 1] if position else None
+    return render_template("calls/question.html", response=response, case=case, q=q, item=item, form=form,
+                           number=position + 1, previous=previous, finish=FinishForm()), 400 if request.method == "POST" else 200
+
+
+@bp.route("/response/<int:response_id>/review")
+@login_required
+@roles_required(*CALLERS)
+def review(response_id: int):
+    response = _response_or_404(response_id)
+    case, q, context = _interview_parts(response)
+    if response.status != "in_progress":
+        return redirect(url_for("calls.response_view", response_id=response.id))
+    answers = answers_of(response)
+    return render_template("calls/review.html", response=response, case=case, q=q, rows=q.display(answers),
+                           complete=q.is_complete(answers), finish=FinishForm(),
+                           closing=q.render(q.closing_script, name=case.name, institution=case.institution_name,
+                                            team=case.team_name, doctor=case.doctor_name or ""))
+
+
+@bp.route("/response/<int:response_id>/finish", methods=["POST"])
+@login_required
+@roles_required(*CALLERS)
+def finish(response_id: int):
+    response = _response_or_404(response_id)
+    case, q, context = _interview_parts(response)
+    form = FinishForm()
+    if not form.validate_on_submit():
+        abort(400)
+    breakoff = form.breakoff.data == "1"
+    try:
+        response = finish_interview(db.session, response.id, current_user, questionnaire=q, context=context,
+                                    now=clock_now(), settings=_settings(), breakoff=breakoff)
+    except CallError as exc:
+        return _fail(exc, url_for("calls.interview", response_id=response_id))
+    flash(f"已记录：{oc.label(response.status)}。", "success")
+    return redirect(url_for("calls.home"))
+
+
+@bp.route("/response/<int:response_id>/view")
+@login_required
+def response_view(response_id: int):
+    response = _response_or_404(response_id)
+    case, q, _ = _interview_parts(response)
+    edits = db.session.scalars(
+        select(AnswerEdit).where(AnswerEdit.response_id == response.id).order_by(AnswerEdit.at)
+    ).all()
+    return render_template("calls/response.html", response=response, case=case, q=q,
+                           rows=q.display(answers_of(response)), edits=edits,
+                           flags=(response.flags or "").split(",") if response.flags else [], flag_labels=FLAGS,
+                           can_edit=current_user.role in STAFF and response.status in ("complete", "partial"))
+
+
+@bp.route("/response/<int:response_id>/edit/<code>", methods=["GET", "POST"])
+@login_required
+@roles_required(*STAFF)
+def edit(response_id: int, code: str):
+    response = _response_or_404(response_id)
+    case, q, context = _interview_parts(response)
+    answers = answers_of(response)
+    if code not in answers:
+        abort(404)
+    item = q.item(code)
+    form = build_form(q, item, context, answers=answers)
+    reason_form = EditAnswerForm()
+    if request.method == "POST":
+        if form.validate_on_submit() and reason_form.validate():
+            try:
+                edit_answer(db.session, response.id, current_user, form.cleaned, item=code,
+                            reason=reason_form.reason.data, questionnaire=q, context=context, now=clock_now())
+                db.session.commit()
+            except CallError as exc:
+                db.session.rollback()
+                flash(str(exc), "error")
+            else:
+                flash("答案已修改，修改记录已保存。", "success")
+                return redirect(url_for("calls.response_view", response_id=response.id))
+        elif form.csrf_token.errors:
+            abort(400)
+    return render_template("calls/edit.html", response=response, case=case, q=q, item=item, form=form,
+                           reason_form=reason_form)
+
+
+# ---------------------------------------------------------------------------
+# Case list, assignment, the supervisors' board
+# ---------------------------------------------------------------------------
+
+
+STATUS_FILTERS = {
+    "": "全部（不含未启用的备用样本）",
+    "queued": "待拨打",
+    "callback": "约定回访",
+    "in_progress": "通话中",
+    "done": "已结束",
+    "complete": "已完成访问",
+    "reserve": "备用（未启用）",
+}
+
+
+def _round_for_list() -> Round | None:
+    now = clock_now()
+    round_id = request.args.get("round", type=int)
+    if round_id:
+        round_ = db.get_or_404(Round, round_id)
+        require_county(current_user, round_.county)
+        return round_
+    if current_user.is_admin:
+        county_id = request.args.get("county", type=int)
+        return current_round(db.session, county_id, now) if county_id else None
+    return current_round(db.session, current_user.county_id, now)
+
+
+@bp.route("/cases")
+@login_required
+def cases():
+    round_ = _round_for_list()
+    q = (request.args.get("q") or "").strip()[:50]
+    status = request.args.get("status", "")
+    if status not in STATUS_FILTERS:
+        status = ""
+    page = None
+    if round_ is not None:
+        stmt = select(Case).where(Case.round_id == round_.id)
+        if status == "queued":
+            stmt = stmt.where(Case.status == "queued")
+        elif status == "callback":
+            stmt = stmt.where(Case.status == "queued", Case.callback_at.is_not(None))
+        elif status == "in_progress":
+            stmt = stmt.where(Case.status == "queued", Case.attempt_count > 0, Case.last_outcome.is_(None))
+        elif status == "done":
+            stmt = stmt.where(Case.status.in_(("done", "closed")))
+        elif status == "complete":
+            stmt = stmt.where(Case.outcome == "complete")
+        elif status == "reserve":
+            stmt = stmt.where(Case.status == "reserve")
+        else:
+            stmt = stmt.where(Case.status != "reserve")
+        if q:
+            like = f"%{q}%"
+            conditions = [Case.name.like(like), Case.institution_name.like(like), Case.team_name.like(like)]
+            if q.isdigit() and len(q) >= 4:
+                conditions.append(Case.phone.like(f"%{q}"))
+            stmt = stmt.where(or_(*conditions))
+        stmt = stmt.order_by(Case.institution_name, Case.kind.desc(), Case.position)
+        page = db.paginate(stmt, per_page=50, error_out=False)
+    callers = []
+    if round_ is not None and current_user.role in STAFF:
+        callers = db.session.scalars(
+            select(User).where(User.role == "caller", User.county_id == round_.county_id, User.is_enabled)
+            .order_by(User.username)
+        ).all()
+    form = AssignForm()
+    form.caller.choices = [("", "取消分配")] + [(str(u.id), u.username) for u in callers]
+    counties = []
+    if current_user.is_admin:
+        counties = db.session.scalars(select(County).order_by(County.code)).all()
+    return render_template("calls/cases.html", round=round_, page=page, q=q, status=status, filters=STATUS_FILTERS,
+                           form=form, callers=callers, label=oc.label, action=ActionForm(), counties=counties,
+                           staff=current_user.role in STAFF)
+
+
+@bp.route("/assign/<int:round_id>", methods=["POST"])
+@login_required
+@roles_required(*STAFF)
+def assign_cases(round_id: int):
+    round_ = db.get_or_404(Round, round_id)
+    require_county(current_user, round_.county)
+    form = AssignForm()
+    form.caller.choices = [("", "")] + [
+        (str(u.id), u.username)
+        for u in db.session.scalars(select(User).where(User.role == "caller", User.county_id == round_.county_id))
+    ]
+    if not form.validate_on_submit():
+        abort(400)
+    ids = [int(v) for v in request.form.getlist("case") if v.isdigit()]
+    if not ids:
+        flash("请先勾选要分配的样本。", "error")
+        return redirect(url_for("calls.cases", round=round_.id))
+    caller = db.session.get(User, int(form.caller.data)) if form.caller.data else None
+    try:
+        changed = assign(db.session, ids, caller, current_user, round_)
+        db.session.commit()
+    except CallError as exc:
+        db.session.rollback()
+        return _fail(exc, url_for("calls.cases", round=round_.id))
+    who = caller.username if caller else "（不指定）"
+    flash(f"已将 {changed} 个样本分配给 {who}。", "success")
+    return redirect(url_for("calls.cases", round=round_.id))
+
+
+@bp.route("/board")
+@login_required
+@roles_required(*STAFF)
+def board():
+    now = clock_now()
+    month = request.args.get("month") or local(now).strftime("%Y-%m")
+    stmt = county_filter(current_user, select(Round).join(County), Round.county_id).where(Round.month == month)
+    rounds = db.session.scalars(stmt.order_by(County.code)).all()
+    data = board_rows(db.session, [r.id for r in rounds], now)
+    return render_template("calls/board.html", rounds=rounds, data=data, month=month)

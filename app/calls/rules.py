@@ -1,0 +1,90 @@
+"""Calling rules that need no database: calling hours, half-days, the settings of a day's work."""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import datetime, time, timedelta, timezone
+from zoneinfo import ZoneInfo
+
+TZ = ZoneInfo("Asia/Shanghai")
+
+_SPAN = re.compile(r"^\s*(\d{1,2}):(\d{2})\s*-\s*(\d{1,2}):(\d{2})\s*$")
+
+
+class CallHoursError(ValueError):
+    pass
+
+
+def parse_hours(text: str) -> tuple[tuple[time, time], ...]:
+    """'08:30-12:00,14:30-20:30' -> ((08:30, 12:00), (14:30, 20:30)); spans in order, not overlapping."""
+    spans = []
+    for piece in (text or "").split(","):
+        match = _SPAN.match(piece)
+        if not match:
+            raise CallHoursError(f"拨打时段格式应为“08:30-12:00,14:30-20:30”，无法识别：{piece.strip() or '(空)'}")
+        h1, m1, h2, m2 = (int(g) for g in match.groups())
+        if not (0 <= h1 < 24 and 0 <= h2 < 24 and m1 < 60 and m2 < 60):
+            raise CallHoursError(f"拨打时段的时间无效：{piece.strip()}")
+        start, end = time(h1, m1), time(h2, m2)
+        if start >= end:
+            raise CallHoursError(f"拨打时段的开始时间应早于结束时间：{piece.strip()}")
+        if spans and start < spans[-1][1]:
+            raise CallHoursError("拨打时段应按时间先后排列且互不重叠。")
+        spans.append((start, end))
+    return tuple(spans)
+
+
+def local(now: datetime) -> datetime:
+    """An aware time in Asia/Shanghai (naive values are UTC, as stored)."""
+    if now.tzinfo is None:
+        now = now.replace(tzinfo=timezone.utc)
+    return now.astimezone(TZ)
+
+
+def utc_naive(value: datetime) -> datetime:
+    if value.tzinfo is None:
+        return value
+    return value.astimezone(timezone.utc).replace(tzinfo=None)
+
+
+def day_start(now: datetime) -> datetime:
+    """Local midnight of ``now``'s day, as naive UTC (comparable with stored times)."""
+    here = local(now)
+    return utc_naive(here.replace(hour=0, minute=0, second=0, microsecond=0))
+
+
+def half_day_start(now: datetime) -> datetime:
+    """Start of ``now``'s half-day (local midnight or noon), as naive UTC."""
+    here = local(now)
+    return utc_naive(here.replace(hour=0 if here.hour < 12 else 12, minute=0, second=0, microsecond=0))
+
+
+@dataclass(frozen=True)
+class CallSettings:
+    hours: tuple[tuple[time, time], ...]
+    max_attempts: int = 3
+    min_gap: timedelta = timedelta(hours=2)
+    lease: timedelta = timedelta(minutes=20)
+    # a callback the resident asked for is honoured even after the last regular attempt,
+    # up to this many attempts in all
+    callback_extra: int = 2
+
+    @classmethod
+    def from_config(cls, config) -> CallSettings:
+        return cls(
+            hours=parse_hours(config["CALL_HOURS"]),
+            max_attempts=config["CALL_MAX_ATTEMPTS"],
+            min_gap=timedelta(minutes=config["CALL_MIN_GAP_MINUTES"]),
+            lease=timedelta(minutes=config["CALL_LEASE_MINUTES"]),
+        )
+
+    @property
+    def attempt_cap(self) -> int:
+        return self.max_attempts + self.callback_extra
+
+    def in_hours(self, moment: datetime) -> bool:
+        clock = local(moment).time()
+        return any(start <= clock < end for start, end in self.hours)
+
+    def hours_label(self) -> str:
+        return "、".join(f"{a:%H:%M}–{b:%H:%M}" for a, b in self.hours)

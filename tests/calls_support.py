@@ -1,0 +1,58 @@
+"""Helpers for call tests: a drawn round for one county, callers, a pinned clock."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import select
+
+from app.calls.rules import CallSettings, parse_hours
+from app.draws.services import draw_month
+from app.extensions import db
+from app.models import Case, Round, User
+from tests.conftest import PASSWORD
+from tests.draws_support import MONTH, NOW, SETTINGS, TZ, add_residents
+
+CALLS = CallSettings(hours=parse_hours("08:30-12:00,14:30-20:30"))
+
+
+def at(day: int, hour: int, minute: int = 0) -> datetime:
+    """A moment of November 2026 in Asia/Shanghai."""
+    return datetime(2026, 11, day, hour, minute, tzinfo=TZ)
+
+
+@dataclass
+class Setup:
+    round: Round
+    county: object
+    caller: User
+    other: User
+    supervisor: User
+    teams: list
+
+
+def drawn_round(county, make_team, make_user, *, per_team=(12, 12), institutions=("新墙镇卫生院",), labels=("hypertension",)):
+    teams = []
+    for inst in institutions:
+        for n, size in enumerate(per_team):
+            team = make_team(county, inst, f"{inst}第{n + 1}团队")
+            add_residents(team, size, labels)
+            teams.append(team)
+    draw_month(db.session, MONTH, now=NOW, settings=SETTINGS, actor="test", county_ids=[county.id])
+    round_ = db.session.scalar(select(Round).where(Round.county_id == county.id, Round.month == MONTH))
+    caller = make_user(f"caller{county.id}", "caller", county)
+    other = make_user(f"other{county.id}", "caller", county)
+    supervisor = make_user(f"super{county.id}", "supervisor", county)
+    return Setup(round_, county, caller, other, supervisor, teams)
+
+
+def case_by(case_id: int) -> Case:
+    db.session.expire_all()
+    return db.session.get(Case, case_id)
+
+
+def later(moment: datetime, **delta) -> datetime:
+    return moment + timedelta(**delta)
+
+
+__all__ = ["CALLS", "MONTH", "NOW", "PASSWORD", "Setup", "TZ", "at", "case_by", "drawn_round", "later"]
