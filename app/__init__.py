@@ -2,9 +2,10 @@
 from __future__ import annotations
 
 import logging
+import time
 from pathlib import Path
 
-from flask import Flask, render_template
+from flask import Flask, g, render_template
 from sqlalchemy import event
 
 from app.config import BASE_DIR, INSTANCE_DIR, load_config
@@ -146,8 +147,16 @@ def _register_error_pages(app: Flask) -> None:
 
 
 def _security_headers(app: Flask) -> None:
+    @app.before_request
+    def _start_clock():
+        g.request_started = time.perf_counter()
+
     @app.after_request
     def _headers(response):
+        # the server's own time for this request (bench/callers.py reads it)
+        started = g.get("request_started")
+        if started is not None:
+            response.headers["Server-Timing"] = f"app;dur={(time.perf_counter() - started) * 1000:.2f}"
         response.headers.setdefault("X-Content-Type-Options", "nosniff")
         response.headers.setdefault("X-Frame-Options", "DENY")
         response.headers.setdefault("Referrer-Policy", "same-origin")
