@@ -13,6 +13,7 @@ that the writer still holds it.
 from __future__ import annotations
 
 import json
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -33,6 +34,19 @@ class CallError(ValueError):
 # ---------------------------------------------------------------------------
 # Transactions and locks
 # ---------------------------------------------------------------------------
+
+
+@contextmanager
+def _writing(session: Session):
+    """One write transaction (the SQLite write lock taken at its start): committed when the
+    block ends, rolled back when it raises, so a refused request leaves nothing behind."""
+    begin_write(session)
+    try:
+        yield
+        session.commit()
+    except BaseException:
+        session.rollback()
+        raise
 
 
 def _is_pg(session: Session) -> bool:
@@ -174,25 +188,21 @@ def held_case(session: Session, round_id: int, user: User, now: datetime) -> Cas
 def claim_next(session: Session, round_id: int, user: User, now: datetime, settings: CallSettings) -> Case | None:
     """Give the caller their next case, or the one they already hold. Starts and commits its
     own write transaction. None when nothing can be called now."""
-    begin_write(session)
-    _open_round(session, round_id)
-    mine = held_case(session, round_id, user, now)
-    if mine is not None:
-        _lease(session, mine.id, user, now, settings)
-        session.commit()
-        return mine
-    stmt = _candidates(session, round_id, user, now, settings).limit(1)
-    if _is_pg(session):
-        stmt = stmt.with_for_update(of=Case, skip_locked=True)
-    for _ in range(5):
-        case_id = session.scalar(stmt)
-        if case_id is None:
-            session.commit()
-            return None
-        if _take(session, case_id, round_id, user, now, settings):
-            session.commit()
-            return session.get(Case, case_id)
-    session.commit()
+    with _writing(session):
+        _open_round(session, round_id)
+        mine = held_case(session, round_id, user, now)
+        if mine is not None:
+            _lease(session, mine.id, user, now, settings)
+            return mine
+        stmt = _candidates(session, round_id, user, now, settings).limit(1)
+        if _is_pg(session):
+            stmt = stmt.with_for_update(of=Case, skip_locked=True)
+        for _ in range(5):  # the conditional UPDATE decides; a lost race tries the next row
+            case_id = session.scalar(stmt)
+            if case_id is None:
+                return None
+            if _take(session, case_id, round_id, user, now, settings):
+                return session.get(Case, case_id)
     return None
 
 
@@ -219,59 +229,54 @@ def _lease(session, case_id: int, user: User, now: datetime, settings: CallSetti
 
 
 def renew(session: Session, case_id: int, user: User, now: datetime, settings: CallSettings) -> bool:
-    ok = _lease(session, case_id, user, now, settings)
-    session.commit()
-    return ok
+    with _writing(session):
+        return _lease(session, case_id, user, now, settings)
 
 
 def claim_case(session: Session, case_id: int, user: User, now: datetime, settings: CallSettings) -> Case:
     """A case the caller picked from the list. Starts and commits its own write transaction.
     The queue's rules that protect residents still apply: calling hours (except a due
     callback this caller set), the attempt limit and the two-day spread."""
-    begin_write(session)
-    case = _locked_case(session, case_id)
-    _open_round(session, case.round_id)
-    if case.status != "queued":
-        raise CallError("该样本已结束拨打或尚未启用（备用样本），不能领取。")
-    if case.leased_by_id == user.id:
-        _lease(session, case.id, user, now, settings)
-        session.commit()
-        return case
-    if case.assigned_to_id not in (None, user.id):
-        raise CallError("该样本已由督导分配给其他调查员。")
-    if case.attempt_count > 0 and case.last_outcome is None:
-        raise CallError("该样本正在由其他调查员访问中。")
-    callback_due = case.callback_at is not None and case.callback_at <= utc_naive(now)
-    if not settings.in_hours(now) and not (callback_due and case.callback_by_id == user.id):
-        raise CallError(f"现在不在拨打时段内（{settings.hours_label()}），只能拨打您本人约定的到期回访。")
-    if case.attempt_count >= settings.attempt_cap or (
-        case.attempt_count >= settings.max_attempts and case.callback_at is None
-    ):
-        raise CallError("该样本的拨打次数已用完。")
-    if (
-        case.attempt_count >= settings.max_attempts - 1
-        and case.first_attempt_at is not None
-        and case.first_attempt_at >= day_start(now)
-        and not callback_due
-    ):
-        raise CallError("最后一次拨打须与前几次不在同一天，请明天再拨。")
-    if not _take(session, case.id, case.round_id, user, now, settings):
-        session.rollback()
-        raise CallError("该样本已被其他调查员领取。")
-    session.commit()
+    with _writing(session):
+        case = _locked_case(session, case_id)
+        _open_round(session, case.round_id)
+        if case.status != "queued":
+            raise CallError("该样本已结束拨打或尚未启用（备用样本），不能领取。")
+        if case.leased_by_id == user.id:
+            _lease(session, case.id, user, now, settings)
+            return case
+        if case.assigned_to_id not in (None, user.id):
+            raise CallError("该样本已由督导分配给其他调查员。")
+        if case.attempt_count > 0 and case.last_outcome is None:
+            raise CallError("该样本正在由其他调查员访问中。")
+        callback_due = case.callback_at is not None and case.callback_at <= utc_naive(now)
+        if not settings.in_hours(now) and not (callback_due and case.callback_by_id == user.id):
+            raise CallError(f"现在不在拨打时段内（{settings.hours_label()}），只能拨打您本人约定的到期回访。")
+        if case.attempt_count >= settings.attempt_cap or (
+            case.attempt_count >= settings.max_attempts and case.callback_at is None
+        ):
+            raise CallError("该样本的拨打次数已用完。")
+        if (
+            case.attempt_count >= settings.max_attempts - 1
+            and case.first_attempt_at is not None
+            and case.first_attempt_at >= day_start(now)
+            and not callback_due
+        ):
+            raise CallError("最后一次拨打须与前几次不在同一天，请明天再拨。")
+        if not _take(session, case.id, case.round_id, user, now, settings):
+            raise CallError("该样本已被其他调查员领取。")
     return session.get(Case, case_id)
 
 
 def release(session: Session, case_id: int, user: User) -> bool:
     """Put a held case back in the queue without recording anything."""
-    begin_write(session)
-    result = session.execute(
-        update(Case)
-        .where(Case.id == case_id, Case.leased_by_id == user.id, Case.status == "queued", ~in_progress())
-        .values(leased_by_id=None, lease_expires_at=None)
-        .execution_options(synchronize_session=False)
-    )
-    session.commit()
+    with _writing(session):
+        result = session.execute(
+            update(Case)
+            .where(Case.id == case_id, Case.leased_by_id == user.id, Case.status == "queued", ~in_progress())
+            .values(leased_by_id=None, lease_expires_at=None)
+            .execution_options(synchronize_session=False)
+        )
     return result.rowcount == 1
 
 
@@ -359,8 +364,7 @@ def record_attempt(
         raise CallError(f"选择“{rule.label}”时必须填写说明。")
     if note and len(note) > 500:
         raise CallError("说明不能超过500字。")
-    begin_write(session)
-    try:
+    with _writing(session):
         case = _locked_case(session, case_id)
         round_ = _open_round(session, case.round_id)
         _held(case, user)
@@ -387,10 +391,6 @@ def record_attempt(
         attempt.connected = attempt.connected or rule.connected
         attempt.ended_at = utc_naive(now)
         _apply(session, case, attempt, user, now, settings)
-        session.commit()
-    except Exception:
-        session.rollback()
-        raise
     return attempt
 
 
@@ -493,8 +493,7 @@ def start_interview(
 ) -> Response:
     """The resident answered and the caller starts the questionnaire: an attempt in progress
     and its response. Repeating the request returns the same response. Commits."""
-    begin_write(session)
-    try:
+    with _writing(session):
         case = _locked_case(session, case_id)
         round_ = _open_round(session, case.round_id)
         _held(case, user)
@@ -511,10 +510,6 @@ def start_interview(
                                 answers="{}", started_at=utc_naive(now), updated_at=utc_naive(now))
             session.add(response)
         case.lease_expires_at = utc_naive(now) + settings.lease
-        session.commit()
-    except Exception:
-        session.rollback()
-        raise
     return response
 
 
@@ -547,8 +542,7 @@ def save_answer(
 ) -> Response:
     """Store one item's answer as soon as it is given and renew the lease. An identity check
     that fails ends the call as 本人不在 (the resident may be reached later). Commits."""
-    begin_write(session)
-    try:
+    with _writing(session):
         response, case, attempt = _response_for_write(session, response_id, user)
         # only answers on the path the answers lead along: a changed branch drops the other's
         answers = questionnaire.prune({**answers_of(response), **cleaned})
@@ -561,10 +555,6 @@ def save_answer(
             attempt.outcome, attempt.ended_at = "not_available", utc_naive(now)
             attempt.note = attempt.note or "身份核实未通过（非本人且不能代答）"
             _apply(session, case, attempt, user, now, settings)
-        session.commit()
-    except Exception:
-        session.rollback()
-        raise
     return response
 
 
@@ -596,13 +586,11 @@ def finish_interview(
     """End the interview: complete when every item on the path is answered, or, when the
     call dropped (``breakoff``), partial if the satisfaction item was answered and break-off
     otherwise. Repeating it changes nothing. Commits."""
-    begin_write(session)
-    try:
+    with _writing(session):
         response = session.get(Response, response_id, populate_existing=True)
         if response is None:
             raise CallError("找不到该问卷。")
         if response.status in ("complete", "partial", "breakoff"):
-            session.commit()
             return response  # a repeated submit: already recorded
         response, case, attempt = _response_for_write(session, response_id, user)
         answers = answers_of(response)
@@ -613,10 +601,6 @@ def finish_interview(
                 raise CallError("还有未回答的题目，不能提交。")
             status = "complete"
         _finish(session, response, case, attempt, status, questionnaire, context, user, now, settings)
-        session.commit()
-    except Exception:
-        session.rollback()
-        raise
     return response
 
 
