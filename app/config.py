@@ -75,6 +75,9 @@ def load_config(overrides: dict | None = None) -> dict:
         "LOGIN_MAX_FAILURES_PER_ADDRESS": int(env.get("LOGIN_MAX_FAILURES_PER_ADDRESS", "20")),
         "LOGIN_LOCK_MINUTES": int(env.get("LOGIN_LOCK_MINUTES", "15")),
         "SESSION_IDLE_MINUTES": int(env.get("SESSION_IDLE_MINUTES", "30")),
+        # behind a reverse proxy (nginx): how many proxies set X-Forwarded-For/-Proto, so the
+        # sign-in throttle sees the client's address and not the proxy's
+        "TRUST_PROXY_HOPS": int(env.get("TRUST_PROXY_HOPS", "0")),
     }
     if overrides:
         cfg.update(overrides)
