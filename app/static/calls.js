@@ -3,8 +3,32 @@
   "use strict";
   var form = document.getElementById("answer");
   if (form) {
-    var first = form.querySelector("input[type=radio]:checked, input[type=radio], input[type=checkbox]");
+    // focus the chosen option when there is one (coming back with 上一题), else the first one;
+    // one selector list would return the first option in document order, checked or not
+    var first = form.querySelector(".options input[type=radio]:checked") ||
+      form.querySelector(".options input[type=radio], .options input[type=checkbox]");
     if (first && !document.activeElement.matches("input, textarea")) { first.focus(); }
+    // "没有接受过服务" and the like exclude the other options: choosing one clears the others
+    form.addEventListener("change", function (event) {
+      var input = event.target;
+      if (input.type !== "checkbox" || !input.checked) { return; }
+      var exclusive = input.closest("label").hasAttribute("data-exclusive");
+      form.querySelectorAll(".options input[type=checkbox]:checked").forEach(function (other) {
+        if (other !== input && (exclusive || other.closest("label").hasAttribute("data-exclusive"))) {
+          other.checked = false;
+        }
+      });
+    });
+    // the detail field (与居民关系) only when the chosen option asks for it
+    var detail = form.querySelector("label.detail");
+    if (detail && form.querySelector(".options [data-detail]")) {
+      var syncDetail = function () {
+        var chosen = form.querySelector(".options input:checked");
+        detail.hidden = !(chosen && chosen.closest("label").hasAttribute("data-detail"));
+      };
+      form.addEventListener("change", syncDetail);
+      syncDetail();
+    }
     document.addEventListener("keydown", function (event) {
       var target = event.target;
       var typing = target.matches("textarea, input[type=text], input[type=number], input[type=search]");
