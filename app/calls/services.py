@@ -23,7 +23,7 @@ from sqlalchemy.orm import Session
 from app.calls import outcomes as oc
 from app.locks import begin_write
 from app.calls.rules import CallSettings, day_start, half_day_start, local, utc_naive
-from app.models import AnswerEdit, Attempt, AuditLog, Case, Response, Round, RoundInstitution, User
+from app.models import AnswerEdit, Attempt, AuditLog, Case, Problem, Response, Round, RoundInstitution, User, utcnow
 from app.questionnaires import Context, Questionnaire
 
 
@@ -570,6 +570,33 @@ def _derive_into(response: Response, questionnaire: Questionnaire, context: Cont
     response.renew = derived.renew
     response.wants_contact = derived.wants_contact
     response.flags = ",".join(derived.flags) or None
+    response.expected_services = questionnaire.expected_services(context)
+    renew_item = questionnaire.role_item("renew")
+    response.renew_answered = renew_item is not None and answers.get(renew_item.code) is not None
+
+
+def sync_problem(session: Session, response: Response) -> Problem | None:
+    """Keep the rectification list in step with a finished response's flags: a flagged
+    response has its problem row; an open one whose flags were all corrected away goes."""
+    problem = session.scalar(select(Problem).where(Problem.response_id == response.id))
+    flagged = response.flags and response.status in ("complete", "partial")
+    if not flagged:
+        if problem is not None and problem.status == "open":
+            session.delete(problem)
+            return None
+        if problem is not None:
+            problem.flags = ""
+        return problem
+    if problem is None:
+        case = session.get(Case, response.case_id)
+        round_ = session.get(Round, response.round_id)
+        problem = Problem(response_id=response.id, round_id=response.round_id, county_id=round_.county_id,
+                          institution_id=case.institution_id, team_id=case.team_id, month=round_.month,
+                          flags=response.flags, status="open", created_at=response.completed_at or utcnow())
+        session.add(problem)
+    else:
+        problem.flags = response.flags
+    return problem
 
 
 def finish_interview(
@@ -614,6 +641,8 @@ def _finish(session, response, case, attempt, status, questionnaire, context, us
     attempt.outcome = status
     attempt.ended_at = stamp
     _apply(session, case, attempt, user, now, settings)
+    session.flush()
+    sync_problem(session, response)
 
 
 def finalize_open_interviews(session: Session, round_id: int, now: datetime, questionnaires, vocabulary) -> int:
@@ -672,6 +701,7 @@ def edit_answer(
     response.answers = json.dumps(changed, ensure_ascii=False)
     response.updated_at = utc_naive(now)
     _derive_into(response, questionnaire, context, changed)
+    sync_problem(session, response)
     session.add(AuditLog(user_id=user.id, actor=user.username, action="answer_edit", target=f"response:{response.id}",
                          detail=json.dumps({"item": item, "old": old, "new": new, "reason": reason},
                                            ensure_ascii=False)))

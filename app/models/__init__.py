@@ -1,7 +1,7 @@
 """All models, importable from one place (Alembic's autogenerate sees them here)."""
 from app.models.audit import AuditLog
 from app.models.auth import ROLES, LoginAttempt, User
-from app.models.calls import RESPONSE_STATUSES, AnswerEdit, Attempt, Response
+from app.models.calls import PROBLEM_STATUSES, RESPONSE_STATUSES, AnswerEdit, Attempt, Problem, Response
 from app.models.base import utcnow
 from app.models.org import INSTITUTION_TYPES, County, Institution, Team
 from app.models.roster import ImportBatch, PopulationLabel, Resident, resident_labels
@@ -20,6 +20,8 @@ __all__ = [
     "AnswerEdit",
     "Attempt",
     "LoginAttempt",
+    "PROBLEM_STATUSES",
+    "Problem",
     "RESPONSE_STATUSES",
     "Response",
     "CASE_KINDS",

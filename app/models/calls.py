@@ -73,6 +73,10 @@ class Response(db.Model):
     renew: Mapped[bool | None]
     wants_contact: Mapped[bool | None]
     flags: Mapped[str | None] = mapped_column(String(200))  # flag codes joined by ","
+    # services owed in the questionnaire's reference period by the resident's key populations
+    # (the standard as configured when the interview was recorded); 0 = no fixed count
+    expected_services: Mapped[int | None]
+    renew_answered: Mapped[bool | None]  # the renewal item was asked and answered (incl. 还没想好)
 
     attempt: Mapped[Attempt] = relationship()
 
@@ -92,3 +96,35 @@ class AnswerEdit(db.Model):
     at: Mapped[datetime] = mapped_column(default=utcnow)
 
     user = relationship("User")
+
+
+PROBLEM_STATUSES = ("open", "assigned", "closed")
+
+
+class Problem(db.Model):
+    """A flagged response on the rectification list (整改): sent to its institution, the
+    rectification recorded, closed. One per response; its flags follow the response's."""
+
+    __tablename__ = "problems"
+    __table_args__ = (
+        Index("ix_problems_county_id_status", "county_id", "status"),
+        Index("ix_problems_round_id", "round_id"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    response_id: Mapped[int] = mapped_column(ForeignKey("responses.id", ondelete="CASCADE"), unique=True)
+    round_id: Mapped[int] = mapped_column(ForeignKey("rounds.id", ondelete="CASCADE"))
+    county_id: Mapped[int] = mapped_column(ForeignKey("counties.id"))
+    institution_id: Mapped[int] = mapped_column(ForeignKey("institutions.id"))
+    team_id: Mapped[int] = mapped_column(ForeignKey("teams.id"))
+    month: Mapped[str] = mapped_column(String(7))
+    flags: Mapped[str] = mapped_column(String(200))
+    status: Mapped[str] = mapped_column(String(10), default="open")
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    assigned_at: Mapped[datetime | None]
+    assigned_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+    note: Mapped[str | None] = mapped_column(Text)  # the rectification recorded
+    closed_at: Mapped[datetime | None]
+    closed_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+
+    response: Mapped[Response] = relationship()
