@@ -54,6 +54,9 @@ def create_app(config: dict | None = None) -> Flask:
     from app.admin import routes as _admin_routes  # noqa: F401
     from app.calls import bp as calls_bp
     from app.calls import routes as _calls_routes  # noqa: F401
+    from app.reports import bp as reports_bp
+    from app.reports import problems as _problem_routes  # noqa: F401
+    from app.reports import routes as _report_routes  # noqa: F401
     from app.org import bp as org_bp
     from app.roster import bp as roster_bp
     from app.roster.cli import roster_cli
@@ -66,6 +69,7 @@ def create_app(config: dict | None = None) -> Flask:
     app.register_blueprint(scheduler_bp)
     app.register_blueprint(calls_bp)
     app.register_blueprint(admin_bp)
+    app.register_blueprint(reports_bp)
     app.cli.add_command(roster_cli)
     app.cli.add_command(users_cli)
     app.cli.add_command(demo_cli)

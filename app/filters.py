@@ -31,3 +31,9 @@ def register(app: Flask) -> None:
     app.add_template_filter(format_phone, "format_phone")
     app.add_template_filter(lambda v: {"M": "男", "F": "女"}.get(v, ""), "sex_label")
     app.add_template_filter(lambda v: f"{v:,}" if isinstance(v, int) else v, "thousands")
+    app.add_template_global(pct)
+
+
+def pct(value: float | None, digits: int = 1) -> str:
+    """A proportion as a percentage for people ("87.5%"); "—" when there is none."""
+    return "—" if value is None else f"{value * 100:.{digits}f}%"

@@ -1,14 +1,17 @@
 """The month's progress per institution and county, for the supervisors' board."""
 from __future__ import annotations
 
-from collections import defaultdict
+from collections import Counter, defaultdict
 from dataclasses import dataclass, field, fields
 from datetime import datetime
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from app.models import Attempt, Case, Round, RoundInstitution
+from app.calls.outcomes import OUTCOMES, aapor_class
+from app.calls.rules import local
+from app.models import Attempt, Case, Response, Round, RoundInstitution, User
+from app.reports.metrics import AaporRates, aapor_rates
 
 
 @dataclass
@@ -26,11 +29,21 @@ class Progress:
     no_backup: int = 0  # ended cases that needed a backup when none was left
     shortfall: int = 0  # draw shortfall plus replacements that found no backup
     ended: int = 0  # ended without an interview
+    institution_id: int | None = None
+    # AAPOR classes of the active cases (primaries and activated backups); a case not dialled
+    # yet counts as unknown eligibility (UH), as it would if the month closed now
+    classes: Counter = field(default_factory=Counter)
 
     def add(self, other: Progress) -> None:
         for f in fields(self):
-            if f.name != "name":
+            if f.name == "classes":
+                self.classes.update(other.classes)
+            elif f.name not in ("name", "institution_id"):
                 setattr(self, f.name, getattr(self, f.name) + getattr(other, f.name))
+
+    @property
+    def aapor(self) -> AaporRates:
+        return aapor_rates(self.classes)
 
 
 @dataclass
@@ -47,7 +60,8 @@ def board_rows(session: Session, round_ids: list[int], now: datetime) -> list[Ro
     for unit in session.scalars(select(RoundInstitution).where(RoundInstitution.round_id.in_(round_ids))):
         round_ = session.get(Round, unit.round_id)
         per[(unit.round_id, unit.institution_id)] = Progress(
-            unit.institution_name, target=round_.sample_size, drawn=unit.primaries, shortfall=unit.shortfall
+            unit.institution_name, target=round_.sample_size, drawn=unit.primaries, shortfall=unit.shortfall,
+            institution_id=unit.institution_id,
         )
     counts = session.execute(
         select(
@@ -71,6 +85,13 @@ def board_rows(session: Session, round_ids: list[int], now: datetime) -> list[Ro
         row.completed, row.in_progress, row.untouched = completed, active, untouched
         row.callbacks, row.replacements, row.no_backup, row.ended = callbacks, replacements, none_left, ended
         row.shortfall += none_left
+    for round_id, inst, outcome, count in session.execute(
+        select(Case.round_id, Case.institution_id, Case.outcome, func.count())
+        .where(Case.round_id.in_(round_ids), Case.status != "reserve")
+        .group_by(Case.round_id, Case.institution_id, Case.outcome)
+    ):
+        if (round_id, inst) in per:
+            per[(round_id, inst)].classes[aapor_class(outcome) or "UH"] += count
     for round_id, inst, attempts in session.execute(
         select(Attempt.round_id, Case.institution_id, func.count())
         .join(Case, Case.id == Attempt.case_id)
@@ -91,3 +112,56 @@ def board_rows(session: Session, round_ids: list[int], now: datetime) -> list[Ro
             total.add(row)
         result.append(RoundProgress(session.get(Round, round_id), total, rows))
     return result
+
+
+@dataclass
+class CallerStats:
+    user_id: int
+    username: str
+    attempts: int = 0
+    completes: int = 0
+    contacts: int = 0  # attempts that reached the resident or a proxy (AAPOR I, P, R, O)
+    hours: float = 0.0  # per day, first attempt's start to last attempt's end, summed
+    interview_seconds: list[float] = field(default_factory=list)
+
+    @property
+    def completes_per_hour(self) -> float | None:
+        return self.completes / self.hours if self.hours > 0 else None
+
+    @property
+    def mean_interview_minutes(self) -> float | None:
+        seconds = self.interview_seconds
+        return sum(seconds) / len(seconds) / 60 if seconds else None
+
+
+def caller_stats(session: Session, round_ids: list[int]) -> list[CallerStats]:
+    """Per caller over the rounds: attempts, completes, contacts, completes per hour worked
+    (hours worked: for each day, the span from the first attempt's start to the last one's
+    end), mean length of completed interviews."""
+    if not round_ids:
+        return []
+    stats: dict[int, CallerStats] = {}
+    days: dict[tuple[int, object], list[datetime]] = defaultdict(list)
+    for caller_id, username, started, ended, outcome in session.execute(
+        select(Attempt.caller_id, User.username, Attempt.started_at, Attempt.ended_at, Attempt.outcome)
+        .join(User, User.id == Attempt.caller_id)
+        .where(Attempt.round_id.in_(round_ids))
+    ):
+        row = stats.setdefault(caller_id, CallerStats(caller_id, username))
+        row.attempts += 1
+        if outcome == "complete":
+            row.completes += 1
+        if outcome in OUTCOMES and OUTCOMES[outcome].contact:
+            row.contacts += 1
+        bucket = days[(caller_id, local(started).date())]
+        bucket.append(started)
+        bucket.append(ended or started)
+    for (caller_id, _day), moments in days.items():
+        stats[caller_id].hours += (max(moments) - min(moments)).total_seconds() / 3600
+    for caller_id, started, completed in session.execute(
+        select(Response.caller_id, Response.started_at, Response.completed_at)
+        .where(Response.round_id.in_(round_ids), Response.status == "complete")
+    ):
+        if caller_id in stats and completed is not None:
+            stats[caller_id].interview_seconds.append((completed - started).total_seconds())
+    return sorted(stats.values(), key=lambda s: (-s.completes, s.username))

@@ -17,7 +17,7 @@ from app.auth.scope import county_filter, require_county, roles_required
 from app.calls import bp
 from app.calls import outcomes as oc
 from app.calls.forms import ActionForm, AssignForm, AttemptForm, EditAnswerForm, FinishForm
-from app.calls.progress import board_rows
+from app.calls.progress import board_rows, caller_stats
 from app.calls.rules import TZ, CallSettings, local
 from app.calls.services import (
     CallError,
@@ -506,4 +506,5 @@ def board():
     stmt = county_filter(current_user, select(Round).join(County), Round.county_id).where(Round.month == month)
     rounds = db.session.scalars(stmt.order_by(County.code)).all()
     data = board_rows(db.session, [r.id for r in rounds], now)
-    return render_template("calls/board.html", rounds=rounds, data=data, month=month)
+    callers = {r.id: caller_stats(db.session, [r.id]) for r in rounds}
+    return render_template("calls/board.html", rounds=rounds, data=data, month=month, callers=callers)

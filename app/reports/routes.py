@@ -1,0 +1,1 @@
+"""Supervisors' rankings, drill-down and exports."""
