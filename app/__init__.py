@@ -55,7 +55,9 @@ def create_app(config: dict | None = None) -> Flask:
     from app.calls import bp as calls_bp
     from app.calls import routes as _calls_routes  # noqa: F401
     from app.reports import bp as reports_bp
+    from app.reports import excel as _report_excel  # noqa: F401
     from app.reports import problems as _problem_routes  # noqa: F401
+    from app.reports.cli import report_cli
     from app.reports import routes as _report_routes  # noqa: F401
     from app.org import bp as org_bp
     from app.roster import bp as roster_bp
@@ -76,6 +78,7 @@ def create_app(config: dict | None = None) -> Flask:
     app.cli.add_command(draw_cli)
     app.cli.add_command(export_cli)
     app.cli.add_command(scheduler_cli)
+    app.cli.add_command(report_cli)
     _register_error_pages(app)
     _security_headers(app)
     if not app.debug and not app.testing:
