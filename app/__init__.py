@@ -96,11 +96,13 @@ def _load_call_rules(app: Flask) -> None:
     from app.calls.rules import CallHoursError, CallSettings
     from app.config import ConfigError
     from app.questionnaires import QuestionnaireError, load_questionnaires
+    from app.reports.settings import ReportSettings, ReportSettingsError
 
     try:
         app.extensions["call_settings"] = CallSettings.from_config(app.config)
         app.extensions["questionnaires"] = load_questionnaires(app.config["QUESTIONNAIRES_DIR"])
-    except (CallHoursError, QuestionnaireError) as exc:
+        app.extensions["report_settings"] = ReportSettings.from_config(app.config)
+    except (CallHoursError, QuestionnaireError, ReportSettingsError) as exc:
         raise ConfigError(str(exc)) from exc
     if app.config["QUESTIONNAIRE_VERSION"] not in app.extensions["questionnaires"]:
         raise ConfigError(

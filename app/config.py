@@ -78,6 +78,12 @@ def load_config(overrides: dict | None = None) -> dict:
         # behind a reverse proxy (nginx): how many proxies set X-Forwarded-For/-Proto, so the
         # sign-in throttle sees the client's address and not the proxy's
         "TRUST_PROXY_HOPS": int(env.get("TRUST_PROXY_HOPS", "0")),
+        # indicators and rankings (app/reports)
+        "REPORT_SATISFACTION_SCORES": env.get("REPORT_SATISFACTION_SCORES", "100,75,50,25,0"),
+        "REPORT_COMPOSITE_WEIGHTS": env.get(
+            "REPORT_COMPOSITE_WEIGHTS", "score:0.4,aware:0.15,knows_doctor:0.15,fulfilment:0.15,effect:0.15"
+        ),
+        "RANK_MIN_N": env.get("RANK_MIN_N", "team:20,institution:10,county:30"),
     }
     if overrides:
         cfg.update(overrides)
