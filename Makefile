@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 FLASK := $(BIN)/flask --app wsgi
 STAMP := $(VENV)/.installed
 
-.PHONY: run test test-pg install web scheduler bench bench-draw clean
+.PHONY: run test test-pg install web scheduler bench bench-draw bench-callers clean
 
 $(STAMP): requirements.txt requirements-test.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -37,9 +37,14 @@ test-pg: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python bench/import_roster.py
 	$(BIN)/python bench/draw.py
+	$(BIN)/python bench/callers.py
 
 bench-draw: $(STAMP)
 	$(BIN)/python bench/draw.py
+
+## 30 simulated callers against gunicorn on the local PostgreSQL server (~1-2 min)
+bench-callers: $(STAMP)
+	$(BIN)/python bench/callers.py $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache tests/output

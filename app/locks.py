@@ -14,16 +14,21 @@ DRAW = 1  # key: county id
 CLOSE = 2  # key: round id
 
 
+def _plain(session: Session) -> Session:
+    return session() if isinstance(session, scoped_session) else session
+
+
 def begin_write(session: Session) -> Session:
-    """Start a new write transaction (ending the session's current one, committing it). On
-    SQLite it takes the write lock at once (BEGIN IMMEDIATE), so a read-then-write cannot fail
-    on a stale snapshot; on PostgreSQL row and advisory locks do the work. Returns the plain
-    session."""
-    if isinstance(session, scoped_session):
-        session = session()
-    if session.in_transaction():
-        session.commit()
+    """Make the session's work from here on a safe write transaction. On SQLite: end the
+    current transaction (committing it) and start one that holds the write lock at once
+    (BEGIN IMMEDIATE), so a read-then-write cannot fail on a stale snapshot. On PostgreSQL
+    nothing to do: row locks taken by the statements themselves (FOR UPDATE / FOR SHARE)
+    decide, and READ COMMITTED lets each statement see what was committed before it.
+    Returns the plain session."""
+    session = _plain(session)
     if session.get_bind().dialect.name == "sqlite":
+        if session.in_transaction():
+            session.commit()
         session.connection(execution_options={"sqlite_immediate": True})
     return session
 
@@ -31,6 +36,10 @@ def begin_write(session: Session) -> Session:
 def begin_locked(session: Session, purpose: int, key: int) -> None:
     """Start a new transaction holding the lock. Ends the session's current transaction
     first (committing it): the lock must be the new transaction's first act."""
-    session = begin_write(session)
-    if session.get_bind().dialect.name != "sqlite":
+    session = _plain(session)
+    if session.in_transaction():
+        session.commit()
+    if session.get_bind().dialect.name == "sqlite":
+        session.connection(execution_options={"sqlite_immediate": True})
+    else:
         session.execute(text("SELECT pg_advisory_xact_lock(:purpose, :key)"), {"purpose": purpose, "key": key})
