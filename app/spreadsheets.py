@@ -34,19 +34,43 @@ def _atomic_target(path: Path) -> tuple[int, str]:
     return tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=path.suffix)
 
 
-def write_xlsx(path: str | Path, sheets: dict[str, pd.DataFrame], column_widths: dict[str, int] | None = None) -> Path:
+def write_xlsx(
+    path: str | Path,
+    sheets: dict[str, pd.DataFrame],
+    column_widths: dict[str, int] | None = None,
+    *,
+    titles: dict[str, str] | None = None,
+    number_formats: dict[str, str] | None = None,
+) -> Path:
+    """One sheet per frame, header row frozen. ``titles`` (sheet name -> one line) puts a bold
+    title row above a sheet's header; ``number_formats`` (column name -> Excel number format,
+    e.g. "0.0%") formats a column's numbers wherever it appears, so a rate stays a number."""
     path = Path(path)
     fd, tmp = _atomic_target(path)
     os.close(fd)
     try:
         with pd.ExcelWriter(tmp, engine="xlsxwriter") as writer:
+            formats: dict[str, object] = {}
+
+            def cell_format(key: str, spec: dict):
+                if key not in formats:
+                    formats[key] = writer.book.add_format(spec)
+                return formats[key]
+
             for name, frame in sheets.items():
-                _safe(frame).to_excel(writer, sheet_name=name[:31], index=False)
+                title = (titles or {}).get(name)
+                start = 1 if title else 0
+                _safe(frame).to_excel(writer, sheet_name=name[:31], index=False, startrow=start)
                 sheet = writer.sheets[name[:31]]
+                if title:
+                    bold = cell_format("title", {"bold": True, "font_size": 12})
+                    sheet.write_string(0, 0, str(neutralise(title)), bold)
                 for idx, column in enumerate(frame.columns):
                     width = (column_widths or {}).get(str(column), max(10, min(40, len(str(column)) * 2 + 4)))
-                    sheet.set_column(idx, idx, width)
-                sheet.freeze_panes(1, 0)
+                    number = (number_formats or {}).get(str(column))
+                    shown = cell_format("num:" + number, {"num_format": number}) if number else None
+                    sheet.set_column(idx, idx, width, shown)
+                sheet.freeze_panes(start + 1, 0)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

@@ -8,7 +8,7 @@ from datetime import date, datetime
 from sqlalchemy import select
 
 from app.extensions import db
-from app.models import Attempt, Case, Resident, Response, Round, RoundInstitution, Team, User
+from app.models import Attempt, Case, Institution, Resident, Response, Round, RoundInstitution, Team, User
 from tests.draws_support import add_residents
 
 DEFAULTS = {
@@ -40,8 +40,9 @@ def add_results(county, team: Team, month: str, answers: list[dict], *, caller: 
     unit = db.session.scalar(select(RoundInstitution).where(RoundInstitution.round_id == round_.id,
                                                             RoundInstitution.institution_id == team.institution_id))
     total = len(answers) + len(outcomes or [])
+    institution = db.session.get(Institution, team.institution_id)
     if unit is None:
-        unit = RoundInstitution(round_id=round_.id, institution_id=team.institution_id, institution_name="x", teams=1,
+        unit = RoundInstitution(round_id=round_.id, institution_id=team.institution_id, institution_name=institution.name, teams=1,
                                 eligible_count=total, eligible_hash="", eligible_data=b"", primaries=0, backups=0,
                                 shortfall=0)
         db.session.add(unit)
@@ -65,7 +66,7 @@ def add_results(county, team: Team, month: str, answers: list[dict], *, caller: 
                     kind="primary", position=position, status="done", outcome=outcome, attempt_count=1,
                     last_outcome=outcome, first_attempt_at=stamp, last_attempt_at=stamp, name=resident.name,
                     sex=resident.sex, birth_date=resident.birth_date, age=60, phone=resident.phone,
-                    institution_name="x", team_name=team.name, population_labels="高血压", key_population=True,
+                    institution_name=institution.name, team_name=team.name, population_labels="高血压", key_population=True,
                     contract_start=resident.contract_start, contract_end=resident.contract_end)
         db.session.add(case)
         db.session.flush()

@@ -184,7 +184,7 @@ def aggregate(
             func.count().filter(Response.satisfaction >= 4),
             func.count(Response.satisfaction),
             func.coalesce(func.sum(_score_expr(scores)), 0),
-            func.count().filter(Response.renew.is_(True)),
+            func.count().filter(Response.renew.is_(True), Response.renew_answered.is_(True)),
             func.count().filter(Response.renew_answered.is_(True)),
             func.count().filter(Response.flags.is_not(None)),
         )

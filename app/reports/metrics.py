@@ -75,15 +75,18 @@ def aapor_rates(counts: Mapping[str, int]) -> AaporRates:
 
 def wilson(successes: int, n: int, z: float = Z95) -> tuple[float, float] | None:
     """The Wilson score interval; None when n = 0. 9/10 -> (0.596, 0.982)."""
-    if n <= 0:
-        return None
-    if not 0 <= successes <= n:
+    if n < 0 or not 0 <= successes <= max(n, 0):
         raise ValueError("successes must be between 0 and n")
+    if n == 0:
+        return None
     p = successes / n
     z2 = z * z
     centre = (p + z2 / (2 * n)) / (1 + z2 / n)
     half = z * math.sqrt(p * (1 - p) / n + z2 / (4 * n * n)) / (1 + z2 / n)
-    return max(0.0, centre - half), min(1.0, centre + half)
+    # at 0/n and n/n the closed form gives exactly 0 and 1; rounding must not move them
+    low = 0.0 if successes == 0 else max(0.0, centre - half)
+    high = 1.0 if successes == n else min(1.0, centre + half)
+    return low, high
 
 
 @dataclass(frozen=True)
@@ -108,9 +111,11 @@ def fit_beta_binomial(units: Iterable[tuple[int, int]]) -> BetaPrior | None:
     """Method-of-moments fit of a beta prior to (successes, n) of several units.
 
     With N = Σn, μ = Σy / N and the weighted sum of squares S = Σ n·(y/n − μ)², the
-    beta-binomial model gives E[S] = μ(1−μ)·[(k−1) + ρ·(N − Σn²/N)], ρ = 1/(α+β+1). So
+    beta-binomial model (Var y = n·π(1−π)·[1 + (n−1)ρ], ρ = 1/(α+β+1)) gives
+    E[S] = π(1−π)·[(k−1)(1−ρ) + ρ·(N − Σn²/N)]. So
 
-        ρ̂ = (S / (μ(1−μ)) − (k−1)) / (N − Σn²/N),   α+β = 1/ρ̂ − 1,  α = μ(α+β),  β = (1−μ)(α+β).
+        ρ̂ = (S / (μ(1−μ)) − (k−1)) / (N − Σn²/N − (k−1)),
+        α+β = 1/ρ̂ − 1,  α = μ(α+β),  β = (1−μ)(α+β).
 
     ρ̂ ≤ 0 (no more spread than chance) gives an infinitely strong prior: every estimate is μ.
     μ of 0 or 1 likewise. Units with n = 0 carry no information and are ignored. None when no
@@ -122,7 +127,7 @@ def fit_beta_binomial(units: Iterable[tuple[int, int]]) -> BetaPrior | None:
     total = sum(n for _, n in data)
     mean = sum(y for y, _ in data) / total
     k = len(data)
-    spread = total - sum(n * n for _, n in data) / total
+    spread = total - sum(n * n for _, n in data) / total - (k - 1)
     if mean in (0.0, 1.0) or k < 2 or spread <= 0:
         return BetaPrior(math.inf, math.inf, mean, 0.0)
     s = sum(n * (y / n - mean) ** 2 for y, n in data)
@@ -167,6 +172,7 @@ def funnel_curve(overall: float, n_max: int, points: int = 60) -> list[dict]:
     """The limit lines for the chart, from n = 1 to n_max."""
     if n_max < 1:
         return []
+    points = max(points, 2)
     ns = sorted({max(1, round(1 + (n_max - 1) * (i / (points - 1)) ** 2)) for i in range(points)})
     rows = []
     for n in ns:

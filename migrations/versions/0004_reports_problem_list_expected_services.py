@@ -52,6 +52,11 @@ def upgrade():
         batch_op.add_column(sa.Column('expected_services', sa.Integer(), nullable=True))
         batch_op.add_column(sa.Column('renew_answered', sa.Boolean(), nullable=True))
 
+    # responses recorded before: a yes/no renewal answer is known to have been answered
+    # (还没想好 cannot be told from "not asked" and stays out); the services owed were not
+    # recorded, so those interviews stay out of 履约率
+    op.execute("UPDATE responses SET renew_answered = (renew IS NOT NULL) WHERE renew_answered IS NULL")
+
     # ### end Alembic commands ###
 
 
