@@ -43,6 +43,7 @@ from app.models import AnswerEdit, Attempt, County, Response, Round, User
 from app.models import Case
 from app.questionnaires import FLAGS, opening
 from app.questionnaires.forms import build_form
+from app.reports.problems import EMPTY_COUNTS, problem_counts
 
 CALLERS = ("caller", "supervisor")
 STAFF = ("admin", "supervisor")
@@ -507,4 +508,6 @@ def board():
     rounds = db.session.scalars(stmt.order_by(County.code)).all()
     data = board_rows(db.session, [r.id for r in rounds], now)
     callers = {r.id: caller_stats(db.session, [r.id]) for r in rounds}
-    return render_template("calls/board.html", rounds=rounds, data=data, month=month, callers=callers)
+    problems = problem_counts(db.session, [r.id for r in rounds])
+    return render_template("calls/board.html", rounds=rounds, data=data, month=month, callers=callers,
+                           problems=problems, no_problems=EMPTY_COUNTS)
