@@ -46,7 +46,10 @@ class ReportSettings:
             raise ReportSettingsError(
                 "REPORT_COMPOSITE_WEIGHTS 只能包含 score、" + "、".join(RATES) + " 且权重不能为负"
             )
-        min_n = {k: int(v) for k, v in _pairs(config["RANK_MIN_N"], "RANK_MIN_N").items()}
+        pairs = _pairs(config["RANK_MIN_N"], "RANK_MIN_N")
+        if any(v != int(v) for v in pairs.values()):
+            raise ReportSettingsError("RANK_MIN_N 的最小样本数必须是整数")
+        min_n = {k: int(v) for k, v in pairs.items()}
         if set(min_n) - {"team", "institution", "county"} or any(v < 1 for v in min_n.values()):
             raise ReportSettingsError("RANK_MIN_N 只能包含 team、institution、county，且至少为1")
         return cls(scores, weights, {**DEFAULT_MIN_N, **min_n})
