@@ -51,3 +51,14 @@ def chromium():
             yield browser
         finally:
             browser.close()
+
+
+def sign_in(page, base: str, username: str, password: str | None = None) -> None:
+    """Sign in through the real form."""
+    from tests.conftest import PASSWORD
+
+    page.goto(base + "/")
+    page.fill("input[name=username]", username)
+    page.fill("input[name=password]", password or PASSWORD)
+    page.click("button[type=submit]")
+    page.wait_for_load_state()

@@ -9,7 +9,7 @@ from sqlalchemy import func, select
 
 from app.extensions import db
 from app.models import Attempt, Case, Response
-from tests.browser import chromium, live_server, require_chromium
+from tests.browser import chromium, live_server, require_chromium, sign_in
 from tests.calls_support import drawn_round, later
 from tests.conftest import OUTPUT_DIR, PASSWORD
 from tests.draws_support import NOW
@@ -22,14 +22,6 @@ PHONE = {"width": 390, "height": 844}
 
 def _shot(page, name: str) -> None:
     page.screenshot(path=str(OUTPUT_DIR / f"calls-{name}.png"), full_page=True)
-
-
-def _sign_in(page, base: str, username: str) -> None:
-    page.goto(base + "/")
-    page.fill("input[name=username]", username)
-    page.fill("input[name=password]", PASSWORD)
-    page.click("button[type=submit]")
-    page.wait_for_load_state()
 
 
 def _stat(page, label: str) -> str:
@@ -96,7 +88,7 @@ def test_caller_records_no_answer_then_completes_an_interview(app, county, make_
         page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
 
         # the caller signs in and lands on the queue
-        _sign_in(page, base, caller)
+        sign_in(page, base, caller)
         if "/calls/" not in page.url:
             page.click("nav >> text=拨打任务")
         page.wait_for_selector("#next")
@@ -255,7 +247,7 @@ def test_caller_records_no_answer_then_completes_an_interview(app, county, make_
         # the supervisor sees it on the board
         page.locator(".who").get_by_role("button", name="退出").click()
         page.wait_for_selector("input[name=username]")
-        _sign_in(page, base, supervisor)
+        sign_in(page, base, supervisor)
         page.click("nav >> text=调查进度")
         page.wait_for_selector("table.board")
         row = page.locator("table.board tbody tr", has=page.locator("td", has_text="新墙镇卫生院"))

@@ -12,7 +12,7 @@ from datetime import datetime, timezone
 import pytest
 
 from app.extensions import db
-from tests.browser import chromium, live_server, require_chromium
+from tests.browser import chromium, live_server, require_chromium, sign_in
 from tests.conftest import OUTPUT_DIR, PASSWORD
 from tests.reports_support import add_results
 
@@ -33,14 +33,6 @@ DOCTORS = ("张伟", "李娜", "王强", "刘洋", "陈静", "杨帆", "赵敏",
 
 def _shot(page, name: str) -> None:
     page.screenshot(path=str(OUTPUT_DIR / f"reports-{name}.png"), full_page=True)
-
-
-def _sign_in(page, base: str, username: str) -> None:
-    page.goto(base + "/")
-    page.fill("input[name=username]", username)
-    page.fill("input[name=password]", PASSWORD)
-    page.click("button[type=submit]")
-    page.wait_for_load_state()
 
 
 def _results(county, make_team):
@@ -116,7 +108,7 @@ def test_supervisor_reads_the_rankings_and_drills_down(app, county, make_team, m
                 if m.type == "error" and not (m.location.get("url") or "").endswith("/favicon.ico") else None)
         page.on("pageerror", lambda e: problems.append(f"page error: {e}"))
 
-        _sign_in(page, base, supervisor)
+        sign_in(page, base, supervisor)
         page.click("nav >> text=排名")
         page.wait_for_url(re.compile(r"/reports/rankings"))
         assert "机构排名 · 满意率 · 2026-11" in page.locator("h1").inner_text()
