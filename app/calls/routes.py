@@ -6,12 +6,11 @@ app/calls/services.py and redirect. Every POST carries a CSRF token; GETs change
 """
 from __future__ import annotations
 
-import json
 from datetime import datetime
 
 from flask import abort, current_app, flash, jsonify, redirect, render_template, request, url_for
 from flask_login import current_user, login_required
-from sqlalchemy import func, or_, select
+from sqlalchemy import or_, select
 
 from app.auth.scope import county_filter, require_county, roles_required
 from app.calls import bp
@@ -39,8 +38,7 @@ from app.calls.services import (
 )
 from app.draws.context import clock_now
 from app.extensions import db
-from app.models import AnswerEdit, Attempt, County, Response, Round, User
-from app.models import Case
+from app.models import AnswerEdit, Attempt, Case, County, Response, Round, User
 from app.questionnaires import FLAGS, opening
 from app.questionnaires.forms import build_form
 from app.reports.problems import EMPTY_COUNTS, problem_counts

@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 
 from sqlalchemy import and_, case as sql_case, false, func, or_, select, update
 from sqlalchemy.orm import Session
