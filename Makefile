@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 FLASK := $(BIN)/flask --app wsgi
 STAMP := $(VENV)/.installed
 
-.PHONY: run test test-pg install web scheduler bench bench-draw bench-callers clean
+.PHONY: run test test-pg install web scheduler bench bench-draw bench-reports bench-callers clean
 
 $(STAMP): requirements.txt requirements-test.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -37,10 +37,15 @@ test-pg: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python bench/import_roster.py
 	$(BIN)/python bench/draw.py
+	$(BIN)/python bench/reports.py
 	$(BIN)/python bench/callers.py
 
 bench-draw: $(STAMP)
 	$(BIN)/python bench/draw.py
+
+## rankings and the monthly Excel report over a year of results, city and province (PostgreSQL, ~6-8 min)
+bench-reports: $(STAMP)
+	$(BIN)/python bench/reports.py $(BENCH_ARGS)
 
 ## 30 simulated callers against gunicorn on the local PostgreSQL server (~1-2 min)
 bench-callers: $(STAMP)
