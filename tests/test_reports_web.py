@@ -665,3 +665,18 @@ def test_cli_csv_neutralises_names_but_not_figures(app, runner, world, make_team
     assert not any(cell.startswith(("=", "+", "@")) for row in rows for cell in row)
     changes = [row[header.index("变化（百分点）")] for row in rows if row[header.index("变化（百分点）")]]
     assert all(not c.startswith("'") for c in changes)  # figures such as -3.2 stay numbers
+
+
+def test_long_rankings_are_paged_and_the_exports_keep_every_row(app, world, monkeypatch):
+    monkeypatch.setattr("app.reports.routes.ROWS_PER_PAGE", 2)
+    ranking = expected("institution", county_id=world["yy"])
+    assert len(ranking.ranked) >= 3
+    first = parse(get(app, "sup-yy", f"/reports/rankings?level=institution&month={MONTH}").get_data(as_text=True))
+    assert [r["id"] for r in first.tables["ranked"]] == [r.unit.key for r in ranking.ranked[:2]]
+    html = get(app, "sup-yy", f"/reports/rankings?level=institution&month={MONTH}&page=2").get_data(as_text=True)
+    second = parse(html)
+    assert [r["id"] for r in second.tables["ranked"]] == [r.unit.key for r in ranking.ranked[2:4]]
+    assert "第 2 / " in html
+    # the funnel plot still shows every unit
+    funnel = json.loads(second.json["funnel-data"])
+    assert len(funnel["points"]) == len([r for r in ranking.ranked + ranking.insufficient if r.n])

@@ -90,6 +90,17 @@ class Counts:
             setattr(self, name, getattr(self, name) + getattr(other, name))
 
 
+# each rate: (successes, denominator) fields of Counts
+_RATE_FIELDS = {
+    "aware": ("aware", "completes"),
+    "knows_doctor": ("knows_doctor", "completes"),
+    "fulfilment": ("met", "owed"),
+    "effect": ("effect_top2", "effect_n"),
+    "satisfaction": ("sat_top2", "sat_n"),
+    "renew": ("renew_yes", "renew_n"),
+}
+
+
 @dataclass
 class Unit:
     level: str
@@ -105,15 +116,8 @@ class Unit:
         return self.counts.completes
 
     def rate(self, code: str) -> Rate:
-        c = self.counts
-        return {
-            "aware": Rate(c.aware, c.completes),
-            "knows_doctor": Rate(c.knows_doctor, c.completes),
-            "fulfilment": Rate(c.met, c.owed),
-            "effect": Rate(c.effect_top2, c.effect_n),
-            "satisfaction": Rate(c.sat_top2, c.sat_n),
-            "renew": Rate(c.renew_yes, c.renew_n),
-        }[code]
+        successes, n = _RATE_FIELDS[code]
+        return Rate(getattr(self.counts, successes), getattr(self.counts, n))
 
     @property
     def mean_services(self) -> float | None:
@@ -162,10 +166,16 @@ def aggregate(
     institution_id: int | None = None,
     scores: tuple[float, ...] = DEFAULT_SCORES,
     by_month: bool = False,
+    only_units: Iterable[int] | None = None,
 ) -> dict:
     """{unit key: Counts} (or {(unit key, month): Counts} with ``by_month``) for the completed
-    interviews of the months' rounds, optionally within one county or institution."""
-    key = _level_columns(level).label("unit")
+    interviews of the months' rounds, optionally within one county or institution. With
+    ``only_units``, every other unit is counted in one bucket under the key None (so totals
+    stay whole while a chart needs only a few units)."""
+    key = _level_columns(level)
+    if only_units is not None:
+        key = case((key.in_(list(only_units) or [-1]), key), else_=None)
+    key = key.label("unit")
     columns = [key]
     if by_month:
         columns.append(Round.month)

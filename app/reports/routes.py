@@ -224,7 +224,7 @@ def _trend_data(level: str, month: str, indicator: str, units: list[tuple[int, s
     all units of the level in the scope (``total_label``), from one aggregate query."""
     months = months_of(month, TREND_MONTHS)
     counts = aggregate(db.session, level, months, county_id=county_id, institution_id=institution_id,
-                       scores=_settings().scores, by_month=True)
+                       scores=_settings().scores, by_month=True, only_units=[key for key, _ in units])
     totals = {m: Counts() for m in months}
     for (_key, m), c in counts.items():
         if m in totals:
@@ -261,6 +261,33 @@ def _ranking_trend(level: str, f: Filters, table: dict, county_id: int | None, *
     return data
 
 
+ROWS_PER_PAGE = 100
+
+
+@dataclass
+class TablePage:
+    """The rows of one page of a ranking (a province has thousands of teams; the page shows
+    100 at a time, the exports carry them all)."""
+
+    ranked: list
+    insufficient: list
+    page: int
+    pages: int
+    per_page: int
+    first: int
+    last: int
+
+
+def _page_of(table: dict) -> TablePage:
+    ranked = table["ranked"]
+    pages = max(1, -(-len(ranked) // ROWS_PER_PAGE))
+    page = min(max(request.args.get("page", 1, type=int) or 1, 1), pages)
+    start = (page - 1) * ROWS_PER_PAGE
+    shown = ranked[start:start + ROWS_PER_PAGE]
+    return TablePage(shown, table["insufficient"][:ROWS_PER_PAGE], page, pages, ROWS_PER_PAGE, start + 1,
+                     start + len(shown))
+
+
 def _counties() -> list[County]:
     return db.session.scalars(select(County).order_by(County.code)).all() if current_user.is_admin else []
 
@@ -283,7 +310,8 @@ def rankings():
     trend = _ranking_trend(f.level, f, table, county_id,
                            total_label=f.county.name if f.county else ("全市" if current_user.is_admin else "总体"))
     return render_template(
-        "reports/rankings.html", f=f, table=table, funnel=_funnel_data(table), trend=trend, counties=_counties(),
+        "reports/rankings.html", f=f, table=table, rows=_page_of(table), funnel=_funnel_data(table), trend=trend,
+        counties=_counties(),
         levels={k: LEVEL_LABELS[k] for k in RANK_LEVELS if k != "county" or current_user.is_admin},
         rates=RATES, indicators=INDICATORS, default_window=DEFAULT_WINDOW, recommended=RECOMMENDED_WINDOW,
         max_window=MAX_WINDOW, min_n=_settings().min_n,
