@@ -22,7 +22,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
-from sqlalchemy import case, func, literal, select
+from sqlalchemy import and_, case, func, literal, select
 from sqlalchemy.orm import Session
 
 from app.models import Case, County, Institution, Response, Round, Team
@@ -169,7 +169,8 @@ def aggregate(
     only_units: Iterable[int] | None = None,
 ) -> dict:
     """{unit key: Counts} (or {(unit key, month): Counts} with ``by_month``) for the completed
-    interviews of the months' rounds, optionally within one county or institution. With
+    interviews of the months' rounds, optionally within one county or institution; every unit
+    with an active case in the period has an entry, with zero counts if nobody completed. With
     ``only_units``, every other unit is counted in one bucket under the key None (so totals
     stay whole while a chart needs only a few units)."""
     key = _level_columns(level)
@@ -182,7 +183,7 @@ def aggregate(
     stmt = (
         select(
             *columns,
-            func.count(),
+            func.count(Response.id),
             func.count().filter(Response.aware.is_(True)),
             func.count().filter(Response.knows_doctor.is_(True)),
             func.count().filter(Response.expected_services >= 1),
@@ -198,10 +199,12 @@ def aggregate(
             func.count().filter(Response.renew_answered.is_(True)),
             func.count().filter(Response.flags.is_not(None)),
         )
-        .select_from(Response)
-        .join(Case, Case.id == Response.case_id)
-        .join(Round, Round.id == Response.round_id)
-        .where(Response.status == "complete", Round.month.in_(list(months)))
+        # every active case (primaries and activated backups), its completed interview if any:
+        # one pass gives the counts and which units had cases at all
+        .select_from(Case)
+        .join(Round, Round.id == Case.round_id)
+        .outerjoin(Response, and_(Response.case_id == Case.id, Response.status == "complete"))
+        .where(Case.status != "reserve", Round.month.in_(list(months)))
         .group_by(*[c for c in columns])
     )
     if county_id is not None:
@@ -270,19 +273,10 @@ def unit_indicators(
     case in the period (a team with nobody drawn is not "0 of 0", it is absent)."""
     months = list(months)
     units = units_of(session, level, county_id=county_id, institution_id=institution_id)
-    for key, counts in aggregate(session, level, months, county_id=county_id, institution_id=institution_id,
-                                 scores=scores).items():
+    counted = aggregate(session, level, months, county_id=county_id, institution_id=institution_id, scores=scores)
+    for key, counts in counted.items():
         if key in units:
             units[key].counts = counts
     if only_active and level != "city":
-        active = set(
-            session.scalars(
-                select(_level_columns(level)).select_from(Case).join(Round, Round.id == Case.round_id)
-                .where(Round.month.in_(months), Case.status != "reserve")
-                .where(Round.county_id == county_id if county_id is not None else literal(True))
-                .where(Case.institution_id == institution_id if institution_id is not None else literal(True))
-                .distinct()
-            )
-        )
-        return [u for k, u in units.items() if k in active]
+        return [u for k, u in units.items() if k in counted]
     return list(units.values())
