@@ -6,6 +6,7 @@ import os
 import platform
 import resource
 import signal
+import time
 
 
 def peak_rss_mb() -> float:
@@ -126,3 +127,24 @@ def git_output(root, *cmd: str) -> str:
         return subprocess.run(["git", *cmd], cwd=root, capture_output=True, text=True, check=True).stdout
     except (OSError, subprocess.CalledProcessError):
         return ""
+
+
+class Steps:
+    """Named set-up steps, each timed and printed as it finishes."""
+
+    def __init__(self) -> None:
+        self.times: list[tuple[str, float]] = []
+        self.t0 = time.perf_counter()
+
+    def run(self, label: str, fn, *a, **k):
+        print(f"    {label} ...", end=" ", flush=True)
+        t0 = time.perf_counter()
+        out = fn(*a, **k)
+        sec = time.perf_counter() - t0
+        self.times.append((label, sec))
+        print(f"{sec:.1f} s", flush=True)
+        return out
+
+    @property
+    def total(self) -> float:
+        return time.perf_counter() - self.t0

@@ -55,7 +55,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 # run as `python bench/<name>.py`: this folder is on sys.path
-from _shared import current_rss_mb, die_with_parent, exit_on_signal, machine_info, peak_rss_mb, print_table, bench_app, time_statements, git_output  # noqa: E402
+from _shared import Steps, current_rss_mb, die_with_parent, exit_on_signal, machine_info, peak_rss_mb, print_table, bench_app, time_statements, git_output  # noqa: E402
 
 OUTPUT = ROOT / "bench" / "output"
 DEFAULT_PG_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
@@ -225,25 +225,6 @@ def label_inserts(label_ids_key: list[int], general_id: int) -> list[str]:
               f"{pick(f'({u6} % {n} + 1 + {u7} % {n - 1}) % {n}')} "
               f"FROM residents r WHERE {u5} < {SECOND_LABEL_PER_MILLE}")
     return [first, second]
-
-
-class Steps:
-    def __init__(self) -> None:
-        self.times: list[tuple[str, float]] = []
-        self.t0 = time.perf_counter()
-
-    def run(self, label: str, fn, *a, **k):
-        print(f"    {label} ...", end=" ", flush=True)
-        t0 = time.perf_counter()
-        out = fn(*a, **k)
-        sec = time.perf_counter() - t0
-        self.times.append((label, sec))
-        print(f"{sec:.1f} s", flush=True)
-        return out
-
-    @property
-    def total(self) -> float:
-        return time.perf_counter() - self.t0
 
 
 def build(url: str, work: Path, shape: dict, today: date, stamp: datetime) -> dict:

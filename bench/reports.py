@@ -82,7 +82,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 # run as `python bench/<name>.py`: this folder is on sys.path
-from _shared import bench_app, exit_on_signal, git_output, machine_info, peak_rss_mb, print_table, time_statements  # noqa: E402
+from _shared import Steps, bench_app, exit_on_signal, git_output, machine_info, peak_rss_mb, print_table, time_statements  # noqa: E402
 
 OUTPUT = ROOT / "bench" / "output"
 DEFAULT_PG_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
@@ -387,7 +387,6 @@ def generate(shape: dict, months: list[str], today: date, seed: int, users: dict
     renew_no = renew_draw < sig(-3.0 - 0.5 * q)
     renew_undecided = (~renew_no) & (renew_draw < sig(-3.0 - 0.5 * q) + 0.09)
     wants = rng.random(R) < np.where(satisfaction <= 2, 0.5, 0.04)
-    service_sets = []
     k_sets = rng.integers(1, 4, R)
     picks = rng.random((R, len(SERVICE_CODES))).argsort(axis=1)
     # stage reached: complete = all; partial = through satisfaction; breakoff = through knows_doctor
@@ -500,25 +499,6 @@ def generate(shape: dict, months: list[str], today: date, seed: int, users: dict
     problems.loc[problems["closed_by_id"] < 0, "closed_by_id"] = pd.NA
     return {"rounds": rounds, "round_institutions": units, "residents": residents, "cases": cases,
             "attempts": attempts, "responses": responses, "problems": problems}
-
-
-class Steps:
-    def __init__(self) -> None:
-        self.times: list[tuple[str, float]] = []
-        self.t0 = time.perf_counter()
-
-    def run(self, label: str, fn, *a, **k):
-        print(f"    {label} ...", end=" ", flush=True)
-        t0 = time.perf_counter()
-        out = fn(*a, **k)
-        sec = time.perf_counter() - t0
-        self.times.append((label, sec))
-        print(f"{sec:.1f} s", flush=True)
-        return out
-
-    @property
-    def total(self) -> float:
-        return time.perf_counter() - self.t0
 
 
 def copy_frame(cursor, table: str, frame, chunk: int = 100_000) -> None:
