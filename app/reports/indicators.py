@@ -20,7 +20,7 @@ Counted over completed interviews (AAPOR I) of the period's rounds:
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from sqlalchemy import and_, case, func, literal, select
 from sqlalchemy.orm import Session
@@ -268,15 +268,16 @@ def unit_indicators(
     institution_id: int | None = None,
     scores: tuple[float, ...] = DEFAULT_SCORES,
     only_active: bool = True,
+    units: Mapping[int | None, Unit] | None = None,
 ) -> list[Unit]:
     """The units of a level with their period's counts. ``only_active`` drops units with no
-    case in the period (a team with nobody drawn is not "0 of 0", it is absent)."""
+    case in the period (a team with nobody drawn is not "0 of 0", it is absent). ``units``:
+    the level's units as ``units_of`` gives them, when the caller already has them (they are
+    not changed: each period gets units of its own)."""
     months = list(months)
-    units = units_of(session, level, county_id=county_id, institution_id=institution_id)
+    if units is None:
+        units = units_of(session, level, county_id=county_id, institution_id=institution_id)
     counted = aggregate(session, level, months, county_id=county_id, institution_id=institution_id, scores=scores)
-    for key, counts in counted.items():
-        if key in units:
-            units[key].counts = counts
     if only_active and level != "city":
-        return [u for k, u in units.items() if k in counted]
-    return list(units.values())
+        return [replace(u, counts=counted[k]) for k, u in units.items() if k in counted]
+    return [replace(u, counts=counted.get(k) or Counts()) for k, u in units.items()]

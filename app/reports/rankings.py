@@ -7,11 +7,13 @@ The previous period is the one of the same length just before (a month: the mont
 """
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from functools import cached_property
 
 from sqlalchemy.orm import Session
 
-from app.reports.indicators import DEFAULT_SCORES, DEFAULT_WEIGHTS, RATES, Unit, months_of, unit_indicators
+from app.reports.indicators import DEFAULT_SCORES, DEFAULT_WEIGHTS, RATES, Rate, Unit, months_of, unit_indicators, units_of
 from app.reports.metrics import BetaPrior, fit_beta_binomial, funnel_curve, funnel_position
 
 DEFAULT_MIN_N = {"team": 20, "institution": 10, "county": 30}
@@ -26,23 +28,40 @@ POSITION_LABELS = {
 
 @dataclass
 class RankRow:
+    """One unit of a ranking. The Wilson interval and the composite are worked out when first
+    read: a province's team ranking has 12,000 rows and a page shows 100 of them."""
+
     unit: Unit
     rank: int | None
     successes: int
     n: int  # the rate's denominator
     observed: float | None
-    low: float | None
-    high: float | None
     adjusted: float | None  # empirical-Bayes
     previous: float | None  # adjusted, previous period
     previous_n: int
     change: float | None  # adjusted minus previous adjusted
     position: str | None
-    composite: float | None
+    weights: Mapping[str, float] = field(default_factory=lambda: DEFAULT_WEIGHTS, repr=False)
 
     @property
     def completes(self) -> int:
         return self.unit.n
+
+    @cached_property
+    def _interval(self) -> tuple[float, float] | None:
+        return Rate(self.successes, self.n).interval
+
+    @property
+    def low(self) -> float | None:
+        return self._interval[0] if self._interval else None
+
+    @property
+    def high(self) -> float | None:
+        return self._interval[1] if self._interval else None
+
+    @cached_property
+    def composite(self) -> float | None:
+        return self.unit.composite(self.weights)
 
 
 @dataclass
@@ -69,14 +88,14 @@ def _rows(units: list[Unit], indicator: str, prior: BetaPrior | None, overall: f
     rows = []
     for unit in units:
         rate = unit.rate(indicator)
-        interval = rate.interval
-        adjusted = prior.posterior_mean(rate.successes, rate.n) if prior is not None and rate.n else None
+        successes, n = rate.successes, rate.n
+        observed = successes / n if n else None
         rows.append(RankRow(
-            unit=unit, rank=None, successes=rate.successes, n=rate.n, observed=rate.value,
-            low=interval[0] if interval else None, high=interval[1] if interval else None,
-            adjusted=adjusted, previous=None, previous_n=0, change=None,
-            position=funnel_position(rate.value, overall, rate.n) if rate.n and overall is not None else None,
-            composite=unit.composite(weights),
+            unit=unit, rank=None, successes=successes, n=n, observed=observed,
+            adjusted=prior.posterior_mean(successes, n) if prior is not None and n else None,
+            previous=None, previous_n=0, change=None,
+            position=funnel_position(observed, overall, n) if n and overall is not None else None,
+            weights=weights,
         ))
     return rows
 
@@ -99,12 +118,14 @@ def build_ranking(
     min_n = DEFAULT_MIN_N.get(level, 10) if min_n is None else min_n
     months = months_of(month, window)
     previous_months = months_of(months_of(month, window + 1)[0], window)
-    units = unit_indicators(session, level, months, county_id=county_id, scores=scores)
+    names = units_of(session, level, county_id=county_id)  # read once for both periods
+    units = unit_indicators(session, level, months, county_id=county_id, scores=scores, units=names)
     prior = fit_beta_binomial((u.rate(indicator).successes, u.rate(indicator).n) for u in units)
     overall = prior.mean if prior else None
     rows = _rows(units, indicator, prior, overall, weights)
 
-    before = {u.key: u for u in unit_indicators(session, level, previous_months, county_id=county_id, scores=scores)}
+    before = {u.key: u for u in unit_indicators(session, level, previous_months, county_id=county_id, scores=scores,
+                                                units=names)}
     prior_before = fit_beta_binomial((u.rate(indicator).successes, u.rate(indicator).n) for u in before.values())
     for row in rows:
         old = before.get(row.unit.key)

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from zoneinfo import ZoneInfo
 
 from flask import abort, current_app, flash, jsonify, render_template, request, url_for
@@ -32,7 +32,7 @@ from app.models import AuditLog, Case, County, Institution, Response, Round, Tea
 from app.questionnaires import FLAGS
 from app.reports import bp
 from app.reports.indicators import LEVEL_LABELS, RATES, Counts, Unit, aggregate, months_of, unit_indicators
-from app.reports.rankings import POSITION_LABELS, Ranking, build_ranking
+from app.reports.rankings import POSITION_LABELS, Ranking, RankRow, build_ranking
 from app.reports.settings import ReportSettings
 from app.reports.tables import INDICATORS, indicators_dict, ranking_dict
 
@@ -185,35 +185,35 @@ def _county_dict(county: County | None) -> dict | None:
     return None if county is None else {"id": county.id, "name": county.name}
 
 
-def _funnel_data(table: dict, rows: list[dict] | None = None) -> dict:
-    """What reports.js draws on the funnel plot: the limit lines and the units as points."""
-    rows = table["ranked"] + table["insufficient"] if rows is None else rows
+def _funnel_data(ranking: Ranking) -> dict:
+    """What reports.js draws on the funnel plot: the limit lines and every unit with answers as
+    a point (all of them, not only the table's page)."""
     return {
-        "indicator": table["indicator_label"],
-        "overall": table["overall"],
-        "limits": table["funnel"],
+        "indicator": RATES[ranking.indicator],
+        "overall": ranking.overall,
+        "limits": ranking.funnel,
         "positions": POSITION_LABELS,
         "points": [
-            {"name": r["name"], "parent": r["parent"], "n": r["denominator"], "successes": r["successes"],
-             "rate": r["observed"], "adjusted": r["adjusted"], "rank": r["rank"], "position": r["position"]}
-            for r in rows if r["denominator"]
+            {"name": r.unit.name, "parent": r.unit.parent, "n": r.n, "successes": r.successes,
+             "rate": r.observed, "adjusted": r.adjusted, "rank": r.rank, "position": r.position}
+            for r in ranking.ranked + ranking.insufficient if r.n
         ],
     }
 
 
-def _trend_pool(table: dict) -> tuple[list[dict], set[int] | None]:
+def _trend_pool(ranking: Ranking) -> tuple[list[RankRow], set[int] | None]:
     """The units to draw on the trend chart and those whose lines show at first: the ranked
     ones (the best and the worst when there are many), then those with too few interviews while
     there is room; at first the best and worst few are shown, the legend shows the others."""
-    ranked, insufficient = table["ranked"], table["insufficient"]
+    ranked, insufficient = ranking.ranked, ranking.insufficient
     half = TREND_MAX_SERIES // 2
     pool = ranked if len(ranked) <= TREND_MAX_SERIES else ranked[:half] + ranked[-half:]
     pool = pool + insufficient[:max(0, TREND_MAX_SERIES - len(pool))]
     base = ranked or pool
     if len(base) <= 2 * TREND_SHOWN:
-        shown = {r["id"] for r in base}
+        shown = {r.unit.key for r in base}
     else:
-        shown = {r["id"] for r in base[:TREND_SHOWN] + base[-TREND_SHOWN:]}
+        shown = {r.unit.key for r in base[:TREND_SHOWN] + base[-TREND_SHOWN:]}
     return pool, shown
 
 
@@ -248,16 +248,16 @@ def _trend_data(level: str, month: str, indicator: str, units: list[tuple[int, s
             "total": {"name": total_label, "values": total_values, "n": total_ns}}
 
 
-def _ranking_trend(level: str, f: Filters, table: dict, county_id: int | None, *,
+def _ranking_trend(level: str, f: Filters, ranking: Ranking, county_id: int | None, *,
                    institution_id: int | None = None, total_label: str = "总体") -> dict:
-    pool, shown = _trend_pool(table)
-    rows = table["ranked"] + table["insufficient"]
+    pool, shown = _trend_pool(ranking)
     # the same unit name can occur in two institutions ("张伟家庭医生团队"): keep the legend apart
-    names = [r["name"] for r in pool]
-    units = [(r["id"], r["name"] if names.count(r["name"]) == 1 else f"{r['name']}（{r['parent']}）") for r in pool]
+    names = [r.unit.name for r in pool]
+    units = [(r.unit.key, r.unit.name if names.count(r.unit.name) == 1 else f"{r.unit.name}（{r.unit.parent}）")
+             for r in pool]
     data = _trend_data(level, f.month, f.indicator, units, county_id=county_id, institution_id=institution_id,
                        total_label=total_label, shown=shown)
-    data["limited"] = len(pool) < len(rows)
+    data["limited"] = len(pool) < len(ranking.ranked) + len(ranking.insufficient)
     return data
 
 
@@ -266,26 +266,32 @@ ROWS_PER_PAGE = 100
 
 @dataclass
 class TablePage:
-    """The rows of one page of a ranking (a province has thousands of teams; the page shows
-    100 at a time, the exports carry them all)."""
+    """The rows of one page of a ranking, as dicts (a province has thousands of teams; the page
+    shows 100 at a time and turns only those into dicts, the exports carry them all)."""
 
-    ranked: list
-    insufficient: list
+    ranked: list[dict]
+    insufficient: list[dict]
     page: int
     pages: int
     per_page: int
     first: int
     last: int
+    ranked_total: int
+    insufficient_total: int
 
 
-def _page_of(table: dict) -> TablePage:
-    ranked = table["ranked"]
+def _paged_table(ranking: Ranking, county: dict | None) -> tuple[dict, TablePage]:
+    """The ranking's table with only the asked-for page of ranked rows (``?page=``) and the
+    first page of the rows with too few interviews, and that page's place in the whole."""
+    ranked = ranking.ranked
     pages = max(1, -(-len(ranked) // ROWS_PER_PAGE))
     page = min(max(request.args.get("page", 1, type=int) or 1, 1), pages)
     start = (page - 1) * ROWS_PER_PAGE
-    shown = ranked[start:start + ROWS_PER_PAGE]
-    return TablePage(shown, table["insufficient"][:ROWS_PER_PAGE], page, pages, ROWS_PER_PAGE, start + 1,
-                     start + len(shown))
+    table = ranking_dict(ranking, county=county, ranked=ranked[start:start + ROWS_PER_PAGE],
+                         insufficient=ranking.insufficient[:ROWS_PER_PAGE])
+    shown = table["ranked"]
+    return table, TablePage(shown, table["insufficient"], page, pages, ROWS_PER_PAGE, start + 1, start + len(shown),
+                            len(ranked), len(ranking.insufficient))
 
 
 def _counties() -> list[County]:
@@ -306,11 +312,11 @@ def rankings():
         flash(f"{error}。", "error")
     county_id = f.county.id if f.county else None
     ranking = _ranking(f.level, f, county_id)
-    table = ranking_dict(ranking, county=_county_dict(f.county))
-    trend = _ranking_trend(f.level, f, table, county_id,
+    table, rows = _paged_table(ranking, _county_dict(f.county))
+    trend = _ranking_trend(f.level, f, ranking, county_id,
                            total_label=f.county.name if f.county else ("全市" if current_user.is_admin else "总体"))
     return render_template(
-        "reports/rankings.html", f=f, table=table, rows=_page_of(table), funnel=_funnel_data(table), trend=trend,
+        "reports/rankings.html", f=f, table=table, rows=rows, funnel=_funnel_data(ranking), trend=trend,
         counties=_counties(),
         levels={k: LEVEL_LABELS[k] for k in RANK_LEVELS if k != "county" or current_user.is_admin},
         rates=RATES, indicators=INDICATORS, default_window=DEFAULT_WINDOW, recommended=RECOMMENDED_WINDOW,
@@ -405,12 +411,13 @@ def unit(level: str, unit_id: int):
     responses = []
     child_level = CHILD_LEVEL.get(level)
     if child_level is not None:
-        children = ranking_dict(_ranking(child_level, f, county.id))
+        ranking = _ranking(child_level, f, county.id)
         if level == "institution":  # the county's teams ranked together; this institution's shown
-            children["ranked"] = [r for r in children["ranked"] if r["institution_id"] == obj.id]
-            children["insufficient"] = [r for r in children["insufficient"] if r["institution_id"] == obj.id]
-        funnel = _funnel_data(children)
-        trend = _ranking_trend(child_level, f, children, county.id,
+            ranking = replace(ranking, ranked=[r for r in ranking.ranked if r.unit.institution_id == obj.id],
+                              insufficient=[r for r in ranking.insufficient if r.unit.institution_id == obj.id])
+        children = ranking_dict(ranking)
+        funnel = _funnel_data(ranking)
+        trend = _ranking_trend(child_level, f, ranking, county.id,
                                institution_id=obj.id if level == "institution" else None,
                                total_label="全县" if level == "county" else "本机构")
     else:

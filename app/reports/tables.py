@@ -92,9 +92,11 @@ def row_dict(row: RankRow) -> dict:
     }
 
 
-def ranking_dict(ranking: Ranking, *, county: dict | None = None) -> dict:
+def ranking_dict(ranking: Ranking, *, county: dict | None = None, ranked: list[RankRow] | None = None,
+                 insufficient: list[RankRow] | None = None) -> dict:
     """The whole table: what was ranked, over which months, the prior the estimates were pulled
-    towards, then the ranked rows (best first) and the rows with too few interviews.
+    towards, then the ranked rows (best first) and the rows with too few interviews. ``ranked``
+    / ``insufficient``: only these rows of the ranking (a page of it), else all.
 
     ``prior.alpha``/``beta`` are null with ``pooled`` true when the units differ no more than
     chance would make them: every estimate is then the overall rate."""
@@ -118,8 +120,8 @@ def ranking_dict(ranking: Ranking, *, county: dict | None = None) -> dict:
             "pooled": not math.isfinite(prior.alpha),
         },
         "min_n": ranking.min_n,
-        "ranked": [row_dict(r) for r in ranking.ranked],
-        "insufficient": [row_dict(r) for r in ranking.insufficient],
+        "ranked": [row_dict(r) for r in (ranking.ranked if ranked is None else ranked)],
+        "insufficient": [row_dict(r) for r in (ranking.insufficient if insufficient is None else insufficient)],
         "funnel": ranking.funnel,
     }
 
