@@ -171,6 +171,15 @@ class _Tables(HTMLParser):
             self._row["cells"][self._cell] += data
 
 
+def funnel_points(funnel: dict) -> list[dict]:
+    """The funnel plot's points as reports.js reads them (lists in the order of "fields", the
+    parent an index into "parents")."""
+    points = [dict(zip(funnel["fields"], values)) for values in funnel["points"]]
+    for point in points:
+        point["parent"] = funnel["parents"][point["parent"]]
+    return points
+
+
 def parse(html: str) -> _Tables:
     parser = _Tables()
     parser.feed(html)
@@ -256,8 +265,14 @@ def test_rankings_page_lists_units_in_eb_order_with_the_figures_of_build_ranking
     funnel = json.loads(page.json["funnel-data"])
     assert funnel["overall"] == pytest.approx(ranking.overall)
     assert funnel["limits"] == ranking.funnel
-    assert sorted(p["name"] for p in funnel["points"]) == sorted(
-        r.unit.name for r in ranking.ranked + ranking.insufficient if r.n)
+    points = funnel_points(funnel)
+    with_answers = [r for r in ranking.ranked + ranking.insufficient if r.n]
+    assert [p["name"] for p in points] == [r.unit.name for r in with_answers]
+    for point, r in zip(points, with_answers):
+        assert point["parent"] == r.unit.parent and point["rank"] == r.rank and point["position"] == r.position
+        assert (point["successes"], point["n"]) == (r.successes, r.n)
+        assert point["rate"] == pytest.approx(r.observed, abs=1e-6)
+        assert point["adjusted"] == pytest.approx(r.adjusted, abs=1e-6)
     assert 'src="/static/vendor/echarts/echarts.min.js"' in html and 'src="/static/reports.js"' in html
     # no inline script (the CSP would refuse it): only JSON blocks
     assert not re.search(r"<script(?![^>]*(src=|type=\"application/json\"))", html)
@@ -679,4 +694,4 @@ def test_long_rankings_are_paged_and_the_exports_keep_every_row(app, world, monk
     assert "第 2 / " in html
     # the funnel plot still shows every unit
     funnel = json.loads(second.json["funnel-data"])
-    assert len(funnel["points"]) == len([r for r in ranking.ranked + ranking.insufficient if r.n])
+    assert len(funnel_points(funnel)) == len([r for r in ranking.ranked + ranking.insufficient if r.n])

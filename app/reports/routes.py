@@ -185,19 +185,29 @@ def _county_dict(county: County | None) -> dict | None:
     return None if county is None else {"id": county.id, "name": county.name}
 
 
+FUNNEL_FIELDS = ("name", "parent", "n", "successes", "rate", "adjusted", "rank", "position")
+
+
 def _funnel_data(ranking: Ranking) -> dict:
     """What reports.js draws on the funnel plot: the limit lines and every unit with answers as
-    a point (all of them, not only the table's page)."""
+    a point (all of them, not only the table's page). A province has 12,000 teams, so each
+    point is a list in the order of ``fields`` and its parent an index into ``parents``
+    (reports.js turns them back into objects); rates keep 6 decimals."""
+    parents: dict[str, int] = {}
+    points = []
+    for r in ranking.ranked + ranking.insufficient:
+        if r.n:
+            parent = parents.setdefault(r.unit.parent, len(parents))
+            points.append([r.unit.name, parent, r.n, r.successes, round(r.observed, 6),
+                           None if r.adjusted is None else round(r.adjusted, 6), r.rank, r.position])
     return {
         "indicator": RATES[ranking.indicator],
         "overall": ranking.overall,
         "limits": ranking.funnel,
         "positions": POSITION_LABELS,
-        "points": [
-            {"name": r.unit.name, "parent": r.unit.parent, "n": r.n, "successes": r.successes,
-             "rate": r.observed, "adjusted": r.adjusted, "rank": r.rank, "position": r.position}
-            for r in ranking.ranked + ranking.insufficient if r.n
-        ],
+        "fields": FUNNEL_FIELDS,
+        "parents": list(parents),
+        "points": points,
     }
 
 

@@ -56,6 +56,13 @@
     var data = readJson("funnel-data");
     var el = document.getElementById("funnel-chart");
     if (!data || !el || !data.points.length) { return; }
+    // each point arrives as a list in the order of data.fields, its parent as an index
+    data.points = data.points.map(function (values) {
+      var unit = {};
+      data.fields.forEach(function (name, i) { unit[name] = values[i]; });
+      unit.parent = data.parents[unit.parent];
+      return unit;
+    });
     var chart = window.echarts.init(el, null, { renderer: "canvas" });
     var limits = data.limits;
     var nMax = limits.length ? limits[limits.length - 1].n : 1;
