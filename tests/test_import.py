@@ -11,6 +11,7 @@ from datetime import date
 import pandas as pd
 import pytest
 from sqlalchemy import String, Text, func, select
+from sqlalchemy import text as text_
 
 import app.roster.services as services
 from app.extensions import db
@@ -278,6 +279,26 @@ def test_chunked_import_keeps_row_numbers_and_finds_duplicates_across_chunks(app
     by_row = reasons_by_row(result)
     assert by_row[7] == [("联系电话", "12345", "电话号码格式不正确（应为11位手机号或带区号的固定电话）")]
     assert by_row[9] == [("身份证号", mask_id(persons[1].id), "与第3行的身份证号重复，已保留第一次出现的行")]
+    assert resident_count() == 6
+
+
+def test_duplicate_check_is_exact_when_hash_values_collide(app, ctx, team, tmp_path, monkeypatch):
+    """Duplicates are spotted by the hashes' Python hash values, then checked exactly: with
+    every value colliding, every row is a candidate, yet only the real repeat is rejected."""
+    from app.roster import services
+
+    watch = services._DuplicateWatch
+    monkeypatch.setattr(services, "_DuplicateWatch", lambda: watch(key=lambda _value: 0))
+    ctx.chunk_rows = 3
+    persons = people(6)
+    rows = rows_of(persons)
+    rows.append(rows_of([persons[4]])[0])  # line 8 repeats line 6
+    path = write_csv(tmp_path / "collide.csv", rows)
+
+    result = run(path, ctx)
+
+    assert (result.read, result.imported, result.rejected) == (7, 6, 1)
+    assert reasons_by_row(result) == {8: [("身份证号", mask_id(persons[4].id), "与第6行的身份证号重复，已保留第一次出现的行")]}
     assert resident_count() == 6
 
 
@@ -782,8 +803,8 @@ def test_failure_mid_import_changes_nothing(app, ctx, county, team, other_team, 
     else:
         original = services._reject_duplicates
 
-        def fail(session, rejections):
-            original(session, rejections)
+        def fail(session, rejections, candidates):
+            original(session, rejections, candidates)
             raise ImportFailed("名册数据有误，导入已取消。")
 
         monkeypatch.setattr(services, "_reject_duplicates", fail)
@@ -811,6 +832,50 @@ def test_failure_mid_import_changes_nothing(app, ctx, county, team, other_team, 
     assert (batch.imported, batch.updated, batch.rows_read) == (0, 0, 0)
     audit = db.session.scalars(select(AuditLog).order_by(AuditLog.id.desc())).first()
     assert audit.action == "roster.import.failed" and str(batch.id) in audit.target
+
+
+def _foreign_keys() -> set[str]:
+    return set(db.session.scalars(text_(
+        "SELECT conname FROM pg_constraint WHERE contype = 'f' "
+        "AND conrelid::regclass::text IN ('residents', 'resident_labels')")))
+
+
+@pytest.mark.parametrize("fail", [False, True], ids=["applied", "failure_after_the_keys_were_dropped"])
+def test_big_import_on_postgresql_checks_the_keys_once(app, ctx, county, team, tmp_path, monkeypatch, fail):
+    """PostgreSQL: an import bringing many new residents drops the three foreign keys of the
+    residents and their labels inside its transaction and adds them back (one set-based check)
+    before it commits; a failure in between leaves the keys, like everything else, as they were."""
+    if db.session.get_bind().dialect.name != "postgresql":
+        pytest.skip("the keys are dropped on PostgreSQL only")
+    expected = {"fk_residents_team_id_teams", "fk_resident_labels_label_id_population_labels",
+                "fk_resident_labels_resident_id_residents"}
+    assert _foreign_keys() >= expected
+    monkeypatch.setattr(services, "BULK_KEYS_MIN_NEW", 3)
+    statements: list[str] = []
+    monkeypatch.setattr(services, "AddConstraint", _recording(services.AddConstraint, statements, fail))
+    persons = people(5, labels="高血压、残疾人")
+    path = write_csv(tmp_path / "big.csv", rows_of(persons))
+
+    if fail:
+        with pytest.raises(ImportFailed):
+            run(path, ctx)
+        assert resident_count() == 0
+    else:
+        result = run(path, ctx)
+        assert result.imported == 5 and resident_count() == 5
+        assert db.session.scalar(select(func.count()).select_from(resident_labels)) == 10
+    assert statements  # the keys were dropped and added back (or the import failed in between)
+    assert _foreign_keys() >= expected
+
+
+def _recording(original, statements: list[str], fail: bool):
+    def add(constraint):
+        statements.append(constraint.name)
+        if fail:
+            raise RuntimeError("disk full")
+        return original(constraint)
+
+    return add
 
 
 def test_failure_on_the_first_import_leaves_an_empty_database(app, ctx, county, tmp_path, monkeypatch):

@@ -206,24 +206,29 @@ def _open_workbook(path: Path, chunk_rows: int) -> RosterSource:
                 merged = sheet.merged_cell_ranges or []
             except Exception as exc:
                 raise RosterFileError(f"无法读取工作表“{name}”。") from exc
-            filled = _fill_merged(rows, merged)
             columns = header.columns
             data_start = header.row_index + 1
+            filled = _fill_merged(rows, merged, data_start)
             data = rows[data_start:]
+            fields_at: dict[int, list[str]] = {}
+            for fld, idx in columns.items():
+                fields_at.setdefault(idx, []).append(fld)
             for start in range(0, len(data), chunk_rows):
                 part = data[start : start + chunk_rows]
-                frame = pd.DataFrame(
-                    {fld: [cell_text(r[idx]) if idx < len(r) else "" for r in part] for fld, idx in columns.items()}
-                )
+                frame = pd.DataFrame({fld: _column_text(part, idx) for fld, idx in columns.items()})
                 first = header.row_index + 2 + start
                 numbers = pd.Series(range(first, first + len(part)), index=frame.index)
                 original = None
-                if filled:
+                lo, hi = data_start + start, data_start + start + len(part)
+                here: dict[int, list[int]] = {}  # column -> positions in this chunk filled from a merge
+                for r, c in filled:
+                    if lo <= r < hi and c in fields_at:
+                        here.setdefault(c, []).append(r - lo)
+                if here:  # blank and footer lines are judged by what they really contain
                     original = frame.copy()
-                    for fld, idx in columns.items():
-                        for pos in range(len(part)):
-                            if (data_start + start + pos, idx) in filled:
-                                original.iat[pos, original.columns.get_loc(fld)] = ""
+                    for c, positions in here.items():
+                        for fld in fields_at[c]:
+                            original.iloc[positions, original.columns.get_loc(fld)] = ""
                 yield _drop_blank(Chunk(name, numbers, frame), original)
 
     source = RosterSource(
@@ -233,16 +238,24 @@ def _open_workbook(path: Path, chunk_rows: int) -> RosterSource:
     return source
 
 
-def _fill_merged(rows: list[list[object]], merged: list) -> set[tuple[int, int]]:
+def _column_text(part: list[list[object]], idx: int) -> list[str]:
+    """Column ``idx`` of the rows as text (most cells are text already: only the others go
+    through cell_text)."""
+    values = [r[idx] if idx < len(r) else None for r in part]
+    return [v if type(v) is str else cell_text(v) for v in values]
+
+
+def _fill_merged(rows: list[list[object]], merged: list, first_row: int = 0) -> set[tuple[int, int]]:
     """A merged cell (an institution's name spanning its residents' rows) holds its value in
-    the top-left cell only; give every cell of the range that value. Returns the cells filled,
-    so blank and footer lines are still recognised by what they really contain."""
+    the top-left cell only; give every cell of the range from ``first_row`` on (the data; a
+    merged title above the header does not matter) that value. Returns the cells filled, so
+    blank and footer lines are still recognised by what they really contain."""
     filled: set[tuple[int, int]] = set()
     for (r0, c0), (r1, c1) in merged:
-        if r0 >= len(rows) or c0 >= len(rows[r0]):
+        if r0 >= len(rows) or c0 >= len(rows[r0]) or r1 < first_row:
             continue
         value = rows[r0][c0]
-        for r in range(r0, min(r1, len(rows) - 1) + 1):
+        for r in range(max(r0, first_row), min(r1, len(rows) - 1) + 1):
             row = rows[r]
             for c in range(c0, min(c1, len(row) - 1) + 1):
                 if (r, c) != (r0, c0):
