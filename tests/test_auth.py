@@ -572,6 +572,40 @@ def test_invalid_edits_are_refused_in_chinese(client, admin, county, make_user, 
     assert user_named("wang").role == "caller" and audit_rows() == []
 
 
+def test_a_new_password_ends_the_sessions_opened_with_the_old_one(client, admin, county, make_user, new_client):
+    user = make_user("wang", "caller", county)
+    phone, desk = new_client(), new_client()
+    assert sign_in(phone, "wang").status_code == 302 and sign_in(desk, "wang").status_code == 302
+    assert signed_in(phone) and signed_in(desk)
+
+    response = edit(client, user.id, role="caller", county=str(county.id), enabled="y",
+                    password="brand-new-pass", confirm="brand-new-pass")
+
+    assert response.status_code == 302
+    assert not signed_in(phone) and not signed_in(desk)
+    assert sign_in(phone, "wang", password="brand-new-pass").status_code == 302 and signed_in(phone)
+    # an unchanged save (no new password) leaves the sessions alone
+    assert edit(client, user.id, role="caller", county=str(county.id), enabled="y").status_code == 302
+    assert signed_in(phone)
+
+
+def test_an_admin_changing_their_own_password_stays_signed_in_here_only(client, admin, new_client):
+    other = new_client()
+    assert sign_in(other, "cityadmin").status_code == 302 and signed_in(other)
+
+    response = edit(client, admin.id, role="admin", county="", enabled="y",
+                    password="brand-new-pass", confirm="brand-new-pass")
+
+    assert response.status_code == 302
+    assert signed_in(client) and not signed_in(other)
+
+
+def test_a_session_without_the_password_mark_is_refused(app, admin):
+    assert auth_routes.load_user(str(admin.id)) is None  # a cookie from before the mark existed
+    assert auth_routes.load_user(f"{admin.id}.0000000000000000") is None
+    assert auth_routes.load_user(admin.get_id()) == admin
+
+
 def test_an_admin_cannot_disable_or_demote_themselves(client, admin, county):
     response = edit(client, admin.id, role="admin", county="")
     assert response.status_code == 400 and "不能停用自己的账号。" in flashes(text(response))

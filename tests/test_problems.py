@@ -9,7 +9,7 @@ import pytest
 from sqlalchemy import func, select, update
 
 from app.calls.rules import utc_naive
-from app.calls.services import claim_case, context_for, finish_interview, save_answer, start_interview
+from app.calls.services import claim_case, context_for, edit_answer, finish_interview, save_answer, start_interview
 from app.extensions import db
 from app.models import AuditLog, Case, Problem, Response
 from app.reports.problems import (
@@ -263,6 +263,33 @@ def test_service_transitions_refuse_what_is_not_allowed(app, setup):
         assign_problem(db.session, problem, user, at(25, 10))
     db.session.commit()
     assert [r.action for r in audit(problem.id)] == ["problem_close", "problem_reopen"]
+
+
+def test_a_correction_that_raises_a_new_flag_reopens_a_closed_problem(app, setup):
+    response = interview(app, setup, {**GOOD, "wants_contact": "yes"})
+    problem = problem_of(response)
+    assert problem.flags == "wants_contact"
+    close_problem(db.session, problem, setup.supervisor, at(24, 9), "已电话联系居民")
+    db.session.commit()
+    q = app.extensions["questionnaires"]["v1"]
+    case = db.session.get(Case, response.case_id)
+    context = context_for(case, app.extensions["vocabulary"])
+
+    def correct(item: str, value: str) -> Problem:
+        cleaned, errors = q.clean(item, {"value": value}, context, json.loads(response.answers))
+        assert not errors
+        edit_answer(db.session, response.id, setup.supervisor, cleaned, item=item, reason="回听录音核对",
+                    questionnaire=q, context=context, now=at(24, 10))
+        db.session.commit()
+        return problem_of(response)
+
+    # a correction that raises no new flag leaves the closed problem closed
+    problem = correct("effect", "very_helpful")
+    assert (problem.status, problem.flags) == ("closed", "wants_contact")
+    # one that does opens it again, with both flags and the earlier note kept
+    problem = correct("satisfaction", "very_dissatisfied")
+    assert problem.status == "open" and set(problem.flags.split(",")) == {"dissatisfied", "wants_contact"}
+    assert problem.closed_at is None and problem.closed_by_id is None and problem.note == "已电话联系居民"
 
 
 def test_a_change_someone_else_made_meanwhile_is_refused(app, setup):

@@ -1,6 +1,6 @@
 """Admin pages: user management."""
 from flask import flash, redirect, render_template, request, url_for
-from flask_login import current_user, login_required
+from flask_login import current_user, login_required, login_user
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
@@ -98,6 +98,8 @@ def user_edit(user_id: int):
     except UserError as exc:
         db.session.rollback()
         return _form_page(form, user, str(exc))
+    if changes and "password" in changes and user.id == current_user.id:
+        login_user(user)  # the new password ended the other sessions; this one goes on
     if changes:
         flash(f"已保存用户 {user.username} 的修改。", "success")
     else:

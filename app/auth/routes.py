@@ -1,3 +1,4 @@
+import hmac
 from datetime import timedelta
 from urllib.parse import urlsplit
 
@@ -31,10 +32,14 @@ def _idle_expiry(state) -> None:
 
 
 @login_manager.user_loader
-def load_user(user_id: str):
-    user = db.session.get(User, int(user_id)) if user_id.isdigit() else None
-    # a disabled account loses its open sessions at once
-    return user if user is not None and user.is_enabled else None
+def load_user(session_id: str):
+    # "<user id>.<mark of the password>": a disabled account, or one whose password changed
+    # since the session was opened, loses its open sessions at once
+    user_id, _, mark = session_id.partition(".")
+    user = db.session.get(User, int(user_id)) if user_id.isdigit() and mark else None
+    if user is None or not user.is_enabled or not hmac.compare_digest(user.session_mark, mark):
+        return None
+    return user
 
 
 @bp.app_context_processor

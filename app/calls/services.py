@@ -577,7 +577,9 @@ def _derive_into(response: Response, questionnaire: Questionnaire, context: Cont
 
 def sync_problem(session: Session, response: Response) -> Problem | None:
     """Keep the rectification list in step with a finished response's flags: a flagged
-    response has its problem row; an open one whose flags were all corrected away goes."""
+    response has its problem row; an open one whose flags were all corrected away goes; a
+    closed one that a correction gives a flag it did not have opens again (its earlier
+    rectification note stays, for the record)."""
     problem = session.scalar(select(Problem).where(Problem.response_id == response.id))
     flagged = response.flags and response.status in ("complete", "partial")
     if not flagged:
@@ -595,6 +597,11 @@ def sync_problem(session: Session, response: Response) -> Problem | None:
                           flags=response.flags, status="open", created_at=response.completed_at or utcnow())
         session.add(problem)
     else:
+        raised = set(response.flags.split(",")) - set((problem.flags or "").split(","))
+        if problem.status == "closed" and raised:
+            problem.status = "open"
+            problem.closed_at = None
+            problem.closed_by_id = None
         problem.flags = response.flags
     return problem
 

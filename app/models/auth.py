@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import hashlib
 from datetime import datetime
 
 from flask_login import UserMixin
@@ -37,6 +38,15 @@ class User(UserMixin, db.Model):
 
     def check_password(self, password: str) -> bool:
         return check_password_hash(self.password_hash, password)
+
+    @property
+    def session_mark(self) -> str:
+        """Changes whenever the password does: a session carries it (see get_id), so a new
+        password ends every session opened with the old one."""
+        return hashlib.sha256(self.password_hash.encode()).hexdigest()[:16]
+
+    def get_id(self) -> str:  # Flask-Login keeps this in the (signed) session cookie
+        return f"{self.id}.{self.session_mark}"
 
     @property
     def is_active(self) -> bool:  # Flask-Login refuses disabled accounts
