@@ -296,6 +296,12 @@ class StepTimer:
             "write_error_report",
         ):
             self.wrap(services, name)
+        # a first import into an empty residents table writes its rows as the chunks come
+        fresh = getattr(services, "_FreshLoad", None)
+        if fresh is not None:
+            self.wrap(fresh, "start", "_FreshLoad.start (check empty, drop keys)")
+            self.wrap(fresh, "insert", "_FreshLoad.insert (rows + labels straight in)")
+            self.wrap(fresh, "finish", "_FreshLoad.finish (keys back)")
         # parts of validate_frame: the helpers it calls by name (nested calls inside
         # app.roster.normalize go through that module's globals and are not double counted)
         for name in (

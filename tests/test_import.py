@@ -282,24 +282,34 @@ def test_chunked_import_keeps_row_numbers_and_finds_duplicates_across_chunks(app
     assert resident_count() == 6
 
 
-def test_duplicate_check_is_exact_when_hash_values_collide(app, ctx, team, tmp_path, monkeypatch):
+@pytest.mark.parametrize("first_import", [True, False], ids=["direct_load", "staged"])
+def test_duplicate_check_is_exact_when_hash_values_collide(app, ctx, team, tmp_path, monkeypatch, first_import):
     """Duplicates are spotted by the hashes' Python hash values, then checked exactly: with
-    every value colliding, every row is a candidate, yet only the real repeat is rejected."""
+    every value colliding, every row is a candidate, yet only the real repeats are rejected
+    (a first import writes rows as it goes, a later one stages them: both paths)."""
     from app.roster import services
 
+    if not first_import:
+        run(write_csv(tmp_path / "earlier.csv", rows_of(people(1, first_seq=900))), ctx)
     watch = services._DuplicateWatch
     monkeypatch.setattr(services, "_DuplicateWatch", lambda: watch(key=lambda _value: 0))
     ctx.chunk_rows = 3
     persons = people(6)
     rows = rows_of(persons)
-    rows.append(rows_of([persons[4]])[0])  # line 8 repeats line 6
+    rows.append(rows_of([persons[4]])[0])  # line 8 repeats line 6 (another chunk)
+    rows.append(rows_of([persons[0]])[0])  # line 9 repeats line 2
+    rows.append(rows_of([persons[0]])[0])  # line 10 too, in the same chunk as line 9
     path = write_csv(tmp_path / "collide.csv", rows)
 
     result = run(path, ctx)
 
-    assert (result.read, result.imported, result.rejected) == (7, 6, 1)
-    assert reasons_by_row(result) == {8: [("身份证号", mask_id(persons[4].id), "与第6行的身份证号重复，已保留第一次出现的行")]}
-    assert resident_count() == 6
+    assert (result.read, result.imported, result.rejected) == (9, 6, 3)
+    first_of = {8: (4, 6), 9: (0, 2), 10: (0, 2)}
+    assert reasons_by_row(result) == {
+        line: [("身份证号", mask_id(persons[p].id), f"与第{kept}行的身份证号重复，已保留第一次出现的行")]
+        for line, (p, kept) in first_of.items()
+    }
+    assert resident_count() == 6 + (0 if first_import else 1)
 
 
 # ---------------------------------------------------------------------------
@@ -850,6 +860,7 @@ def test_big_import_on_postgresql_checks_the_keys_once(app, ctx, county, team, t
     expected = {"fk_residents_team_id_teams", "fk_resident_labels_label_id_population_labels",
                 "fk_resident_labels_resident_id_residents"}
     assert _foreign_keys() >= expected
+    run(write_csv(tmp_path / "earlier.csv", rows_of(people(1, first_seq=900))), ctx)  # not a first import
     monkeypatch.setattr(services, "BULK_KEYS_MIN_NEW", 3)
     statements: list[str] = []
     monkeypatch.setattr(services, "AddConstraint", _recording(services.AddConstraint, statements, fail))
@@ -859,11 +870,11 @@ def test_big_import_on_postgresql_checks_the_keys_once(app, ctx, county, team, t
     if fail:
         with pytest.raises(ImportFailed):
             run(path, ctx)
-        assert resident_count() == 0
+        assert resident_count() == 1
     else:
         result = run(path, ctx)
-        assert result.imported == 5 and resident_count() == 5
-        assert db.session.scalar(select(func.count()).select_from(resident_labels)) == 10
+        assert result.imported == 5 and resident_count() == 6
+        assert db.session.scalar(select(func.count()).select_from(resident_labels)) == 10 + 1
     assert statements  # the keys were dropped and added back (or the import failed in between)
     assert _foreign_keys() >= expected
 
@@ -878,9 +889,16 @@ def _recording(original, statements: list[str], fail: bool):
     return add
 
 
-def test_failure_on_the_first_import_leaves_an_empty_database(app, ctx, county, tmp_path, monkeypatch):
+@pytest.mark.parametrize("where", ["finish", "labels_of_the_second_chunk"])
+def test_failure_on_the_first_import_leaves_an_empty_database(app, ctx, county, tmp_path, monkeypatch, where):
+    """A first import (empty residents table) writes its rows straight into the tables as the
+    chunks come (_FreshLoad): a failure at its end or halfway still leaves nothing behind."""
+    ctx.chunk_rows = 2
     path = write_csv(tmp_path / "new.csv", rows_of(people(3, institution="东塘镇中心卫生院", team="甲团队")))
-    monkeypatch.setattr(services, "_merge", _fail_after(services._merge))
+    if where == "finish":
+        monkeypatch.setattr(services._FreshLoad, "finish", _fail_after(services._FreshLoad.finish))
+    else:  # residents, labels, residents, labels: the 4th bulk load fails after writing
+        monkeypatch.setattr(services, "bulk_load", _fail_after(services.bulk_load, calls_before_failure=3))
 
     with pytest.raises(ImportFailed):
         run(path, ctx, county="岳阳县", create_missing=True)

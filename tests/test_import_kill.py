@@ -37,7 +37,16 @@ CHILD = textwrap.dedent(
         sys.stdout.write("merged\\n"); sys.stdout.flush()
         os.kill(os.getpid(), signal.SIGKILL)
 
+    real_finish = services._FreshLoad.finish
+
+    def finish_then_die(self, session):
+        real_finish(self, session)
+        session.flush()
+        sys.stdout.write("loaded\\n"); sys.stdout.flush()
+        os.kill(os.getpid(), signal.SIGKILL)
+
     services._merge = merge_then_die
+    services._FreshLoad.finish = finish_then_die
     app = create_app({"SQLALCHEMY_DATABASE_URI": sys.argv[1], "ID_HASH_KEY": sys.argv[3],
                       "IMPORT_REPORTS_DIR": sys.argv[4], "UPLOAD_DIR": sys.argv[4], "SAMPLE_LISTS_DIR": sys.argv[4]})
     with app.app_context():
@@ -47,6 +56,24 @@ CHILD = textwrap.dedent(
     print("committed")
     """
 )
+
+
+def _import_and_die(app, path: Path, tmp_path: Path, said: str) -> None:
+    """Run the import of ``path`` in a child process that kills itself before the commit."""
+    script = tmp_path / "child.py"
+    script.write_text(CHILD, encoding="utf-8")
+    root = Path(__file__).resolve().parent.parent
+    child = subprocess.run(
+        [sys.executable, str(script), app.config["SQLALCHEMY_DATABASE_URI"], str(path), app.config["ID_HASH_KEY"],
+         str(tmp_path)],
+        cwd=root,
+        env={**os.environ, "PYTHONPATH": str(root)},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert child.returncode == -signal.SIGKILL, child.stderr[-2000:]
+    assert said in child.stdout.split() and "committed" not in child.stdout
 
 
 def test_sigkill_mid_import_changes_nothing(app, make_county, tmp_path):
@@ -64,19 +91,7 @@ def test_sigkill_mid_import_changes_nothing(app, make_county, tmp_path):
 
     second = tmp_path / "second.csv"
     make_roster(2000, seed=2, today=TODAY, units=units).to_csv(second, index=False)
-    script = tmp_path / "child.py"
-    script.write_text(CHILD, encoding="utf-8")
-    root = Path(__file__).resolve().parent.parent
-    child = subprocess.run(
-        [sys.executable, str(script), app.config["SQLALCHEMY_DATABASE_URI"], str(second), app.config["ID_HASH_KEY"], str(tmp_path)],
-        cwd=root,
-        env={**os.environ, "PYTHONPATH": str(root)},
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert child.returncode == -signal.SIGKILL, child.stderr[-2000:]
-    assert "merged" in child.stdout and "committed" not in child.stdout
+    _import_and_die(app, second, tmp_path, "merged")  # the staged path: residents existed
 
     assert db.session.scalar(select(func.count()).select_from(Resident)) == before_residents == 300
     assert db.session.scalar(select(func.count()).select_from(ImportBatch)) == before_batches == 1
@@ -84,3 +99,22 @@ def test_sigkill_mid_import_changes_nothing(app, make_county, tmp_path):
     result = execute_import(db.session, second, ImportOptions(create_missing=True), ctx)
     assert result.imported == 2000 - result.rejected
     assert db.session.scalar(select(func.count()).select_from(Resident)) == 300 + result.imported
+
+
+def test_sigkill_at_the_end_of_a_first_import_leaves_the_tables_empty(app, make_county, tmp_path):
+    """The first import into an empty residents table writes its rows as it goes (_FreshLoad):
+    killed after the last of them, before the commit, it leaves nothing."""
+    make_county("岳阳县", "430621")
+    units = [u for u in make_units(3) if u.county == "岳阳县"][:8]
+    first = tmp_path / "first.csv"
+    make_roster(2000, seed=2, today=TODAY, units=units).to_csv(first, index=False)
+    db.session.commit()
+    db.session.remove()
+    _import_and_die(app, first, tmp_path, "loaded")  # the first import's direct path
+    assert db.session.scalar(select(func.count()).select_from(Resident)) == 0
+    assert db.session.scalar(select(func.count()).select_from(ImportBatch)) == 0
+    # the keys are still there (PostgreSQL) and the same file imports normally afterwards
+    ctx = import_context(app, actor="test")
+    ctx.today = TODAY
+    result = execute_import(db.session, first, ImportOptions(create_missing=True), ctx)
+    assert result.imported == 2000 - result.rejected and result.imported > 1900

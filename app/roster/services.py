@@ -16,6 +16,7 @@ import itertools
 import logging
 import multiprocessing
 import uuid
+from array import array
 from collections import deque
 from collections.abc import Iterable, Iterator
 from concurrent.futures import ProcessPoolExecutor
@@ -453,6 +454,7 @@ def _run(session: Session, path: Path, options: ImportOptions, ctx: ImportContex
 
     seq = 0
     duplicates = _DuplicateWatch()
+    fresh = _FreshLoad.start(session, batch)
     for chunk, checked in _validated_chunks(source, ctx, today):
         result.read += len(chunk.frame)
         result.rejections.extend(checked.rejections)
@@ -495,7 +497,9 @@ def _run(session: Session, path: Path, options: ImportOptions, ctx: ImportContex
                     covered_institutions.add(inst.id)
             _stage_seen(session, identified["id_hash"])
 
-        if len(rows):
+        if len(rows) and fresh is not None:
+            result.rejected += fresh.insert(session, rows, chunk.sheet, label_ids, result.rejections)
+        elif len(rows):
             seqs = range(seq + 1, seq + 1 + len(rows))
             seq += len(rows)
             _stage_rows(session, rows, seqs, chunk.sheet)
@@ -506,6 +510,13 @@ def _run(session: Session, path: Path, options: ImportOptions, ctx: ImportContex
     result.teams_created = org.teams_created
     if source.skipped_sheets:
         result.message = "已跳过没有表头的工作表：" + "、".join(source.skipped_sheets)
+
+    if fresh is not None:
+        result.imported = fresh.finish(session)
+        _drop_stage(session)
+        if result.read != result.imported + result.rejected:
+            raise RuntimeError("import counts do not add up")  # a bug, never user input
+        return result
 
     conn = session.connection()
     # no index on the staged hashes: they are matched by the residents' unique index
@@ -603,6 +614,18 @@ class _DuplicateWatch:
             else:
                 seen.add(key)
 
+    def seen_before(self, hashes: Iterable[str]) -> set[str]:
+        """Add hashes that are distinct among themselves; returns those whose value was seen
+        before (candidates to check, not yet known to be repeats)."""
+        self.candidates = set()
+        self.add(hashes)
+        return self.candidates
+
+
+def _repeated_id(sheet: str, row_no: int, masked: str, kept_sheet: str, kept_row: int) -> Rejection:
+    where = f"工作表“{kept_sheet}”" if kept_sheet and kept_sheet != sheet else ""
+    return Rejection(sheet, int(row_no), "身份证号", masked, f"与{where}第{kept_row}行的身份证号重复，已保留第一次出现的行")
+
 
 def _reject_duplicates(session: Session, rejections: list[Rejection], candidates: set[str]) -> int:
     """The same person twice in one file: keep the first row, reject the later ones."""
@@ -620,9 +643,7 @@ def _reject_duplicates(session: Session, rejections: list[Rejection], candidates
         kept = first.setdefault(id_hash, (sheet, row_no))
         if kept == (sheet, row_no):
             continue
-        kept_sheet, kept_row = kept
-        where = f"工作表“{kept_sheet}”" if kept_sheet and kept_sheet != sheet else ""
-        rejections.append(Rejection(sheet, row_no, "身份证号", masked, f"与{where}第{kept_row}行的身份证号重复，已保留第一次出现的行"))
+        rejections.append(_repeated_id(sheet, row_no, masked, *kept))
         seqs.append(seq)
     for start in range(0, len(seqs), 500):
         part = seqs[start : start + 500]
@@ -784,3 +805,143 @@ def _insert_new_residents(session: Session, batch: ImportBatch, now: datetime, n
         conn.exec_driver_sql(
             "SELECT setval(pg_get_serial_sequence('residents', 'id'), (SELECT max(id) FROM residents))"
         )
+
+
+# ---------------------------------------------------------------------------
+# A first import into an empty residents table
+# ---------------------------------------------------------------------------
+
+
+class _FreshLoad:
+    """When the residents table is empty as the import starts (a city's or county's first
+    roster, the biggest import it will ever have), there is nothing to match or update: every
+    accepted row is a new resident, written straight into ``residents`` and
+    ``resident_labels`` as its chunk is validated, instead of staged and copied at the end.
+    The database work then overlaps the reading and validating of the next chunks.
+
+    The table stays empty for everyone else until the import commits: PostgreSQL locks it
+    against other writers from the check on (SQLite: the import already holds the write lock,
+    its batch row being written first). A repeated ID is rejected like on the staged path: within
+    a chunk by pandas, across chunks by ``_DuplicateWatch`` candidates checked exactly against
+    the rows already written (a resident's id tells its row: id = base + its number in the
+    load). On PostgreSQL the residents' and labels' foreign keys are dropped for the load and
+    added back at the end (see BULK_KEYS_MIN_NEW): the table was empty, so adding them back
+    checks only this import's rows."""
+
+    def __init__(self, session: Session, batch: ImportBatch, base: int, keys: list) -> None:
+        self.batch = batch
+        self.base = base
+        self.keys = keys
+        self.count = 0
+        self.watch = _DuplicateWatch()
+        self.sheets: list[str] = []
+        self.sheet_of: array = array("H")  # per loaded row: index into self.sheets
+        self.row_of: array = array("L")  # per loaded row: its row number in the file
+        self.sqlite = session.connection().dialect.name == "sqlite"
+        now = utcnow()
+        # the timestamp as SQLAlchemy stores it on SQLite (ISO text); PostgreSQL takes the value
+        self.now = now.strftime("%Y-%m-%d %H:%M:%S.%f") if self.sqlite else now
+
+    @classmethod
+    def start(cls, session: Session, batch: ImportBatch) -> _FreshLoad | None:
+        residents = Resident.__table__
+        if session.scalar(select(residents.c.id).limit(1)) is not None:
+            return None
+        conn = session.connection()
+        keys: list = []
+        if conn.dialect.name == "postgresql":
+            conn.exec_driver_sql("LOCK TABLE residents IN SHARE ROW EXCLUSIVE MODE")
+            if session.scalar(select(residents.c.id).limit(1)) is not None:
+                return None  # another import got in first
+            keys = _bulk_keys()
+            for key in keys:
+                conn.execute(DropConstraint(key))
+        base = int(session.scalar(select(func.coalesce(func.max(residents.c.id), 0))))
+        return cls(session, batch, base, keys)
+
+    def insert(self, session: Session, rows: pd.DataFrame, sheet: str, label_ids: dict[str, int],
+               rejections: list[Rejection]) -> int:
+        """Write the chunk's accepted rows; returns how many were rejected as repeats (of a row
+        kept in an earlier chunk, or earlier in this one)."""
+        hashes = rows["id_hash"]
+        repeat = hashes.duplicated(keep="first").to_numpy()
+        candidates = self.watch.seen_before(hashes[~repeat])
+        earlier = self._written(session, candidates) if candidates else {}
+        again = hashes.isin(list(earlier)).to_numpy() if earlier else np.zeros(len(rows), dtype=bool)
+        dropped = repeat | again
+        if not dropped.any():
+            rejected = 0
+        else:
+            first_row = dict(zip(hashes[~repeat], rows["row_no"][~repeat]))
+            for row_no, masked, id_hash in zip(rows["row_no"][dropped], rows["id_masked"][dropped], hashes[dropped]):
+                if id_hash in earlier:
+                    number = earlier[id_hash] - self.base - 1
+                    kept = (self.sheets[self.sheet_of[number]], self.row_of[number])
+                else:
+                    kept = (sheet, int(first_row[id_hash]))
+                rejections.append(_repeated_id(sheet, row_no, masked, *kept))
+            rejected = int(dropped.sum())
+            rows = rows[~dropped]
+        if not len(rows):
+            return rejected
+        first_id = self.base + self.count + 1
+        ids = range(first_id, first_id + len(rows))
+        if not self.sheets or self.sheets[-1] != sheet:
+            self.sheets.append(sheet)
+        self.sheet_of.extend([len(self.sheets) - 1] * len(rows))
+        self.row_of.extend(rows["row_no"].astype(int).tolist())
+        self.count += len(rows)
+        batch_id, now = self.batch.id, self.now
+        yes, no = (1, 0) if self.sqlite else (True, False)
+        data = zip(
+            ids,
+            rows["id_hash"].tolist(),
+            rows["id_masked"].tolist(),
+            rows["name"].tolist(),
+            rows["sex"].tolist(),
+            rows["birth_date"].tolist(),
+            rows["phone"].tolist(),
+            map(_none_if_empty, rows["phone2"].tolist()),
+            map(_none_if_empty, rows["address"].tolist()),
+            rows["team_id"].astype(int).tolist(),
+            map(_none_if_empty, rows["doctor"].tolist()),
+            rows["contract_start"].tolist(),
+            rows["contract_end"].tolist(),
+            itertools.repeat(yes),
+            itertools.repeat(no),
+            itertools.repeat(batch_id),
+            itertools.repeat(batch_id),
+            itertools.repeat(now),
+            itertools.repeat(now),
+        )
+        bulk_load(session, "residents", FRESH_COLUMNS, data)
+        pairs = ((i, label_ids[code]) for i, cell in zip(ids, rows["label_codes"]) for code in cell)
+        bulk_load(session, "resident_labels", ["resident_id", "label_id"], pairs)
+        return rejected
+
+    def _written(self, session: Session, hashes: set[str]) -> dict[str, int]:
+        residents = Resident.__table__
+        found: dict[str, int] = {}
+        ordered = sorted(hashes)
+        for start in range(0, len(ordered), 500):
+            part = ordered[start : start + 500]
+            found.update(session.execute(select(residents.c.id_hash, residents.c.id)
+                                         .where(residents.c.id_hash.in_(part))).all())
+        return found
+
+    def finish(self, session: Session) -> int:
+        conn = session.connection()
+        for key in self.keys:
+            conn.execute(AddConstraint(key))
+        if conn.dialect.name == "postgresql":
+            conn.exec_driver_sql(
+                "SELECT setval(pg_get_serial_sequence('residents', 'id'), (SELECT max(id) FROM residents))"
+            )
+        return self.count
+
+
+FRESH_COLUMNS = [
+    "id", "id_hash", "id_masked", "name", "sex", "birth_date", "phone", "phone2", "address", "team_id", "doctor_name",
+    "contract_start", "contract_end", "active", "do_not_call", "first_seen_batch_id", "last_seen_batch_id",
+    "created_at", "updated_at",
+]
