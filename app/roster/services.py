@@ -856,6 +856,10 @@ class _FreshLoad:
             keys = _bulk_keys()
             for key in keys:
                 conn.execute(DropConstraint(key))
+        # the team index is built once at the end (a sort) rather than grown row by row in
+        # team order; the unique hash index stays, the repeats are looked up by it
+        for index in _rebuilt_indexes():
+            index.drop(conn)
         base = int(session.scalar(select(func.coalesce(func.max(residents.c.id), 0))))
         return cls(session, batch, base, keys)
 
@@ -931,6 +935,8 @@ class _FreshLoad:
 
     def finish(self, session: Session) -> int:
         conn = session.connection()
+        for index in _rebuilt_indexes():
+            index.create(conn)
         for key in self.keys:
             conn.execute(AddConstraint(key))
         if conn.dialect.name == "postgresql":
@@ -938,6 +944,10 @@ class _FreshLoad:
                 "SELECT setval(pg_get_serial_sequence('residents', 'id'), (SELECT max(id) FROM residents))"
             )
         return self.count
+
+
+def _rebuilt_indexes() -> list:
+    return [index for index in Resident.__table__.indexes if index.name == "ix_residents_team_id_active"]
 
 
 FRESH_COLUMNS = [
