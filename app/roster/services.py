@@ -563,11 +563,9 @@ def _validated_chunks(source, ctx: ImportContext, today: date) -> Iterator[tuple
             yield done, future.result()
 
 
-def _stage_rows(session: Session, rows: pd.DataFrame, seqs: range, sheet: str) -> None:
-    data = zip(
-        seqs,
-        [sheet] * len(rows),
-        rows["row_no"].astype(int).tolist(),
+def _resident_values(rows: pd.DataFrame) -> list[Iterable]:
+    """The accepted rows' resident fields as columns, in the order of RESIDENT_FIELDS."""
+    return [
         rows["id_hash"].tolist(),
         rows["id_masked"].tolist(),
         rows["name"].tolist(),
@@ -580,9 +578,17 @@ def _stage_rows(session: Session, rows: pd.DataFrame, seqs: range, sheet: str) -
         map(_none_if_empty, rows["doctor"].tolist()),
         rows["contract_start"].tolist(),
         rows["contract_end"].tolist(),
-        rows["label_codes"].map(len).tolist(),
-    )
-    bulk_load(session, "roster_stage", [c.name for c in STAGE.columns], data)
+    ]
+
+
+RESIDENT_FIELDS = ["id_hash", "id_masked", "name", "sex", "birth_date", "phone", "phone2", "address", "team_id",
+                   "doctor_name", "contract_start", "contract_end"]
+
+
+def _stage_rows(session: Session, rows: pd.DataFrame, seqs: range, sheet: str) -> None:
+    data = zip(seqs, [sheet] * len(rows), rows["row_no"].astype(int).tolist(), *_resident_values(rows),
+               rows["label_codes"].map(len).tolist())
+    bulk_load(session, "roster_stage", ["seq", "sheet", "row_no", *RESIDENT_FIELDS, "label_count"], data)
 
 
 def _stage_labels(session: Session, codes: pd.Series, seqs: range, label_ids: dict[str, int]) -> None:
@@ -897,27 +903,8 @@ class _FreshLoad:
         self.count += len(rows)
         batch_id, now = self.batch.id, self.now
         yes, no = (1, 0) if self.sqlite else (True, False)
-        data = zip(
-            ids,
-            rows["id_hash"].tolist(),
-            rows["id_masked"].tolist(),
-            rows["name"].tolist(),
-            rows["sex"].tolist(),
-            rows["birth_date"].tolist(),
-            rows["phone"].tolist(),
-            map(_none_if_empty, rows["phone2"].tolist()),
-            map(_none_if_empty, rows["address"].tolist()),
-            rows["team_id"].astype(int).tolist(),
-            map(_none_if_empty, rows["doctor"].tolist()),
-            rows["contract_start"].tolist(),
-            rows["contract_end"].tolist(),
-            itertools.repeat(yes),
-            itertools.repeat(no),
-            itertools.repeat(batch_id),
-            itertools.repeat(batch_id),
-            itertools.repeat(now),
-            itertools.repeat(now),
-        )
+        data = zip(ids, *_resident_values(rows), itertools.repeat(yes), itertools.repeat(no),
+                   itertools.repeat(batch_id), itertools.repeat(batch_id), itertools.repeat(now), itertools.repeat(now))
         bulk_load(session, "residents", FRESH_COLUMNS, data)
         pairs = ((i, label_ids[code]) for i, cell in zip(ids, rows["label_codes"]) for code in cell)
         bulk_load(session, "resident_labels", ["resident_id", "label_id"], pairs)
@@ -950,8 +937,5 @@ def _rebuilt_indexes() -> list:
     return [index for index in Resident.__table__.indexes if index.name == "ix_residents_team_id_active"]
 
 
-FRESH_COLUMNS = [
-    "id", "id_hash", "id_masked", "name", "sex", "birth_date", "phone", "phone2", "address", "team_id", "doctor_name",
-    "contract_start", "contract_end", "active", "do_not_call", "first_seen_batch_id", "last_seen_batch_id",
-    "created_at", "updated_at",
-]
+FRESH_COLUMNS = ["id", *RESIDENT_FIELDS, "active", "do_not_call", "first_seen_batch_id", "last_seen_batch_id",
+                 "created_at", "updated_at"]
