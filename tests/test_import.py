@@ -11,6 +11,7 @@ from datetime import date
 import pandas as pd
 import pytest
 from sqlalchemy import String, Text, func, select
+from sqlalchemy import inspect as sa_inspect
 from sqlalchemy import text as text_
 
 import app.roster.services as services
@@ -877,6 +878,45 @@ def test_big_import_on_postgresql_checks_the_keys_once(app, ctx, county, team, t
         assert db.session.scalar(select(func.count()).select_from(resident_labels)) == 10 + 1
     assert statements  # the keys were dropped and added back (or the import failed in between)
     assert _foreign_keys() >= expected
+
+
+def test_a_big_import_keeps_its_keys_when_the_tables_are_in_use(app, ctx, county, team, tmp_path, monkeypatch):
+    """Dropping a key waits for every open transaction that read the table; an import that
+    cannot get the lock quickly keeps its keys and checks row by row instead of waiting."""
+    if db.session.get_bind().dialect.name != "postgresql":
+        pytest.skip("the keys are dropped on PostgreSQL only")
+    run(write_csv(tmp_path / "earlier.csv", rows_of(people(1, first_seq=900))), ctx)
+    db.session.commit()
+    monkeypatch.setattr(services, "BULK_KEYS_MIN_NEW", 3)
+    monkeypatch.setattr(services, "BULK_LOCK_WAIT", "200ms")
+    statements: list[str] = []
+    monkeypatch.setattr(services, "AddConstraint", _recording(services.AddConstraint, statements, False))
+    with db.engine.connect() as reader:  # a page in the middle of reading the residents
+        reader.execute(select(func.count()).select_from(Resident)).scalar()
+        result = run(write_csv(tmp_path / "big.csv", rows_of(people(5))), ctx)
+        reader.rollback()
+    assert result.imported == 5 and resident_count() == 6
+    assert statements == []  # nothing was dropped, so nothing had to be added back
+    assert _foreign_keys() >= {"fk_residents_team_id_teams", "fk_resident_labels_resident_id_residents"}
+
+
+def test_a_big_first_import_builds_the_team_index_at_the_end(app, ctx, county, team, tmp_path, monkeypatch):
+    monkeypatch.setattr(services, "BULK_KEYS_MIN_NEW", 2)  # a "big" file: its first chunk has >= 1 row
+    dropped: list[str] = []
+    real_take = services._SetAside.take
+
+    def take(session, keys, indexes):
+        aside = real_take(session, keys, indexes)
+        dropped.extend(index.name for index in aside.indexes)
+        return aside
+
+    monkeypatch.setattr(services._SetAside, "take", staticmethod(take))
+    result = run(write_csv(tmp_path / "first.csv", rows_of(people(4, labels="高血压"))), ctx)
+
+    assert result.imported == 4 and dropped == ["ix_residents_team_id_active"]
+    indexes = {i["name"] for i in sa_inspect(db.engine).get_indexes("residents")}
+    assert "ix_residents_team_id_active" in indexes
+    assert db.session.scalar(select(func.count()).select_from(resident_labels)) == 4
 
 
 def _recording(original, statements: list[str], fail: bool):

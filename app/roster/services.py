@@ -45,7 +45,7 @@ from sqlalchemy import (
     true,
     update,
 )
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.schema import AddConstraint, DropConstraint
 from sqlalchemy.orm import Session
 
@@ -759,6 +759,50 @@ def _bulk_keys() -> list:
         resident_labels.foreign_key_constraints, key=lambda c: c.name)
 
 
+# How long a big import waits for the lock that dropping a key or an index takes (ACCESS
+# EXCLUSIVE on PostgreSQL: it waits for every open transaction that read the table). When a
+# reader holds on longer, the import keeps its keys and indexes and checks row by row instead.
+BULK_LOCK_WAIT = "3s"
+
+
+@dataclass
+class _SetAside:
+    """Foreign keys and indexes dropped for a bulk load, to be put back before commit."""
+
+    keys: list = field(default_factory=list)
+    indexes: list = field(default_factory=list)
+
+    @classmethod
+    def take(cls, session: Session, keys: list, indexes: list) -> _SetAside:
+        conn = session.connection()
+        if conn.dialect.name != "postgresql":
+            for index in indexes:
+                index.drop(conn)
+            return cls([], list(indexes))
+        try:
+            # a savepoint: a lock not granted in time undoes only this (and the SET LOCAL)
+            with conn.begin_nested():
+                conn.exec_driver_sql(f"SET LOCAL lock_timeout = '{BULK_LOCK_WAIT}'")
+                for key in keys:
+                    conn.execute(DropConstraint(key))
+                for index in indexes:
+                    index.drop(conn)
+                conn.exec_driver_sql("SET LOCAL lock_timeout = DEFAULT")
+        except OperationalError as exc:
+            if getattr(exc.orig, "sqlstate", None) != "55P03":  # lock_not_available
+                raise
+            log.warning("roster import: tables in use, foreign keys and indexes kept for this import")
+            return cls()
+        return cls(list(keys), list(indexes))
+
+    def put_back(self, session: Session) -> None:
+        conn = session.connection()
+        for index in self.indexes:
+            index.create(conn)
+        for key in self.keys:
+            conn.execute(AddConstraint(key))
+
+
 def _insert_new_residents(session: Session, batch: ImportBatch, now: datetime, new_rows: int) -> None:
     """New residents get the id ``base + seq`` (base: the largest id so far; seq: the staged
     row's number), so the labels go in by that same sum without looking a resident up again
@@ -770,14 +814,12 @@ def _insert_new_residents(session: Session, batch: ImportBatch, now: datetime, n
     residents = Resident.__table__
     conn = session.connection()
     postgres = conn.dialect.name == "postgresql"
-    keys_dropped: list = []
+    aside = _SetAside()
     if postgres:
         conn.exec_driver_sql("LOCK TABLE residents IN SHARE ROW EXCLUSIVE MODE")
         present = conn.exec_driver_sql("SELECT reltuples FROM pg_class WHERE relname = 'residents'").scalar() or 0
         if new_rows >= BULK_KEYS_MIN_NEW and new_rows >= max(present, 0) * BULK_KEYS_MIN_SHARE:
-            keys_dropped = _bulk_keys()
-            for key in keys_dropped:
-                conn.execute(DropConstraint(key))
+            aside = _SetAside.take(session, _bulk_keys(), [])
     base = int(session.scalar(select(func.coalesce(func.max(residents.c.id), 0))))
     insert_cols = [*CORE_FIELDS, "phone2", "address", "doctor_name", "id_hash"]
     session.execute(
@@ -805,8 +847,7 @@ def _insert_new_residents(session: Session, batch: ImportBatch, now: datetime, n
             .order_by(STAGE_LABELS.c.seq),
         )
     )
-    for key in keys_dropped:
-        conn.execute(AddConstraint(key))
+    aside.put_back(session)
     if postgres:
         conn.exec_driver_sql(
             "SELECT setval(pg_get_serial_sequence('residents', 'id'), (SELECT max(id) FROM residents))"
@@ -830,14 +871,14 @@ class _FreshLoad:
     its batch row being written first). A repeated ID is rejected like on the staged path: within
     a chunk by pandas, across chunks by ``_DuplicateWatch`` candidates checked exactly against
     the rows already written (a resident's id tells its row: id = base + its number in the
-    load). On PostgreSQL the residents' and labels' foreign keys are dropped for the load and
-    added back at the end (see BULK_KEYS_MIN_NEW): the table was empty, so adding them back
-    checks only this import's rows."""
+    load). For a big file the residents' and labels' foreign keys (PostgreSQL) and the team
+    index are set aside for the load and put back at the end (see _SetAside): the table was
+    empty, so that checks and indexes only this import's rows."""
 
-    def __init__(self, session: Session, batch: ImportBatch, base: int, keys: list) -> None:
+    def __init__(self, session: Session, batch: ImportBatch, base: int) -> None:
         self.batch = batch
         self.base = base
-        self.keys = keys
+        self.aside: _SetAside | None = None  # decided on the first chunk
         self.count = 0
         self.watch = _DuplicateWatch()
         self.sheets: list[str] = []
@@ -854,20 +895,12 @@ class _FreshLoad:
         if session.scalar(select(residents.c.id).limit(1)) is not None:
             return None
         conn = session.connection()
-        keys: list = []
         if conn.dialect.name == "postgresql":
             conn.exec_driver_sql("LOCK TABLE residents IN SHARE ROW EXCLUSIVE MODE")
             if session.scalar(select(residents.c.id).limit(1)) is not None:
                 return None  # another import got in first
-            keys = _bulk_keys()
-            for key in keys:
-                conn.execute(DropConstraint(key))
-        # the team index is built once at the end (a sort) rather than grown row by row in
-        # team order; the unique hash index stays, the repeats are looked up by it
-        for index in _rebuilt_indexes():
-            index.drop(conn)
         base = int(session.scalar(select(func.coalesce(func.max(residents.c.id), 0))))
-        return cls(session, batch, base, keys)
+        return cls(session, batch, base)
 
     def insert(self, session: Session, rows: pd.DataFrame, sheet: str, label_ids: dict[str, int],
                rejections: list[Rejection]) -> int:
@@ -894,6 +927,13 @@ class _FreshLoad:
             rows = rows[~dropped]
         if not len(rows):
             return rejected
+        if self.aside is None:
+            # a big file (its first chunk says so): the keys (PostgreSQL) are checked once at
+            # the end and the team index is built once (a sort) instead of row by row; the
+            # unique hash index stays, repeats are looked up by it. A small one keeps them all:
+            # dropping them takes locks that would make the pages reading these tables wait.
+            big = len(rows) >= BULK_KEYS_MIN_NEW // 2
+            self.aside = _SetAside.take(session, _bulk_keys(), _rebuilt_indexes()) if big else _SetAside()
         first_id = self.base + self.count + 1
         ids = range(first_id, first_id + len(rows))
         if not self.sheets or self.sheets[-1] != sheet:
@@ -922,10 +962,8 @@ class _FreshLoad:
 
     def finish(self, session: Session) -> int:
         conn = session.connection()
-        for index in _rebuilt_indexes():
-            index.create(conn)
-        for key in self.keys:
-            conn.execute(AddConstraint(key))
+        if self.aside is not None:
+            self.aside.put_back(session)
         if conn.dialect.name == "postgresql":
             conn.exec_driver_sql(
                 "SELECT setval(pg_get_serial_sequence('residents', 'id'), (SELECT max(id) FROM residents))"
