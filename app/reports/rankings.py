@@ -88,8 +88,7 @@ def _rows(units: list[Unit], indicator: str, prior: BetaPrior | None, overall: f
     rows = []
     for unit in units:
         rate = unit.rate(indicator)
-        successes, n = rate.successes, rate.n
-        observed = successes / n if n else None
+        successes, n, observed = rate.successes, rate.n, rate.value
         rows.append(RankRow(
             unit=unit, rank=None, successes=successes, n=n, observed=observed,
             adjusted=prior.posterior_mean(successes, n) if prior is not None and n else None,

@@ -611,21 +611,18 @@ class _DuplicateWatch:
         self._seen: set[int] = set()
         self.candidates: set[str] = set()
 
-    def add(self, hashes: Iterable[str]) -> None:
-        seen, candidates, key_of = self._seen, self.candidates, self._key
+    def add(self, hashes: Iterable[str]) -> set[str]:
+        """Watch these hashes too; returns those of them that became candidates."""
+        seen, key_of = self._seen, self._key
+        found = set()
         for value in hashes:
             key = key_of(value)
             if key in seen:
-                candidates.add(value)
+                found.add(value)
             else:
                 seen.add(key)
-
-    def seen_before(self, hashes: Iterable[str]) -> set[str]:
-        """Add hashes that are distinct among themselves; returns those whose value was seen
-        before (candidates to check, not yet known to be repeats)."""
-        self.candidates = set()
-        self.add(hashes)
-        return self.candidates
+        self.candidates |= found
+        return found
 
 
 def _repeated_id(sheet: str, row_no: int, masked: str, kept_sheet: str, kept_row: int) -> Rejection:
@@ -815,12 +812,11 @@ def _insert_new_residents(session: Session, batch: ImportBatch, now: datetime, n
     conn = session.connection()
     postgres = conn.dialect.name == "postgresql"
     aside = _SetAside()
+    base = _new_id_base(session)
     if postgres:
-        conn.exec_driver_sql("LOCK TABLE residents IN SHARE ROW EXCLUSIVE MODE")
         present = conn.exec_driver_sql("SELECT reltuples FROM pg_class WHERE relname = 'residents'").scalar() or 0
         if new_rows >= BULK_KEYS_MIN_NEW and new_rows >= max(present, 0) * BULK_KEYS_MIN_SHARE:
             aside = _SetAside.take(session, _bulk_keys(), [])
-    base = int(session.scalar(select(func.coalesce(func.max(residents.c.id), 0))))
     insert_cols = [*CORE_FIELDS, "phone2", "address", "doctor_name", "id_hash"]
     session.execute(
         insert(residents).from_select(
@@ -848,7 +844,22 @@ def _insert_new_residents(session: Session, batch: ImportBatch, now: datetime, n
         )
     )
     aside.put_back(session)
-    if postgres:
+    _advance_id_sequence(session)
+
+
+def _new_id_base(session: Session) -> int:
+    """The largest resident id, with the residents table locked against other writers until
+    commit (PostgreSQL; SQLite has one writer anyway): new ids are numbered after it."""
+    conn = session.connection()
+    if conn.dialect.name == "postgresql":
+        conn.exec_driver_sql("LOCK TABLE residents IN SHARE ROW EXCLUSIVE MODE")
+    return int(session.scalar(select(func.coalesce(func.max(Resident.__table__.c.id), 0))))
+
+
+def _advance_id_sequence(session: Session) -> None:
+    """Move PostgreSQL's id sequence past the ids an import numbered itself."""
+    conn = session.connection()
+    if conn.dialect.name == "postgresql":
         conn.exec_driver_sql(
             "SELECT setval(pg_get_serial_sequence('residents', 'id'), (SELECT max(id) FROM residents))"
         )
@@ -891,15 +902,12 @@ class _FreshLoad:
 
     @classmethod
     def start(cls, session: Session, batch: ImportBatch) -> _FreshLoad | None:
-        residents = Resident.__table__
-        if session.scalar(select(residents.c.id).limit(1)) is not None:
+        any_resident = select(Resident.__table__.c.id).limit(1)
+        if session.scalar(any_resident) is not None:
             return None
-        conn = session.connection()
-        if conn.dialect.name == "postgresql":
-            conn.exec_driver_sql("LOCK TABLE residents IN SHARE ROW EXCLUSIVE MODE")
-            if session.scalar(select(residents.c.id).limit(1)) is not None:
-                return None  # another import got in first
-        base = int(session.scalar(select(func.coalesce(func.max(residents.c.id), 0))))
+        base = _new_id_base(session)
+        if session.scalar(any_resident) is not None:
+            return None  # another import got in before the lock
         return cls(session, batch, base)
 
     def insert(self, session: Session, rows: pd.DataFrame, sheet: str, label_ids: dict[str, int],
@@ -908,7 +916,7 @@ class _FreshLoad:
         kept in an earlier chunk, or earlier in this one)."""
         hashes = rows["id_hash"]
         repeat = hashes.duplicated(keep="first").to_numpy()
-        candidates = self.watch.seen_before(hashes[~repeat])
+        candidates = self.watch.add(hashes[~repeat])
         earlier = self._written(session, candidates) if candidates else {}
         again = hashes.isin(list(earlier)).to_numpy() if earlier else np.zeros(len(rows), dtype=bool)
         dropped = repeat | again
@@ -961,13 +969,9 @@ class _FreshLoad:
         return found
 
     def finish(self, session: Session) -> int:
-        conn = session.connection()
         if self.aside is not None:
             self.aside.put_back(session)
-        if conn.dialect.name == "postgresql":
-            conn.exec_driver_sql(
-                "SELECT setval(pg_get_serial_sequence('residents', 'id'), (SELECT max(id) FROM residents))"
-            )
+        _advance_id_sequence(session)
         return self.count
 
 
