@@ -177,14 +177,14 @@ def resident_select(dialect: str, today: date, stamp: datetime) -> tuple[str, di
         day = lambda off: f"(CAST(:today AS date) + CAST({off} AS integer))"  # noqa: E731
         pad = lambda expr, n: f"lpad(CAST({expr} AS text), {n}, '0')"  # noqa: E731
         true, false = "true", "false"
-        id_hash = "md5(CAST(g.i AS text)) || md5(CAST(g.i + 1 AS text))"
+        id_hash = "md5(CAST(g.i AS text))"
         params = {"today": today, "stamp": stamp}
     else:
         jd = today.toordinal() + 1721424.5  # Julian day number of today at 00:00
         day = lambda off: f"date({jd} + {off})"  # noqa: E731
         pad = lambda expr, n: f"printf('%0{n}d', {expr})"  # noqa: E731
         true, false = "1", "0"
-        id_hash = (f"printf('%08x%08x%048x', (g.i * {P_STATUS}) % 4294967296, "
+        id_hash = (f"printf('%08x%08x%016x', (g.i * {P_STATUS}) % 4294967296, "
                    f"(g.i * {P_CONTRACT}) % 4294967296, g.i)")
         params = {"stamp": stamp.strftime("%Y-%m-%d %H:%M:%S.%f")}
     phone = (f"(CASE WHEN {between(u1, NO_PHONE)} THEN '' "

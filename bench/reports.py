@@ -325,7 +325,7 @@ def generate(shape: dict, months: list[str], today: date, seed: int, users: dict
     })
     residents = pd.DataFrame({
         "id": np.arange(1, N + 1),
-        "id_hash": [f"{i:064x}" for i in range(1, N + 1)],
+        "id_hash": [f"{i:032x}" for i in range(1, N + 1)],
         "id_masked": "430" + pd.Series(np.arange(1, N + 1) % 1000).astype(str).str.zfill(3).to_numpy()
         + "********" + pd.Series(np.arange(1, N + 1) % 10000).astype(str).str.zfill(4).to_numpy(),
         "name": names, "sex": sex, "birth_date": birth, "phone": phone, "team_id": c_team,

@@ -24,7 +24,7 @@ def add_residents(team: Team, count: int, labels: tuple[str, ...] = (), **overri
     for _ in range(count):
         n = next(_serial)
         row = {
-            "id_hash": f"{n:064x}",
+            "id_hash": f"{n:032x}",
             "id_masked": "430621********" + f"{n % 10000:04d}",
             "name": f"居民{n}",
             "sex": "M" if n % 2 else "F",

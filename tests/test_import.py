@@ -202,7 +202,7 @@ def test_messy_xlsx_lands_residents_with_right_fields(app, ctx, team, other_team
 
     for r in (ra, rb, rc, rd, re_):
         assert MASKED_ID.match(r.id_masked), r.id_masked
-        assert len(r.id_hash) == 64
+        assert len(r.id_hash) == 32
     assert_no_clear_ids([p.id for p in persons])
 
 
@@ -283,15 +283,19 @@ def test_chunked_import_keeps_row_numbers_and_finds_duplicates_across_chunks(app
     assert resident_count() == 6
 
 
-@pytest.mark.parametrize("first_import", [True, False], ids=["direct_load", "staged"])
-def test_duplicate_check_is_exact_when_hash_values_collide(app, ctx, team, tmp_path, monkeypatch, first_import):
+@pytest.mark.parametrize("path_taken", ["direct_load", "direct_load_big", "staged"])
+def test_duplicate_check_is_exact_when_hash_values_collide(app, ctx, team, tmp_path, monkeypatch, path_taken):
     """Duplicates are spotted by the hashes' Python hash values, then checked exactly: with
     every value colliding, every row is a candidate, yet only the real repeats are rejected
-    (a first import writes rows as it goes, a later one stages them: both paths)."""
+    (a first import writes rows as it goes, a later one stages them: both paths; a big first
+    import does it without the hash index, which it builds at the end)."""
     from app.roster import services
 
+    first_import = path_taken != "staged"
     if not first_import:
         run(write_csv(tmp_path / "earlier.csv", rows_of(people(1, first_seq=900))), ctx)
+    if path_taken == "direct_load_big":
+        monkeypatch.setattr(services, "BULK_KEYS_MIN_NEW", 2)
     watch = services._DuplicateWatch
     monkeypatch.setattr(services, "_DuplicateWatch", lambda: watch(key=lambda _value: 0))
     ctx.chunk_rows = 3
@@ -913,10 +917,28 @@ def test_a_big_first_import_builds_the_team_index_at_the_end(app, ctx, county, t
     monkeypatch.setattr(services._SetAside, "take", staticmethod(take))
     result = run(write_csv(tmp_path / "first.csv", rows_of(people(4, labels="高血压"))), ctx)
 
-    assert result.imported == 4 and dropped == ["ix_residents_team_id_active"]
-    indexes = {i["name"] for i in sa_inspect(db.engine).get_indexes("residents")}
+    assert result.imported == 4 and dropped == ["ix_residents_team_id_active", "uq_residents_id_hash"]
+    indexes = {i["name"]: i for i in sa_inspect(db.engine).get_indexes("residents")}
     assert "ix_residents_team_id_active" in indexes
+    assert indexes["uq_residents_id_hash"]["unique"]
     assert db.session.scalar(select(func.count()).select_from(resident_labels)) == 4
+
+
+def test_a_repeat_let_through_a_big_first_import_fails_it_at_the_hash_index(app, ctx, county, team, tmp_path,
+                                                                          monkeypatch):
+    """The big first import checks repeats without the hash index; should that check ever let
+    one through, building the unique index at the end fails the import, which leaves nothing."""
+    monkeypatch.setattr(services, "BULK_KEYS_MIN_NEW", 2)
+    monkeypatch.setattr(services._DuplicateWatch, "earlier", lambda self, hashes: {})  # sees no repeat
+    ctx.chunk_rows = 3
+    persons = people(4)
+    rows = rows_of(persons) + rows_of([persons[0]])  # line 6 repeats line 2, in another chunk
+    with pytest.raises(ImportFailed, match="内部错误，数据库未作任何更改"):
+        run(write_csv(tmp_path / "repeat.csv", rows), ctx)
+    assert resident_count() == 0
+    assert db.session.scalar(select(func.count()).select_from(resident_labels)) == 0
+    indexes = {i["name"]: i for i in sa_inspect(db.engine).get_indexes("residents")}
+    assert indexes["uq_residents_id_hash"]["unique"] and "ix_residents_team_id_active" in indexes
 
 
 def _recording(original, statements: list[str], fail: bool):

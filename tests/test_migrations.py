@@ -3,7 +3,7 @@ import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from flask_migrate import downgrade, upgrade
-from sqlalchemy import inspect
+from sqlalchemy import inspect, text
 
 from app import create_app
 from app.config import ConfigError, load_config
@@ -36,6 +36,62 @@ def test_upgrade_builds_the_models_schema_and_downgrade_removes_it(fresh_url, tm
         downgrade(revision="base")
         with db.engine.connect() as conn:
             assert set(inspect(conn).get_table_names()) <= {"alembic_version"}
+        db.engine.dispose()
+
+
+def test_0005_cuts_stored_id_hashes_and_keeps_every_resident_and_label(fresh_url, tmp_path):
+    """0005 rebuilds the residents table on SQLite (the unique constraint becomes an index):
+    the labels that point at residents (ON DELETE CASCADE) must survive it, and a hash stored
+    in full before must still match the person's hash afterwards."""
+    import hmac
+
+    from app.roster.normalize import hash_id
+
+    key = b"migration-key-0123456789"
+    people = ["110105194912310025", "430621198001010018"]
+    app = create_app(
+        {
+            "SQLALCHEMY_DATABASE_URI": fresh_url,
+            "ID_HASH_KEY": key.decode(),
+            "IMPORT_REPORTS_DIR": str(tmp_path / "r"),
+            "UPLOAD_DIR": str(tmp_path / "u"),
+            "SAMPLE_LISTS_DIR": str(tmp_path / "s"),
+        }
+    )
+    stamp = "2026-01-02 03:04:05"
+    with app.app_context():
+        upgrade(revision="0004")
+        with db.engine.begin() as conn:
+            run = lambda sql, **params: conn.execute(text(sql), params)  # noqa: E731
+            run("INSERT INTO counties (id, name, code, created_at) VALUES (1, '岳阳县', '430621', :t)", t=stamp)
+            run("INSERT INTO institutions (id, county_id, name, code, type, created_at) "
+                "VALUES (1, 1, '荣家湾镇卫生院', 'I1', '乡镇卫生院', :t)", t=stamp)
+            run("INSERT INTO teams (id, institution_id, name, created_at) VALUES (1, 1, '一组', :t)", t=stamp)
+            run("INSERT INTO population_labels (id, code, name) VALUES (1, 'elderly', '老年人')")
+            for n, person in enumerate(people, start=1):
+                full = hmac.digest(key, person.encode(), "sha256").hex()  # how 0001-0004 stored it
+                run("INSERT INTO residents (id, id_hash, id_masked, name, sex, birth_date, phone, team_id, "
+                    "contract_start, contract_end, active, do_not_call, created_at, updated_at) VALUES "
+                    "(:id, :h, 'x', '某', 'F', '1949-12-31', '13800138000', 1, '2026-01-01', '2026-12-31', "
+                    ":yes, :no, :t, :t)", id=n, h=full, t=stamp, yes=True, no=False)
+                run("INSERT INTO resident_labels (resident_id, label_id) VALUES (:id, 1)", id=n)
+
+        upgrade()
+
+        with db.engine.connect() as conn:
+            stored = dict(conn.execute(text("SELECT id, id_hash FROM residents")).all())
+            assert stored == {n: hash_id(key, person) for n, person in enumerate(people, start=1)}
+            assert conn.execute(text("SELECT count(*) FROM resident_labels")).scalar() == 2
+            indexes = {i["name"]: i for i in inspect(conn).get_indexes("residents")}
+            assert indexes["uq_residents_id_hash"]["unique"]
+            diff = compare_metadata(MigrationContext.configure(conn, opts={"compare_type": True}), db.metadata)
+        assert diff == []
+        # the cut cannot be undone: a populated database refuses to go back past 0005
+        with pytest.raises(SystemExit):  # Flask-Migrate logs the migration's error and exits 1
+            downgrade(revision="0004")
+        with db.engine.connect() as conn:
+            assert conn.execute(text("SELECT count(*) FROM resident_labels")).scalar() == 2
+            assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar() == "0005"
         db.engine.dispose()
 
 

@@ -10,10 +10,11 @@ from app.extensions import db
 from app.models.base import utcnow
 
 
-# Keyed hashes are compared byte for byte: PostgreSQL's "C" collation makes every index
-# insert, sort and join on them a memcmp instead of a locale comparison (SQLite compares
-# bytes already).
-HASH_TYPE = String(64).with_variant(String(64, collation="C"), "postgresql")
+# Keyed hashes (the first 128 bits of HMAC-SHA256, as 32 hex characters: see hash_id) are
+# compared byte for byte: PostgreSQL's "C" collation makes every index insert, sort and join
+# on them a memcmp instead of a locale comparison (SQLite compares bytes already).
+HASH_LENGTH = 32
+HASH_TYPE = String(HASH_LENGTH).with_variant(String(HASH_LENGTH, collation="C"), "postgresql")
 
 
 class PopulationLabel(db.Model):
@@ -45,12 +46,15 @@ class Resident(db.Model):
     __tablename__ = "residents"
     __table_args__ = (
         Index("ix_residents_team_id_active", "team_id", "active"),
+        # a unique index rather than a table constraint: a city's first roster drops it and
+        # builds it once at the end (a sort), which SQLite cannot do with a constraint's index
+        Index("uq_residents_id_hash", "id_hash", unique=True),
         # room in every page for the next import's last_seen stamp: HOT updates on PostgreSQL
         {"postgresql_with": {"fillfactor": 85}},
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    id_hash: Mapped[str] = mapped_column(HASH_TYPE, unique=True)
+    id_hash: Mapped[str] = mapped_column(HASH_TYPE)
     id_masked: Mapped[str] = mapped_column(String(18))
     name: Mapped[str] = mapped_column(String(50))
     sex: Mapped[str] = mapped_column(String(1))  # "M" / "F", from the ID number

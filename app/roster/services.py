@@ -503,7 +503,7 @@ def _run(session: Session, path: Path, options: ImportOptions, ctx: ImportContex
             seqs = range(seq + 1, seq + 1 + len(rows))
             seq += len(rows)
             _stage_rows(session, rows, seqs, chunk.sheet)
-            duplicates.add(rows["id_hash"])
+            duplicates.add(rows["id_hash"], seqs)
             _stage_labels(session, rows["label_codes"], seqs, label_ids)
 
     result.institutions_created = org.institutions_created
@@ -601,26 +601,42 @@ def _stage_seen(session: Session, hashes: Iterable[str]) -> None:
 
 
 class _DuplicateWatch:
-    """Spots ID hashes staged twice as the chunks go by, from a set of the hashes' Python
-    hash values (8 bytes each, not the 64-character strings): a value seen before makes its
-    hash a candidate, which _reject_duplicates then checks exactly. Two different IDs sharing
-    a value (about one chance in 10^7 for a city roster) only add a candidate."""
+    """Spots ID hashes seen twice as the chunks go by, from the hashes' Python hash values
+    (8 bytes each, not the 32-character strings), each with the number of the first row that
+    had it: a value seen before makes its hash a candidate, to be checked exactly (against the
+    earlier rows that had the value). Two different IDs sharing a value (about one chance in
+    10^7 for a city roster) only add a candidate."""
 
     def __init__(self, key=hash) -> None:
         self._key = key
-        self._seen: set[int] = set()
+        self._first: dict[int, int] = {}  # value -> number of the first row that had it
+        self._also: dict[int, list[int]] = {}  # value -> the later rows that had it too
         self.candidates: set[str] = set()
 
-    def add(self, hashes: Iterable[str]) -> set[str]:
-        """Watch these hashes too; returns those of them that became candidates."""
-        seen, key_of = self._seen, self._key
-        found = set()
+    def earlier(self, hashes: Iterable[str]) -> dict[str, list[int]]:
+        """Those of these hashes whose value was added before, each with the numbers of the
+        rows that had the value (the hashes themselves are not added)."""
+        first, also, key_of = self._first, self._also, self._key
+        found: dict[str, list[int]] = {}
         for value in hashes:
             key = key_of(value)
-            if key in seen:
+            number = first.get(key)
+            if number is not None:
+                found[value] = [number, *also.get(key, ())]
+        return found
+
+    def add(self, hashes: Iterable[str], numbers: Iterable[int]) -> set[str]:
+        """Watch these hashes too, with their rows' numbers; returns those of them that became
+        candidates (their value added before, or earlier in this call)."""
+        first, also, key_of = self._first, self._also, self._key
+        found = set()
+        for value, number in zip(hashes, numbers):
+            key = key_of(value)
+            if key in first:
                 found.add(value)
+                also.setdefault(key, []).append(number)
             else:
-                seen.add(key)
+                first[key] = number
         self.candidates |= found
         return found
 
@@ -881,10 +897,13 @@ class _FreshLoad:
     against other writers from the check on (SQLite: the import already holds the write lock,
     its batch row being written first). A repeated ID is rejected like on the staged path: within
     a chunk by pandas, across chunks by ``_DuplicateWatch`` candidates checked exactly against
-    the rows already written (a resident's id tells its row: id = base + its number in the
-    load). For a big file the residents' and labels' foreign keys (PostgreSQL) and the team
-    index are set aside for the load and put back at the end (see _SetAside): the table was
-    empty, so that checks and indexes only this import's rows."""
+    the rows already written, read back by their ids (a row's id tells its number in the load:
+    id = base + 1 + number), so no lookup needs the hash index. For a big file the residents'
+    and labels' foreign keys (PostgreSQL), the team index and the unique hash index are set
+    aside for the load and put back at the end (see _SetAside): the table was empty, so that
+    checks and indexes only this import's rows, and building the hash index once (a sort)
+    costs a fraction of 1.5 million inserts at random places in it. Were a repeat ever let
+    through, building the unique index would fail the import."""
 
     def __init__(self, session: Session, batch: ImportBatch, base: int) -> None:
         self.batch = batch
@@ -916,7 +935,7 @@ class _FreshLoad:
         kept in an earlier chunk, or earlier in this one)."""
         hashes = rows["id_hash"]
         repeat = hashes.duplicated(keep="first").to_numpy()
-        candidates = self.watch.add(hashes[~repeat])
+        candidates = self.watch.earlier(hashes[~repeat])
         earlier = self._written(session, candidates) if candidates else {}
         again = hashes.isin(list(earlier)).to_numpy() if earlier else np.zeros(len(rows), dtype=bool)
         dropped = repeat | again
@@ -926,7 +945,7 @@ class _FreshLoad:
             first_row = dict(zip(hashes[~repeat], rows["row_no"][~repeat]))
             for row_no, masked, id_hash in zip(rows["row_no"][dropped], rows["id_masked"][dropped], hashes[dropped]):
                 if id_hash in earlier:
-                    number = earlier[id_hash] - self.base - 1
+                    number = earlier[id_hash]
                     kept = (self.sheets[self.sheet_of[number]], self.row_of[number])
                 else:
                     kept = (sheet, int(first_row[id_hash]))
@@ -937,9 +956,9 @@ class _FreshLoad:
             return rejected
         if self.aside is None:
             # a big file (its first chunk says so): the keys (PostgreSQL) are checked once at
-            # the end and the team index is built once (a sort) instead of row by row; the
-            # unique hash index stays, repeats are looked up by it. A small one keeps them all:
-            # dropping them takes locks that would make the pages reading these tables wait.
+            # the end and the indexes built once (a sort) instead of row by row. A small one
+            # keeps them all: dropping them takes locks that would make the pages reading
+            # these tables wait.
             big = len(rows) >= BULK_KEYS_MIN_NEW // 2
             self.aside = _SetAside.take(session, _bulk_keys(), _rebuilt_indexes()) if big else _SetAside()
         first_id = self.base + self.count + 1
@@ -948,6 +967,7 @@ class _FreshLoad:
             self.sheets.append(sheet)
         self.sheet_of.extend([len(self.sheets) - 1] * len(rows))
         self.row_of.extend(rows["row_no"].astype(int).tolist())
+        self.watch.add(rows["id_hash"], range(self.count, self.count + len(rows)))
         self.count += len(rows)
         batch_id, now = self.batch.id, self.now
         yes, no = (1, 0) if self.sqlite else (True, False)
@@ -958,14 +978,21 @@ class _FreshLoad:
         bulk_load(session, "resident_labels", ["resident_id", "label_id"], pairs)
         return rejected
 
-    def _written(self, session: Session, hashes: set[str]) -> dict[str, int]:
+    def _written(self, session: Session, candidates: dict[str, list[int]]) -> dict[str, int]:
+        """Of the candidates, those written already: each with its row's number in the load."""
         residents = Resident.__table__
+        ids = sorted({self.base + 1 + number for numbers in candidates.values() for number in numbers})
+        stored: dict[int, str] = {}
+        for start in range(0, len(ids), 500):
+            part = ids[start : start + 500]
+            stored.update(session.execute(select(residents.c.id, residents.c.id_hash)
+                                          .where(residents.c.id.in_(part))).all())
         found: dict[str, int] = {}
-        ordered = sorted(hashes)
-        for start in range(0, len(ordered), 500):
-            part = ordered[start : start + 500]
-            found.update(session.execute(select(residents.c.id_hash, residents.c.id)
-                                         .where(residents.c.id_hash.in_(part))).all())
+        for id_hash, numbers in candidates.items():
+            for number in numbers:
+                if stored[self.base + 1 + number] == id_hash:
+                    found[id_hash] = number
+                    break
         return found
 
     def finish(self, session: Session) -> int:
@@ -976,7 +1003,8 @@ class _FreshLoad:
 
 
 def _rebuilt_indexes() -> list:
-    return [index for index in Resident.__table__.indexes if index.name == "ix_residents_team_id_active"]
+    return sorted((index for index in Resident.__table__.indexes
+                   if index.name in ("ix_residents_team_id_active", "uq_residents_id_hash")), key=lambda i: i.name)
 
 
 FRESH_COLUMNS = ["id", *RESIDENT_FIELDS, "active", "do_not_call", "first_seen_batch_id", "last_seen_batch_id",
