@@ -684,3 +684,77 @@ def test_workbook_without_any_cells(tmp_path):
     wb.close()
     with pytest.raises(RosterFileError, match="^文件中没有数据。$"):
         open_roster(path)
+
+
+# ---------------------------------------------------------------------------
+# CSV blocks: the file is cut into raw blocks of whole rows (parsed by the workers that
+# validate them); wherever the cuts fall, the rows must be the ones pandas reads from the file
+# ---------------------------------------------------------------------------
+
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+import app.roster.reader as reader_module  # noqa: E402
+
+CELL = st.text(alphabet=list('张伟村组1-2 ,，"\n、'), max_size=8)
+
+
+def _reference(path: Path, encoding: str, skip: int) -> list[dict]:
+    """The whole file in one pandas read: what the blocks must add up to."""
+    frame = pd.read_csv(path, encoding=encoding, header=None, skiprows=skip, dtype=str, keep_default_na=False,
+                        names=range(len(HEADER)), index_col=False, skip_blank_lines=False)
+    frame.columns = FIELDS
+    return [row for row in frame.to_dict("records") if any(v.strip() for v in row.values())]
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    cells=st.lists(st.lists(CELL, min_size=len(HEADER), max_size=len(HEADER)), min_size=1, max_size=25),
+    chunk_rows=st.integers(1, 7),
+    read_bytes=st.sampled_from([1, 7, 64, 1 << 20]),
+    encoding=st.sampled_from(["utf-8", "utf-8-sig", "gb18030"]),
+    eol=st.sampled_from(["\n", "\r\n"]),
+    title=st.booleans(),
+)
+def test_csv_blocks_give_the_rows_pandas_reads_wherever_they_are_cut(tmp_path_factory, monkeypatch, cells,
+                                                                    chunk_rows, read_bytes, encoding, eol, title):
+    """Quoted values holding commas, doubled quotes and line breaks, CRLF, a BOM, GB18030,
+    title rows, blocks of 1-7 rows read 1 byte to 1 MB at a time: the rows are those of one
+    pandas read of the whole file, in order; a file without multi-line values numbers each
+    row by its line."""
+    monkeypatch.setattr(reader_module, "CSV_READ_BYTES", read_bytes)
+    path = tmp_path_factory.mktemp("blocks") / "roster.csv"
+    with path.open("w", encoding=encoding, newline="") as fh:
+        if title:
+            fh.write("岳阳县签约居民名册" + eol + eol)
+        writer = csv.writer(fh, lineterminator=eol)
+        writer.writerow(HEADER)
+        writer.writerows(cells)
+    skip = 3 if title else 1
+
+    source = open_roster(path, chunk_rows=chunk_rows)
+    assert source.csv is not None  # the block reader, not the fallback
+    chunks = list(source.chunks())
+    got = [dict(row) for chunk in chunks for row in chunk.frame.to_dict("records")]
+    assert got == _reference(path, encoding, skip)
+    # the raw blocks are the same rows: they join up to the data part of the file
+    blocks = list(open_roster(path, chunk_rows=chunk_rows).blocks())
+    header_end = (HEADER[-1] + eol).encode("utf-8" if encoding == "utf-8-sig" else encoding)
+    assert b"".join(b.data for b in blocks) == path.read_bytes().split(header_end, 1)[1]
+    assert all(block.lines <= chunk_rows for block in blocks if b'"' not in block.data)
+    if not any("\n" in cell for row in cells for cell in row):
+        numbers = [int(n) for chunk in chunks for n in chunk.row_numbers]
+        kept = [skip + 1 + i for i, row in enumerate(cells) if any(cell.strip() for cell in row)]
+        assert numbers == kept
+
+
+def test_csv_title_rows_with_quotes_are_read_by_pandas_from_the_start(tmp_path):
+    """Title rows that are not plain lines (a quoted title here) leave the file to pandas'
+    own reader, which skips rows the way it counts them."""
+    path = tmp_path / "quoted-title.csv"
+    path.write_text('"岳阳县签约居民名册\n（2026年11月）"\n' + ",".join(HEADER) + "\n"
+                    + ",".join(["张三", ID_A, "13800138000", "荣家湾镇卫生院", "一组", "2026-01-01", ""]) + "\n",
+                    encoding="utf-8")
+    source, chunks = read_all(path)
+    assert source.csv is None
+    assert [r[2]["name"] for r in records(chunks)] == ["张三"]

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, time
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import python_calamine
 
@@ -35,16 +36,70 @@ class Chunk:
 
 
 @dataclass
+class CsvBlock:
+    """Whole rows of a CSV file as raw bytes, cut where no quoted field is open."""
+
+    first_line: int  # 1-based line number of its first row in the file
+    data: bytes
+
+    @property
+    def lines(self) -> int:
+        return self.data.count(b"\n") + (not self.data.endswith(b"\n"))
+
+
+@dataclass
+class CsvLayout:
+    """How to parse a CSV file's blocks: small and picklable, so that worker processes can
+    parse the blocks they validate (the file's one reader then only cuts bytes)."""
+
+    encoding: str
+    delimiter: str
+    ncols: int
+    names: dict[int, str]  # column index -> canonical field
+
+    def parse(self, block: CsvBlock) -> Chunk:
+        try:
+            frame = pd.read_csv(
+                io.BytesIO(block.data),
+                encoding=self.encoding,
+                sep=self.delimiter,
+                # explicit column names: a blank or short first line must not decide the width
+                header=None,
+                names=range(self.ncols),
+                index_col=False,
+                usecols=sorted(self.names),
+                dtype=str,
+                keep_default_na=False,
+                skip_blank_lines=False,
+                engine="c",
+            )
+        except UnicodeDecodeError as exc:
+            raise RosterFileError(f"文件编码错误：文件中途出现无法按 {self.encoding} 解码的内容。") from exc
+        except (pd.errors.ParserError, ValueError) as exc:
+            raise RosterFileError(f"CSV 格式错误：{_short(exc)}（某行的列数多于表头？）") from exc
+        frame = frame.rename(columns=self.names).fillna("")
+        numbers = pd.Series(range(block.first_line, block.first_line + len(frame)), index=frame.index)
+        return _drop_blank(Chunk("", numbers, frame))
+
+
+@dataclass
 class RosterSource:
     path: Path
     fields: set[str]
     sheets: list[str]
     skipped_sheets: list[str] = field(default_factory=list)
     _chunks: Iterator[Chunk] | None = None
+    # CSV files: the same rows as raw blocks, and how to parse one (see _validated_chunks)
+    csv: CsvLayout | None = None
+    _blocks: Iterator[CsvBlock] | None = None
 
     def chunks(self) -> Iterator[Chunk]:
         assert self._chunks is not None
         return self._chunks
+
+    def blocks(self) -> Iterator[CsvBlock]:
+        assert self._blocks is not None
+        return self._blocks
 
 
 def open_roster(path: str | Path, chunk_rows: int = 100_000) -> RosterSource:
@@ -88,42 +143,102 @@ def _open_csv(path: Path, chunk_rows: int) -> RosterSource:
     lines = text.splitlines()[:40]
     delimiter, rows, header = _find_csv_header(lines)
     ncols = max(len(r) for r in rows)
-
-    def generate() -> Iterator[Chunk]:
-        usecols = sorted(header.columns.values())
-        names = {idx: fld for fld, idx in header.columns.items()}
-        first_line = header.row_index + 2  # 1-based line number of the first data line
-        try:
-            # explicit column names: a blank or short first data line must not decide the width
-            with pd.read_csv(
-                path,
-                encoding=encoding,
-                sep=delimiter,
-                header=None,
-                names=range(ncols),
-                index_col=False,
-                skiprows=header.row_index + 1,
-                usecols=usecols,
-                dtype=str,
-                keep_default_na=False,
-                skip_blank_lines=False,
-                chunksize=chunk_rows,
-                engine="c",
-            ) as reader:
-                offset = 0
-                for frame in reader:
-                    frame = frame.rename(columns=names).fillna("")
-                    numbers = pd.Series(range(first_line + offset, first_line + offset + len(frame)), index=frame.index)
-                    offset += len(frame)
-                    yield _drop_blank(Chunk("", numbers, frame))
-        except UnicodeDecodeError as exc:
-            raise RosterFileError(f"文件编码错误：文件中途出现无法按 {encoding} 解码的内容。") from exc
-        except (pd.errors.ParserError, ValueError) as exc:
-            raise RosterFileError(f"CSV 格式错误：{_short(exc)}（某行的列数多于表头？）") from exc
-
+    names = {idx: fld for fld, idx in header.columns.items()}
     source = RosterSource(path=path, fields=set(header.columns), sheets=[""])
-    source._chunks = generate()
+    first_line = header.row_index + 2  # 1-based line number of the first data line
+    start = _data_start(head, encoding, lines, header.row_index + 1)
+    if start is not None:
+        # the BOM, if any, is before the data
+        source.csv = CsvLayout("utf-8" if encoding == "utf-8-sig" else encoding, delimiter, ncols, names)
+        source._blocks = _csv_blocks(path, start, first_line, chunk_rows)
+        source._chunks = (source.csv.parse(block) for block in _csv_blocks(path, start, first_line, chunk_rows))
+    else:
+        source._chunks = _csv_frames(path, encoding, delimiter, ncols, names, header.row_index + 1, first_line,
+                                     chunk_rows)
     return source
+
+
+def _data_start(head: bytes, encoding: str, lines: list[str], skip: int) -> int | None:
+    """The byte offset of the first data line, when the lines above it (title rows and the
+    header) are plain "\n" or "\r\n" lines without quotes; otherwise None, and the file is
+    read by pandas from the start (skipping rows the way its parser counts them)."""
+    end = -1
+    for _ in range(skip):
+        end = head.find(b"\n", end + 1)
+        if end < 0:
+            return None
+    above = head[: end + 1]
+    if b'"' in above or above.count(b"\r") != above.count(b"\r\n"):
+        return None
+    if above.decode(encoding, errors="ignore").splitlines() != lines[:skip]:
+        return None  # another line break (\x0b, \x1c, U+2028, ...) in the title rows
+    return end + 1
+
+
+# Bytes read from the file at a time while cutting blocks
+CSV_READ_BYTES = 16 << 20
+
+
+def _csv_blocks(path: Path, start: int, first_line: int, chunk_rows: int) -> Iterator[CsvBlock]:
+    """The data lines from byte ``start`` on, ``chunk_rows`` rows per block. A block ends after
+    a newline outside any quoted field: with an even number of quote characters before it
+    (RFC 4180 doubles a quote inside a quoted field), so a quoted value holding a line break
+    stays whole. Line numbers count physical lines."""
+    line = first_line
+    carry = b""
+    with path.open("rb") as fh:
+        fh.seek(start)
+        while True:
+            more = fh.read(CSV_READ_BYTES)
+            buf = carry + more if carry else more
+            if not more:
+                if buf.strip(b"\r\n"):
+                    yield CsvBlock(line, buf)
+                return
+            data = np.frombuffer(buf, dtype=np.uint8)
+            ends = np.flatnonzero(data == 10)  # "\n"
+            if buf.find(b'"') >= 0:
+                quotes = np.flatnonzero(data == 34)
+                ends = ends[(np.searchsorted(quotes, ends) & 1) == 0]  # carry starts outside quotes
+            cut = 0
+            for k in range(chunk_rows - 1, len(ends), chunk_rows):
+                stop = int(ends[k]) + 1
+                block = CsvBlock(line, buf[cut:stop])
+                line += block.data.count(b"\n")
+                cut = stop
+                yield block
+            carry = buf[cut:]
+
+
+def _csv_frames(path: Path, encoding: str, delimiter: str, ncols: int, names: dict[int, str], skip: int,
+                first_line: int, chunk_rows: int) -> Iterator[Chunk]:
+    """Files whose title rows are not plain lines: pandas reads them from the start."""
+    try:
+        with pd.read_csv(
+            path,
+            encoding=encoding,
+            sep=delimiter,
+            header=None,
+            names=range(ncols),
+            index_col=False,
+            skiprows=skip,
+            usecols=sorted(names),
+            dtype=str,
+            keep_default_na=False,
+            skip_blank_lines=False,
+            chunksize=chunk_rows,
+            engine="c",
+        ) as reader:
+            offset = 0
+            for frame in reader:
+                frame = frame.rename(columns=names).fillna("")
+                numbers = pd.Series(range(first_line + offset, first_line + offset + len(frame)), index=frame.index)
+                offset += len(frame)
+                yield _drop_blank(Chunk("", numbers, frame))
+    except UnicodeDecodeError as exc:
+        raise RosterFileError(f"文件编码错误：文件中途出现无法按 {encoding} 解码的内容。") from exc
+    except (pd.errors.ParserError, ValueError) as exc:
+        raise RosterFileError(f"CSV 格式错误：{_short(exc)}（某行的列数多于表头？）") from exc
 
 
 def _find_csv_header(lines: list[str]) -> tuple[str, list[list[str]], Header]:

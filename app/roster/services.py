@@ -11,6 +11,7 @@ rows never travel through the ORM one by one.
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import itertools
 import logging
@@ -54,7 +55,7 @@ from app.models import AuditLog, County, ImportBatch, Institution, Resident, Tea
 from app.models.roster import HASH_TYPE
 from app.populations import sync_labels
 from app.roster.normalize import Vocabulary, infer_institution_type
-from app.roster.reader import Chunk, RosterFileError, open_roster
+from app.roster.reader import Chunk, CsvBlock, CsvLayout, RosterFileError, RosterSource, open_roster
 from app.roster.validate import Rejection, ValidatedChunk, validate_frame
 from app.spreadsheets import write_csv, write_xlsx
 
@@ -455,8 +456,8 @@ def _run(session: Session, path: Path, options: ImportOptions, ctx: ImportContex
     seq = 0
     duplicates = _DuplicateWatch()
     fresh = _FreshLoad.start(session, batch)
-    for chunk, checked in _validated_chunks(source, ctx, today):
-        result.read += len(chunk.frame)
+    for sheet, read, checked in _validated_chunks(source, ctx, today):
+        result.read += read
         result.rejections.extend(checked.rejections)
         result.rejected += checked.rejected_rows
         rows = checked.rows
@@ -483,7 +484,7 @@ def _run(session: Session, path: Path, options: ImportOptions, ctx: ImportContex
         if unresolved.any():
             for row_no, number in zip(rows.loc[unresolved, "row_no"], unit_no[unresolved.to_numpy()]):
                 column, value, reason = unit_reason[number]
-                result.rejections.append(Rejection(chunk.sheet, int(row_no), column, value, reason))
+                result.rejections.append(Rejection(sheet, int(row_no), column, value, reason))
             result.rejected += int(unresolved.sum())
             _stage_seen(session, rows.loc[unresolved, "id_hash"])
             rows = rows[~unresolved]
@@ -498,11 +499,11 @@ def _run(session: Session, path: Path, options: ImportOptions, ctx: ImportContex
             _stage_seen(session, identified["id_hash"])
 
         if len(rows) and fresh is not None:
-            result.rejected += fresh.insert(session, rows, chunk.sheet, label_ids, result.rejections)
+            result.rejected += fresh.insert(session, rows, sheet, label_ids, result.rejections)
         elif len(rows):
             seqs = range(seq + 1, seq + 1 + len(rows))
             seq += len(rows)
-            _stage_rows(session, rows, seqs, chunk.sheet)
+            _stage_rows(session, rows, seqs, sheet)
             duplicates.add(rows["id_hash"], seqs)
             _stage_labels(session, rows["label_codes"], seqs, label_ids)
 
@@ -536,31 +537,56 @@ def _run(session: Session, path: Path, options: ImportOptions, ctx: ImportContex
 PARALLEL_MIN_ROWS = 20_000
 
 
-def _validated_chunks(source, ctx: ImportContext, today: date) -> Iterator[tuple[Chunk, ValidatedChunk]]:
-    """Validation is pure and CPU-bound; for a large file it runs in worker processes while
-    this process stages the chunks already validated (and reads the next ones)."""
-    chunks = (c for c in source.chunks() if not c.frame.empty)  # empty: only blank/footer lines
-    first = next(chunks, None)
+def _validated_chunks(source: RosterSource, ctx: ImportContext, today: date
+                      ) -> Iterator[tuple[str, int, ValidatedChunk]]:
+    """Each chunk's sheet, rows read and validation. Validation is pure and CPU-bound; for a
+    large file it runs in worker processes while this process writes the chunks already
+    validated. A CSV file goes to them as raw blocks of whole rows, which they parse too:
+    this process then only cuts the bytes (no parsing, no chunk pickled on its way out)."""
+    args = {"today": today, "vocabulary": ctx.vocabulary, "hash_key": ctx.hash_key}
+    if source.csv is not None:
+        items = source.blocks()
+        work = functools.partial(_parse_and_validate, source.csv, **args)
+        size = lambda block: block.lines  # noqa: E731
+    else:
+        items = source.chunks()
+        work = functools.partial(_validate_chunk, **args)
+        size = lambda chunk: len(chunk.frame)  # noqa: E731
+    first = next(items, None)
     if first is None:
         return
-    args = {"today": today, "vocabulary": ctx.vocabulary, "hash_key": ctx.hash_key}
-    if ctx.workers <= 0 or len(first.frame) < min(PARALLEL_MIN_ROWS, ctx.chunk_rows):
-        for chunk in itertools.chain([first], chunks):
-            yield chunk, validate_frame(chunk.frame, chunk.row_numbers, chunk.sheet, **args)
+    items = itertools.chain([first], items)
+    if ctx.workers <= 0 or size(first) < min(PARALLEL_MIN_ROWS, ctx.chunk_rows):
+        for item in items:
+            done = work(item)
+            if done is not None:
+                yield done
         return
     # fork: the workers start at once and import nothing (spawn would re-run the caller's
     # main script); they only compute, never touch the parent's database connections, and
     # leave through os._exit, so nothing inherited is closed twice
     with ProcessPoolExecutor(max_workers=ctx.workers, mp_context=multiprocessing.get_context("fork")) as pool:
         pending: deque = deque()
-        for chunk in itertools.chain([first], chunks):
-            pending.append((chunk, pool.submit(validate_frame, chunk.frame, chunk.row_numbers, chunk.sheet, **args)))
+        for item in items:
+            pending.append(pool.submit(work, item))
             if len(pending) > ctx.workers:
-                done, future = pending.popleft()
-                yield done, future.result()
+                done = pending.popleft().result()
+                if done is not None:
+                    yield done
         while pending:
-            done, future = pending.popleft()
-            yield done, future.result()
+            done = pending.popleft().result()
+            if done is not None:
+                yield done
+
+
+def _validate_chunk(chunk: Chunk, **args) -> tuple[str, int, ValidatedChunk] | None:
+    if chunk.frame.empty:  # only blank or footer lines
+        return None
+    return chunk.sheet, len(chunk.frame), validate_frame(chunk.frame, chunk.row_numbers, chunk.sheet, **args)
+
+
+def _parse_and_validate(layout: CsvLayout, block: CsvBlock, **args) -> tuple[str, int, ValidatedChunk] | None:
+    return _validate_chunk(layout.parse(block), **args)
 
 
 def _resident_values(rows: pd.DataFrame) -> list[Iterable]:
