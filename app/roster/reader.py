@@ -11,7 +11,8 @@ import csv
 import io
 import math
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from contextlib import contextmanager
+from dataclasses import dataclass, field, replace
 from datetime import date, datetime, time
 from pathlib import Path
 
@@ -49,7 +50,7 @@ class CsvBlock:
 
 @dataclass
 class CsvLayout:
-    """How to parse a CSV file's blocks: small and picklable, so that worker processes can
+    """How to parse a CSV file's data rows: small and picklable, so that worker processes can
     parse the blocks they validate (the file's one reader then only cuts bytes)."""
 
     encoding: str
@@ -57,29 +58,42 @@ class CsvLayout:
     ncols: int
     names: dict[int, str]  # column index -> canonical field
 
-    def parse(self, block: CsvBlock) -> Chunk:
+    def read(self, source, **options):
+        """pandas.read_csv of data rows, every cell as text."""
+        return pd.read_csv(
+            source,
+            encoding=self.encoding,
+            sep=self.delimiter,
+            # explicit column names: a blank or short first line must not decide the width
+            header=None,
+            names=range(self.ncols),
+            index_col=False,
+            usecols=sorted(self.names),
+            dtype=str,
+            keep_default_na=False,
+            skip_blank_lines=False,
+            engine="c",
+            **options,
+        )
+
+    def chunk(self, frame: pd.DataFrame, first_line: int) -> Chunk:
+        frame = frame.rename(columns=self.names).fillna("")
+        numbers = pd.Series(range(first_line, first_line + len(frame)), index=frame.index)
+        return _drop_blank(Chunk("", numbers, frame))
+
+    @contextmanager
+    def errors(self) -> Iterator[None]:
+        """A file that does not parse gets one message for the user."""
         try:
-            frame = pd.read_csv(
-                io.BytesIO(block.data),
-                encoding=self.encoding,
-                sep=self.delimiter,
-                # explicit column names: a blank or short first line must not decide the width
-                header=None,
-                names=range(self.ncols),
-                index_col=False,
-                usecols=sorted(self.names),
-                dtype=str,
-                keep_default_na=False,
-                skip_blank_lines=False,
-                engine="c",
-            )
+            yield
         except UnicodeDecodeError as exc:
             raise RosterFileError(f"文件编码错误：文件中途出现无法按 {self.encoding} 解码的内容。") from exc
         except (pd.errors.ParserError, ValueError) as exc:
             raise RosterFileError(f"CSV 格式错误：{_short(exc)}（某行的列数多于表头？）") from exc
-        frame = frame.rename(columns=self.names).fillna("")
-        numbers = pd.Series(range(block.first_line, block.first_line + len(frame)), index=frame.index)
-        return _drop_blank(Chunk("", numbers, frame))
+
+    def parse(self, block: CsvBlock) -> Chunk:
+        with self.errors():
+            return self.chunk(self.read(io.BytesIO(block.data)), block.first_line)
 
 
 @dataclass
@@ -143,18 +157,17 @@ def _open_csv(path: Path, chunk_rows: int) -> RosterSource:
     lines = text.splitlines()[:40]
     delimiter, rows, header = _find_csv_header(lines)
     ncols = max(len(r) for r in rows)
-    names = {idx: fld for fld, idx in header.columns.items()}
+    layout = CsvLayout(encoding, delimiter, ncols, {idx: fld for fld, idx in header.columns.items()})
     source = RosterSource(path=path, fields=set(header.columns), sheets=[""])
     first_line = header.row_index + 2  # 1-based line number of the first data line
     start = _data_start(head, encoding, lines, header.row_index + 1)
     if start is not None:
         # the BOM, if any, is before the data
-        source.csv = CsvLayout("utf-8" if encoding == "utf-8-sig" else encoding, delimiter, ncols, names)
+        source.csv = replace(layout, encoding="utf-8") if encoding == "utf-8-sig" else layout
         source._blocks = _csv_blocks(path, start, first_line, chunk_rows)
-        source._chunks = (source.csv.parse(block) for block in _csv_blocks(path, start, first_line, chunk_rows))
+        source._chunks = (source.csv.parse(block) for block in source._blocks)
     else:
-        source._chunks = _csv_frames(path, encoding, delimiter, ncols, names, header.row_index + 1, first_line,
-                                     chunk_rows)
+        source._chunks = _csv_frames(path, layout, header.row_index + 1, first_line, chunk_rows)
     return source
 
 
@@ -210,35 +223,12 @@ def _csv_blocks(path: Path, start: int, first_line: int, chunk_rows: int) -> Ite
             carry = buf[cut:]
 
 
-def _csv_frames(path: Path, encoding: str, delimiter: str, ncols: int, names: dict[int, str], skip: int,
-                first_line: int, chunk_rows: int) -> Iterator[Chunk]:
+def _csv_frames(path: Path, layout: CsvLayout, skip: int, first_line: int, chunk_rows: int) -> Iterator[Chunk]:
     """Files whose title rows are not plain lines: pandas reads them from the start."""
-    try:
-        with pd.read_csv(
-            path,
-            encoding=encoding,
-            sep=delimiter,
-            header=None,
-            names=range(ncols),
-            index_col=False,
-            skiprows=skip,
-            usecols=sorted(names),
-            dtype=str,
-            keep_default_na=False,
-            skip_blank_lines=False,
-            chunksize=chunk_rows,
-            engine="c",
-        ) as reader:
-            offset = 0
-            for frame in reader:
-                frame = frame.rename(columns=names).fillna("")
-                numbers = pd.Series(range(first_line + offset, first_line + offset + len(frame)), index=frame.index)
-                offset += len(frame)
-                yield _drop_blank(Chunk("", numbers, frame))
-    except UnicodeDecodeError as exc:
-        raise RosterFileError(f"文件编码错误：文件中途出现无法按 {encoding} 解码的内容。") from exc
-    except (pd.errors.ParserError, ValueError) as exc:
-        raise RosterFileError(f"CSV 格式错误：{_short(exc)}（某行的列数多于表头？）") from exc
+    with layout.errors(), layout.read(path, skiprows=skip, chunksize=chunk_rows) as reader:
+        for frame in reader:
+            yield layout.chunk(frame, first_line)
+            first_line += len(frame)
 
 
 def _find_csv_header(lines: list[str]) -> tuple[str, list[list[str]], Header]:

@@ -651,20 +651,17 @@ class _DuplicateWatch:
                 found[value] = [number, *also.get(key, ())]
         return found
 
-    def add(self, hashes: Iterable[str], numbers: Iterable[int]) -> set[str]:
-        """Watch these hashes too, with their rows' numbers; returns those of them that became
-        candidates (their value added before, or earlier in this call)."""
-        first, also, key_of = self._first, self._also, self._key
-        found = set()
+    def add(self, hashes: Iterable[str], numbers: Iterable[int]) -> None:
+        """Watch these hashes too, with their rows' numbers; those whose value was added
+        before (or earlier in this call) become candidates."""
+        first, also, key_of, candidates = self._first, self._also, self._key, self.candidates
         for value, number in zip(hashes, numbers):
             key = key_of(value)
             if key in first:
-                found.add(value)
+                candidates.add(value)
                 also.setdefault(key, []).append(number)
             else:
                 first[key] = number
-        self.candidates |= found
-        return found
 
 
 def _repeated_id(sheet: str, row_no: int, masked: str, kept_sheet: str, kept_row: int) -> Rejection:
