@@ -1,9 +1,9 @@
 """All models, importable from one place (Alembic's autogenerate sees them here)."""
 from app.models.audit import AuditLog
-from app.models.auth import ROLES, LoginAttempt, User
+from app.models.auth import ROLES, LoginAttempt, User, username_key
 from app.models.calls import PROBLEM_STATUSES, RESPONSE_STATUSES, AnswerEdit, Attempt, Problem, Response
 from app.models.base import utcnow
-from app.models.org import INSTITUTION_TYPES, County, Institution, Team
+from app.models.org import INSTITUTION_TYPES, UNIT_KINDS, County, Institution, OrgChange, Team
 from app.models.roster import ImportBatch, PopulationLabel, Resident, resident_labels
 from app.models.survey import (
     CASE_KINDS,
@@ -13,6 +13,7 @@ from app.models.survey import (
     Case,
     Round,
     RoundInstitution,
+    SchedulerHeartbeat,
     SchedulerRun,
 )
 
@@ -31,10 +32,13 @@ __all__ = [
     "OUTCOME_OPEN_AT_CLOSE",
     "Round",
     "RoundInstitution",
+    "SchedulerHeartbeat",
     "SchedulerRun",
     "AuditLog",
     "County",
     "INSTITUTION_TYPES",
+    "OrgChange",
+    "UNIT_KINDS",
     "ImportBatch",
     "Institution",
     "PopulationLabel",
@@ -43,5 +47,6 @@ __all__ = [
     "Team",
     "User",
     "resident_labels",
+    "username_key",
     "utcnow",
 ]

@@ -4,14 +4,18 @@ import hashlib
 from datetime import datetime
 
 from flask_login import UserMixin
-from sqlalchemy import CheckConstraint, ForeignKey, Index, String
-from sqlalchemy.orm import Mapped, mapped_column, relationship
+from sqlalchemy import CheckConstraint, ForeignKey, Index, String, false
+from sqlalchemy.orm import Mapped, mapped_column, relationship, validates
 from werkzeug.security import check_password_hash, generate_password_hash
 
 from app.extensions import db
 from app.models.base import utcnow
 
 ROLES = {"admin": "市级管理员", "supervisor": "县级督导", "caller": "调查员"}
+
+
+def username_key(username: str) -> str:
+    return (username or "").strip().casefold()
 
 
 class User(UserMixin, db.Model):
@@ -24,14 +28,31 @@ class User(UserMixin, db.Model):
 
     id: Mapped[int] = mapped_column(primary_key=True)
     username: Mapped[str] = mapped_column(String(50), unique=True)
+    # the user name case-folded: unique, so "Admin" and "admin" cannot both exist
+    username_key: Mapped[str] = mapped_column(String(50), unique=True)
+    real_name: Mapped[str | None] = mapped_column(String(50))  # 姓名, shown wherever people read who
+    phone: Mapped[str | None] = mapped_column(String(20))
     password_hash: Mapped[str] = mapped_column(String(255))
     role: Mapped[str] = mapped_column(String(12))
     county_id: Mapped[int | None] = mapped_column(ForeignKey("counties.id"))
     is_enabled: Mapped[bool] = mapped_column(default=True)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     last_login_at: Mapped[datetime | None]
+    # set for an account created or reset by someone else: every page asks for a new password
+    must_change_password: Mapped[bool] = mapped_column(default=False, server_default=false())
+    password_changed_at: Mapped[datetime | None]
 
     county = relationship("County")
+
+    @validates("username")
+    def _keep_key(self, _key: str, value: str) -> str:
+        self.username_key = username_key(value)
+        return value
+
+    @property
+    def display_name(self) -> str:
+        """The real name where known, else the user name."""
+        return self.real_name or self.username
 
     def set_password(self, password: str) -> None:
         self.password_hash = generate_password_hash(password)

@@ -3,13 +3,14 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import CheckConstraint, ForeignKey, String, UniqueConstraint
+from sqlalchemy import CheckConstraint, ForeignKey, Index, String, Text, UniqueConstraint, true
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from app.extensions import db
 from app.models.base import utcnow
 
-INSTITUTION_TYPES = ("乡镇卫生院", "中心卫生院", "社区卫生服务中心")
+INSTITUTION_TYPES = ("乡镇卫生院", "中心卫生院", "社区卫生服务中心", "社区卫生服务站", "其他基层医疗卫生机构")
+UNIT_KINDS = {"county": "县市区", "institution": "机构", "team": "团队"}
 
 
 class County(db.Model):
@@ -18,6 +19,7 @@ class County(db.Model):
     id: Mapped[int] = mapped_column(primary_key=True)
     name: Mapped[str] = mapped_column(String(50), unique=True)
     code: Mapped[str] = mapped_column(String(12), unique=True)
+    active: Mapped[bool] = mapped_column(default=True, server_default=true())
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
     institutions: Mapped[list[Institution]] = relationship(
@@ -30,7 +32,7 @@ class Institution(db.Model):
     __table_args__ = (
         UniqueConstraint("county_id", "name"),
         CheckConstraint(
-            "type IN ('乡镇卫生院', '中心卫生院', '社区卫生服务中心')", name="type_known"
+            "type IN (" + ", ".join(f"'{t}'" for t in INSTITUTION_TYPES) + ")", name="type_known"
         ),
     )
 
@@ -39,6 +41,8 @@ class Institution(db.Model):
     name: Mapped[str] = mapped_column(String(100))
     code: Mapped[str | None] = mapped_column(String(30), unique=True)
     type: Mapped[str] = mapped_column(String(20))
+    # an inactive institution keeps its residents and results; its residents are not drawn
+    active: Mapped[bool] = mapped_column(default=True, server_default=true())
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
     county: Mapped[County] = relationship(back_populates="institutions")
@@ -54,6 +58,29 @@ class Team(db.Model):
     name: Mapped[str] = mapped_column(String(100))
     leader_doctor: Mapped[str | None] = mapped_column(String(50))
     doctor_phone: Mapped[str | None] = mapped_column(String(20))
+    active: Mapped[bool] = mapped_column(default=True, server_default=true())
+    # set when the team was merged into another (then inactive): its residents moved there
+    merged_into_id: Mapped[int | None] = mapped_column(ForeignKey("teams.id"))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
     institution: Mapped[Institution] = relationship(back_populates="teams")
+
+
+class OrgChange(db.Model):
+    """One change of a county, institution or team (created, edited, renamed, moved, merged,
+    deactivated, reactivated), with the values before and after, the reason and who made it:
+    the unit's own history, shown on its page (former names included)."""
+
+    __tablename__ = "org_changes"
+    __table_args__ = (Index("ix_org_changes_unit", "unit_kind", "unit_id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    at: Mapped[datetime] = mapped_column(default=utcnow)
+    unit_kind: Mapped[str] = mapped_column(String(12))
+    unit_id: Mapped[int]
+    action: Mapped[str] = mapped_column(String(12))
+    before: Mapped[str | None] = mapped_column(Text)  # JSON
+    after: Mapped[str | None] = mapped_column(Text)  # JSON
+    reason: Mapped[str | None] = mapped_column(Text)
+    actor: Mapped[str] = mapped_column(String(80))
+    user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))

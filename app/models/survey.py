@@ -178,3 +178,17 @@ class SchedulerRun(db.Model):
     error: Mapped[str | None] = mapped_column(Text)
     host: Mapped[str | None] = mapped_column(String(100))
     pid: Mapped[int | None]
+
+
+class SchedulerHeartbeat(db.Model):
+    """Written every minute by each running scheduler process, so the pages can tell whether
+    one is alive (the newest beat is recent) instead of promising runs nobody will execute."""
+
+    __tablename__ = "scheduler_heartbeats"
+    __table_args__ = (UniqueConstraint("host", "pid", "started_at"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    host: Mapped[str] = mapped_column(String(100))
+    pid: Mapped[int]
+    started_at: Mapped[datetime]
+    beat_at: Mapped[datetime] = mapped_column(index=True)
