@@ -62,6 +62,7 @@ def create_app(config: dict | None = None) -> Flask:
     from app.org import bp as org_bp
     from app.roster import bp as roster_bp
     from app.roster.cli import roster_cli
+    from app.org.cli import org_cli
 
     filters.register(app)
     app.register_blueprint(auth_bp)
@@ -79,6 +80,7 @@ def create_app(config: dict | None = None) -> Flask:
     app.cli.add_command(export_cli)
     app.cli.add_command(scheduler_cli)
     app.cli.add_command(report_cli)
+    app.cli.add_command(org_cli)
     _register_error_pages(app)
     _security_headers(app)
     if not app.debug and not app.testing:

@@ -209,6 +209,7 @@ FROM residents r
 JOIN teams t ON t.id = r.team_id
 JOIN institutions i ON i.id = t.institution_id
 WHERE i.county_id = :county_id
+  AND i.active AND t.active
   AND r.active AND NOT r.do_not_call
   AND r.contract_start <= :day AND r.contract_end >= :day
   AND r.phone <> ''
@@ -277,6 +278,7 @@ def load_eligible(
 
 
 EXCLUSION_REASONS = (
+    ("team", "所属团队已停用"),
     ("inactive", "已停用"),
     ("contract", "不在签约期"),
     ("phone", "无可拨打电话"),
@@ -294,6 +296,7 @@ def exclusion_breakdown(
         return {}
     recent = Resident.id.in_(_completed_in_window(month, exclusion_months)) if exclusion_months > 0 else None
     whens = [
+        (Team.active.is_(False), "team"),
         (Resident.active.is_(False), "inactive"),
         (not_(_in_contract(day)), "contract"),
         (Resident.phone == "", "phone"),
@@ -304,6 +307,7 @@ def exclusion_breakdown(
     reason = case(*whens, else_="eligible")
     rows = session.execute(
         select(Team.institution_id, reason, func.count())
+        .select_from(Resident)
         .join(Team, Team.id == Resident.team_id)
         .where(Team.institution_id.in_(institution_ids))
         .group_by(Team.institution_id, reason)
@@ -411,7 +415,9 @@ def _run_draw(
     seed = int(round_.seed, 16)
     params = settings.params
     institutions = session.execute(
-        select(Institution.id, Institution.name).where(Institution.county_id == county.id).order_by(Institution.name)
+        select(Institution.id, Institution.name)
+        .where(Institution.county_id == county.id, Institution.active.is_(True))
+        .order_by(Institution.name)
     ).all()
 
     order = np.argsort(eligible.institution_ids, kind="stable")
@@ -543,6 +549,8 @@ def draw_county(
     """Draw one county's month inside the caller's transaction, which must hold the county's
     draw lock (``locks.begin_locked(session, locks.DRAW, county.id)``)."""
     day = draw_date_for(month, now)
+    if not county.active:
+        return DrawOutcome(county.name, month, "skipped", f"{county.name} 已停用，不抽样。")
     existing = find_round(session, county.id, month)
     if existing is not None:
         when = existing.drawn_at.replace(tzinfo=timezone.utc).astimezone(TZ).strftime("%Y-%m-%d %H:%M")
@@ -602,7 +610,9 @@ def draw_month(
     ``after_draw(round_id)`` runs after each successful commit (the call-list files)."""
     month = parse_month(month)
     draw_date_for(month, now)
-    ids = county_ids if county_ids is not None else list(session.scalars(select(County.id).order_by(County.code)))
+    ids = county_ids if county_ids is not None else list(
+        session.scalars(select(County.id).where(County.active.is_(True)).order_by(County.code))
+    )
     outcomes = []
     for county_id in ids:
         locks.begin_locked(session, locks.DRAW, county_id)

@@ -22,7 +22,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 
-from sqlalchemy import and_, case, func, literal, select
+from sqlalchemy import and_, case, func, literal, or_, select
 from sqlalchemy.orm import Session
 
 from app.models import Case, County, Institution, Response, Round, Team
@@ -252,7 +252,9 @@ def units_of(
     if county_id is not None:
         stmt = stmt.where(Institution.county_id == county_id)
     if institution_id is not None:
-        stmt = stmt.where(Team.institution_id == institution_id)
+        # a team moved to another institution since keeps its past cases here (Case.institution_id)
+        drawn_here = select(Case.team_id).where(Case.institution_id == institution_id).distinct()
+        stmt = stmt.where(or_(Team.institution_id == institution_id, Team.id.in_(drawn_here)))
     return {
         tid: Unit("team", tid, name, parent=f"{cname} · {iname}", county_id=cid, institution_id=iid)
         for tid, name, iid, iname, cid, cname in session.execute(stmt.order_by(County.code, Institution.name, Team.name))

@@ -111,6 +111,39 @@ def map_columns(cells: list[object]) -> dict[str, int]:
     return mapping
 
 
+@dataclass(frozen=True)
+class HeaderSpec:
+    """The header of another kind of sheet read by the same reader (the organisation sheet,
+    the user sheet): field -> accepted column names; the header row is the first of the first
+    rows that names every one of ``anchors``; ``required`` fields must then all be there."""
+
+    aliases: dict[str, tuple[str, ...]]
+    labels: dict[str, str]
+    anchors: tuple[str, ...]
+    required: tuple[str, ...]
+
+    def map_columns(self, cells: list[object]) -> dict[str, int]:
+        index = {_header_key(a): f for f, names in self.aliases.items() for a in names}
+        mapping: dict[str, int] = {}
+        for idx, cell in enumerate(cells):
+            key = _header_key(cell)
+            field = index.get(key) or index.get(re.sub(r"[(\[【][^(\[【]*[)\]】]$", "", key))
+            if field is not None and field not in mapping:
+                mapping[field] = idx
+        return mapping
+
+    def __call__(self, rows: list[list[object]]) -> Header:
+        for idx, cells in enumerate(rows[:HEADER_SCAN_ROWS]):
+            mapping = self.map_columns(cells)
+            if all(a in mapping for a in self.anchors):
+                missing = [self.labels[f] for f in self.required if f not in mapping]
+                if missing:
+                    raise HeaderError("表头第%d行缺少必需列：%s。" % (idx + 1, "、".join(missing)))
+                return Header(row_index=idx, columns=mapping)
+        names = "”和“".join(self.labels[a] for a in self.anchors)
+        raise HeaderError(f"未找到表头：前{HEADER_SCAN_ROWS}行中没有包含“{names}”的行。")
+
+
 def find_header(rows: list[list[object]]) -> Header:
     """Find the header among the first rows (title rows and blank lines come first)."""
     best: tuple[int, dict[str, int]] | None = None
@@ -392,6 +425,13 @@ def _phone_cell(value: object) -> tuple[str, str, str, bool]:
     return phone, "", reason, False
 
 
+def clean_phone(value: object) -> tuple[str, str]:
+    """One phone cell outside a roster (a doctor's, a user's): (phone, reason); ('', '') when
+    empty, the reason in Chinese when the number cannot be dialled."""
+    phone, _extra, reason, _empty = _phone_cell(value)
+    return phone, reason
+
+
 def normalize_phone_values(raw: pd.Series) -> pd.DataFrame:
     """Clean phone cells: returns columns phone, extra (a second number in the same cell),
     reason ('' when dialable or empty) and empty."""
@@ -545,8 +585,10 @@ def _label_key(text: str) -> str:
 
 
 def infer_institution_type(name: str) -> str | None:
-    if "社区卫生服务中心" in name or "社区卫生服务站" in name:
+    if "社区卫生服务中心" in name:
         return "社区卫生服务中心"
+    if "社区卫生服务站" in name:
+        return "社区卫生服务站"
     if "中心卫生院" in name:
         return "中心卫生院"
     if name.endswith("卫生院"):

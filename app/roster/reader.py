@@ -10,7 +10,7 @@ import codecs
 import csv
 import io
 import math
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime, time
@@ -23,6 +23,7 @@ import python_calamine
 from app.roster.normalize import Header, HeaderError, find_header
 
 SUPPORTED_SUFFIXES = (".xlsx", ".xlsm", ".xls", ".csv", ".txt")
+HeaderFinder = Callable[[list[list[object]]], Header]
 
 
 class RosterFileError(Exception):
@@ -116,7 +117,9 @@ class RosterSource:
         return self._blocks
 
 
-def open_roster(path: str | Path, chunk_rows: int = 100_000) -> RosterSource:
+def open_roster(path: str | Path, chunk_rows: int = 100_000, find_header: HeaderFinder = find_header) -> RosterSource:
+    """Open a roster, or with another ``find_header`` (a HeaderSpec) any sheet of the same
+    kind of export: the organisation sheet and the user sheet are read the same way."""
     path = Path(path)
     suffix = path.suffix.lower()
     if suffix not in SUPPORTED_SUFFIXES:
@@ -124,8 +127,8 @@ def open_roster(path: str | Path, chunk_rows: int = 100_000) -> RosterSource:
     if not path.exists() or path.stat().st_size == 0:
         raise RosterFileError("文件为空或不存在。")
     if suffix in (".csv", ".txt"):
-        return _open_csv(path, chunk_rows)
-    return _open_workbook(path, chunk_rows)
+        return _open_csv(path, chunk_rows, find_header)
+    return _open_workbook(path, chunk_rows, find_header)
 
 
 # ---------------------------------------------------------------------------
@@ -149,13 +152,13 @@ def detect_encoding(head: bytes) -> str:
         raise RosterFileError("无法识别文件编码：请另存为 UTF-8 或 GB18030 编码的 CSV。") from exc
 
 
-def _open_csv(path: Path, chunk_rows: int) -> RosterSource:
+def _open_csv(path: Path, chunk_rows: int, find_header: HeaderFinder) -> RosterSource:
     with path.open("rb") as fh:
         head = fh.read(256 * 1024)
     encoding = detect_encoding(head)
     text = head.decode(encoding, errors="ignore")
     lines = text.splitlines()[:40]
-    delimiter, rows, header = _find_csv_header(lines)
+    delimiter, rows, header = _find_csv_header(lines, find_header)
     ncols = max(len(r) for r in rows)
     layout = CsvLayout(encoding, delimiter, ncols, {idx: fld for fld, idx in header.columns.items()})
     source = RosterSource(path=path, fields=set(header.columns), sheets=[""])
@@ -231,7 +234,7 @@ def _csv_frames(path: Path, layout: CsvLayout, skip: int, first_line: int, chunk
             first_line += len(frame)
 
 
-def _find_csv_header(lines: list[str]) -> tuple[str, list[list[str]], Header]:
+def _find_csv_header(lines: list[str], find_header: HeaderFinder) -> tuple[str, list[list[str]], Header]:
     """Try separators, most frequent first; keep the first one under which a header is found
     (a ';' inside a quoted label cell must not win over the real ',')."""
     counts = {sep: max((line.count(sep) for line in lines), default=0) for sep in (",", "\t", ";", "|")}
@@ -272,7 +275,7 @@ def cell_text(value: object) -> str:
     return str(value)
 
 
-def _open_workbook(path: Path, chunk_rows: int) -> RosterSource:
+def _open_workbook(path: Path, chunk_rows: int, find_header: HeaderFinder) -> RosterSource:
     try:
         workbook = python_calamine.CalamineWorkbook.from_path(str(path))
         names = [

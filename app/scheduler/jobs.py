@@ -105,7 +105,8 @@ def run_draws(app: Flask, now: datetime) -> JobResult:
     if month is None:
         return JobResult(False, "本月抽样时间未到。")
     drawn = set(db.session.scalars(select(Round.county_id).where(Round.month == month)))
-    todo = [cid for cid in db.session.scalars(select(County.id).order_by(County.code)) if cid not in drawn]
+    active = select(County.id).where(County.active.is_(True)).order_by(County.code)
+    todo = [cid for cid in db.session.scalars(active) if cid not in drawn]
     if not todo:
         return JobResult(False, f"{month} 各县市区均已抽样。")
     outcomes = draw_month(
@@ -188,5 +189,7 @@ def run_job(app: Flask, job: str, now: datetime | None = None, scheduled_for: da
 def pending_counties(month: str):
     """Counties without a round for ``month`` (for the status page)."""
     return db.session.scalars(
-        select(County).where(~exists().where(Round.county_id == County.id, Round.month == month)).order_by(County.code)
+        select(County)
+        .where(County.active.is_(True), ~exists().where(Round.county_id == County.id, Round.month == month))
+        .order_by(County.code)
     ).all()
