@@ -237,6 +237,8 @@ def test_empty_database_to_a_drawn_month(runner, app, tmp_path, monkeypatch):
     imported = runner.invoke(args=["roster", "import", str(path), "--county", "岳阳县", "--create-missing"])
     assert imported.exit_code == 0, imported.output
     assert "rejected=0" in imported.output and "新建机构 1 个" in imported.output
+    created_units = db.session.scalars(select(OrgChange.unit_kind).where(OrgChange.reason == "名册导入时自动新建"))
+    assert sorted(set(created_units)) == ["institution", "team"]  # the units the roster made have their history
     drawn = runner.invoke(args=["draw", "--month", MONTH])
     assert drawn.exit_code == 0, drawn.output
     assert f"岳阳县 {MONTH}：已抽样" in drawn.output

@@ -132,7 +132,7 @@ def clean_reason(value: str | None, *, required: bool) -> str | None:
 # ---------------------------------------------------------------------------
 
 
-def _record(session: Session, actor: Actor, kind: str, unit_id: int, action: str,
+def record_change(session: Session, actor: Actor, kind: str, unit_id: int, action: str,
             before: dict | None, after: dict | None, reason: str | None) -> None:
     def dump(values):
         return json.dumps(values, ensure_ascii=False, sort_keys=True) if values is not None else None
@@ -160,9 +160,9 @@ def _apply(session: Session, actor: Actor, kind: str, unit, values: dict, reason
         setattr(unit, key, value)
     session.flush()
     if "name" in after:
-        _record(session, actor, kind, unit.id, "rename", {"name": before.pop("name")}, {"name": after["name"]}, reason)
+        record_change(session, actor, kind, unit.id, "rename", {"name": before.pop("name")}, {"name": after["name"]}, reason)
     if after.keys() - {"name"}:
-        _record(session, actor, kind, unit.id, "edit", before, {k: v for k, v in after.items() if k != "name"}, reason)
+        record_change(session, actor, kind, unit.id, "edit", before, {k: v for k, v in after.items() if k != "name"}, reason)
     return after
 
 
@@ -219,7 +219,7 @@ def create_county(session: Session, name: str, code: str, *, actor: Actor) -> Co
     county = County(name=name, code=code, active=True)
     session.add(county)
     session.flush()
-    _record(session, actor, "county", county.id, "create", None, {"name": name, "code": code}, None)
+    record_change(session, actor, "county", county.id, "create", None, {"name": name, "code": code}, None)
     return county
 
 
@@ -257,7 +257,7 @@ def create_institution(session: Session, county: County, *, name: str, code: str
     inst = Institution(county_id=county.id, name=name, code=code, type=kind, active=True)
     session.add(inst)
     session.flush()
-    _record(session, actor, "institution", inst.id, "create", None,
+    record_change(session, actor, "institution", inst.id, "create", None,
             {"name": name, "code": code, "type": kind, "county": county.name}, None)
     return inst
 
@@ -291,7 +291,7 @@ def create_team(session: Session, inst: Institution, *, name: str, leader_doctor
     team = Team(institution_id=inst.id, name=name, leader_doctor=leader, doctor_phone=phone, active=True)
     session.add(team)
     session.flush()
-    _record(session, actor, "team", team.id, "create", None,
+    record_change(session, actor, "team", team.id, "create", None,
             {"name": name, "leader_doctor": leader, "doctor_phone": phone, "institution": inst.name}, None)
     return team
 
@@ -324,7 +324,7 @@ def move_team(session: Session, team: Team, target: Institution, *, reason: str,
     team.institution_id = target.id
     team.institution = target
     session.flush()
-    _record(session, actor, "team", team.id, "move", {"institution": source.name}, {"institution": target.name}, reason)
+    record_change(session, actor, "team", team.id, "move", {"institution": source.name}, {"institution": target.name}, reason)
 
 
 def merge_teams(session: Session, absorbed: Team, survivor: Team, *, reason: str, actor: Actor) -> int:
@@ -348,8 +348,8 @@ def merge_teams(session: Session, absorbed: Team, survivor: Team, *, reason: str
     absorbed.merged_into_id = survivor.id
     session.flush()
     where = f"{survivor.institution.name} · {survivor.name}"
-    _record(session, actor, "team", absorbed.id, "merge", None, {"into": where, "residents": moved}, reason)
-    _record(session, actor, "team", survivor.id, "absorb", None,
+    record_change(session, actor, "team", absorbed.id, "merge", None, {"into": where, "residents": moved}, reason)
+    record_change(session, actor, "team", survivor.id, "absorb", None,
             {"from": f"{absorbed.institution.name} · {absorbed.name}", "residents": moved}, reason)
     return moved
 
@@ -372,7 +372,7 @@ def set_active(session: Session, kind: str, unit, active: bool, *, reason: str |
         raise OrgError(f"请先启用所属县区“{unit.county.name}”。")
     unit.active = bool(active)
     session.flush()
-    _record(session, actor, kind, unit.id, "reactivate" if active else "deactivate",
+    record_change(session, actor, kind, unit.id, "reactivate" if active else "deactivate",
             {"active": not active}, {"active": bool(active)}, reason)
     return True
 

@@ -53,6 +53,7 @@ from sqlalchemy.orm import Session
 from app.bulk import bulk_load
 from app.models import AuditLog, County, ImportBatch, Institution, Resident, Team, resident_labels, utcnow
 from app.models.roster import HASH_TYPE
+from app.org.maintenance import Actor, record_change
 from app.populations import sync_labels
 from app.roster.normalize import Vocabulary, infer_institution_type
 from app.roster.reader import Chunk, CsvBlock, CsvLayout, RosterFileError, RosterSource, open_roster
@@ -273,8 +274,9 @@ def write_error_report(reports_dir: Path, sha: str, rejections: list[Rejection])
 
 
 class OrgIndex:
-    def __init__(self, session: Session, create_missing: bool, batch_county: County | None):
+    def __init__(self, session: Session, create_missing: bool, batch_county: County | None, actor: Actor | None = None):
         self.session = session
+        self.actor = actor or Actor("名册导入")
         self.create_missing = create_missing
         self.batch_county = batch_county
         self.counties = {c.name: c for c in session.scalars(select(County))}
@@ -325,6 +327,8 @@ class OrgIndex:
         self.institutions[(county.id, name)] = inst
         self.institutions_by_name.setdefault(name, []).append(inst)
         self.institutions_created += 1
+        record_change(self.session, self.actor, "institution", inst.id, "create", None,
+                      {"name": name, "code": code or None, "type": kind, "county": county.name}, "名册导入时自动新建")
         return inst, ""
 
     def team(self, inst: Institution, name: str, doctor: str, doctor_phone: str) -> tuple[Team | None, str]:
@@ -338,6 +342,9 @@ class OrgIndex:
         self.session.flush()
         self.teams[(inst.id, name)] = team
         self.teams_created += 1
+        record_change(self.session, self.actor, "team", team.id, "create", None,
+                      {"name": name, "leader_doctor": doctor or None, "doctor_phone": doctor_phone or None,
+                       "institution": inst.name}, "名册导入时自动新建")
         return team, ""
 
 
@@ -448,7 +455,7 @@ def _run(session: Session, path: Path, options: ImportOptions, ctx: ImportContex
         raise ImportFailed("自动新建机构时必须指定县区（命令行 --county，或文件中有“县区”列）。")
 
     label_ids = sync_labels(session, ctx.vocabulary)
-    org = OrgIndex(session, options.create_missing, county)
+    org = OrgIndex(session, options.create_missing, county, Actor(ctx.actor, ctx.user_id))
     result = ImportResult(batch_id=batch.id, status="running")
     covered_institutions: set[int] = set()
     _create_stage(session)
