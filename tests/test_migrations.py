@@ -124,3 +124,48 @@ def test_sqlite_runs_with_wal_foreign_keys_and_busy_timeout(tmp_path):
             assert conn.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
             assert conn.exec_driver_sql("PRAGMA busy_timeout").scalar() == 30000
         db.engine.dispose()
+
+
+def test_0006_gives_existing_users_a_case_folded_key_and_keeps_units_active(fresh_url, tmp_path):
+    app = create_app(
+        {
+            "SQLALCHEMY_DATABASE_URI": fresh_url,
+            "IMPORT_REPORTS_DIR": str(tmp_path / "r"),
+            "UPLOAD_DIR": str(tmp_path / "u"),
+            "SAMPLE_LISTS_DIR": str(tmp_path / "s"),
+        }
+    )
+    stamp = "2026-01-02 03:04:05"
+    with app.app_context():
+        upgrade(revision="0005")
+        with db.engine.begin() as conn:
+            run = lambda sql, **params: conn.execute(text(sql), params)  # noqa: E731
+            run("INSERT INTO counties (id, name, code, created_at) VALUES (1, '岳阳县', '430621', :t)", t=stamp)
+            run("INSERT INTO institutions (id, county_id, name, code, type, created_at) "
+                "VALUES (1, 1, '荣家湾镇卫生院', 'I1', '乡镇卫生院', :t)", t=stamp)
+            run("INSERT INTO teams (id, institution_id, name, created_at) VALUES (1, 1, '一组', :t)", t=stamp)
+            for n, name in enumerate(["Admin", "yyx_Caller"], start=1):
+                run("INSERT INTO users (id, username, password_hash, role, county_id, is_enabled, created_at) "
+                    "VALUES (:id, :u, 'x', 'caller', 1, :yes, :t)", id=n, u=name, yes=True, t=stamp)
+        upgrade()
+        with db.engine.begin() as conn:
+            keys = dict(conn.execute(text("SELECT username, username_key FROM users")).all())
+            assert keys == {"Admin": "admin", "yyx_Caller": "yyx_caller"}
+            assert conn.execute(text("SELECT must_change_password FROM users WHERE id = 1")).scalar() in (False, 0)
+            for table in ("counties", "institutions", "teams"):
+                assert conn.execute(text(f"SELECT active FROM {table}")).scalar() in (True, 1)
+            # a name differing only in case is refused by the database itself
+            with pytest.raises(Exception):
+                with conn.begin_nested():
+                    conn.execute(text("INSERT INTO users (username, username_key, password_hash, role, county_id, "
+                                      "is_enabled, must_change_password, created_at) VALUES ('ADMIN', 'admin', 'x', "
+                                      "'caller', 1, :yes, :no, :t)"), {"yes": True, "no": False, "t": stamp})
+            conn.execute(text("UPDATE institutions SET type = '社区卫生服务站'"))
+        # an institution type that 0005 did not know cannot be taken back
+        with pytest.raises(SystemExit):
+            downgrade(revision="0005")
+        with db.engine.begin() as conn:
+            assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar() == "0006"
+            conn.execute(text("UPDATE institutions SET type = '乡镇卫生院'"))
+        downgrade(revision="0005")
+        db.engine.dispose()
