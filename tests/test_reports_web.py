@@ -14,7 +14,7 @@ from html import unescape
 from html.parser import HTMLParser
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from app.extensions import db
 from app.filters import pct
@@ -419,10 +419,19 @@ def test_unknown_county_for_an_admin(app, world):
     assert reply.status_code == 400 and "找不到县市区" in reply.json["error"]
 
 
-def test_default_month_is_this_month_in_shanghai(app, world, clock):
+def test_default_month_is_the_latest_closed_month_else_this_month_in_shanghai(app, world, clock):
+    from app.models import Round
+
+    closed = db.session.scalars(select(Round.month).where(Round.status == "closed")).all()
+    db.session.rollback()  # no stale read snapshot before the write below (SQLite)
+    assert MONTH in closed
     clock["now"] = datetime(2026, 11, 30, 17, 0, tzinfo=timezone.utc)  # 2026-12-01 01:00 in Shanghai
     html = get(app, "sup-yy", "/reports/rankings").get_data(as_text=True)
-    assert 'name="month" value="2026-12"' in html
+    assert f'name="month" value="{MONTH}"' in html  # December has just begun: November's final figures
+    db.session.execute(update(Round).values(status="open"))
+    db.session.commit()
+    html = get(app, "sup-yy", "/reports/rankings").get_data(as_text=True)
+    assert 'name="month" value="2026-12"' in html  # nothing closed: this month, in Shanghai
     clock["now"] = NOW
     html = get(app, "sup-yy", "/reports/rankings").get_data(as_text=True)
     assert 'name="month" value="2026-11"' in html

@@ -21,7 +21,7 @@ from zoneinfo import ZoneInfo
 
 from flask import abort, current_app, flash, jsonify, render_template, request, url_for
 from flask_login import current_user, login_required
-from sqlalchemy import select
+from sqlalchemy import func, select
 from werkzeug.exceptions import NotFound
 
 from app.auth.scope import require_county, roles_required
@@ -94,10 +94,20 @@ def _shown(value: str) -> str:
     return value[:20] + ("…" if len(value) > 20 else "")
 
 
+def default_month() -> str:
+    """The month a page opens on: the latest month with a closed round in the user's scope
+    (its figures are final; the month in progress has only its first interviews), else this
+    month."""
+    stmt = select(func.max(Round.month)).where(Round.status == "closed", Round.month <= current_month())
+    if not current_user.is_admin:
+        stmt = stmt.where(Round.county_id == current_user.county_id)
+    return db.session.scalar(stmt) or current_month()
+
+
 def _read_month(args, errors: list[BadInput]) -> str:
     value = (args.get("month") or "").strip()
     if not value:
-        return current_month()
+        return default_month()
     if MONTH_PATTERN.match(value):
         return value
     errors.append(BadInput(f"月份格式应为 YYYY-MM（例如 2026-11），收到“{_shown(value)}”", "已改为本月"))
