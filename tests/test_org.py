@@ -226,14 +226,14 @@ def test_add_county_cli(runner, app):
 
 def test_empty_database_to_a_drawn_month(runner, app, tmp_path, monkeypatch):
     """A real bureau's first steps: a county, a supervisor with a real name, a roster, a draw."""
-    from tests.rosters import people, write_csv
+    from tests.rosters import people, rows_of, write_csv
 
     monkeypatch.setattr("app.draws.cli.clock_now", lambda: NOW)
     assert runner.invoke(args=["org", "add-county", "岳阳县", "--code", "430621"]).exit_code == 0
     created = runner.invoke(args=["users", "create", "sup1", "--role", "supervisor", "--county", "岳阳县",
                                   "--name", "张三", "--password-stdin"], input="Yueyang-super-2026\n")
     assert created.exit_code == 0, created.output
-    path = write_csv(tmp_path / "roster.csv", people(24))
+    path = write_csv(tmp_path / "roster.csv", rows_of(people(24)))
     imported = runner.invoke(args=["roster", "import", str(path), "--county", "岳阳县", "--create-missing"])
     assert imported.exit_code == 0, imported.output
     assert "rejected=0" in imported.output and "新建机构 1 个" in imported.output
