@@ -16,6 +16,7 @@ from app.org.maintenance import (
     create_county,
     create_institution,
     create_team,
+    describe,
     edit_county,
     edit_institution,
     edit_team,
@@ -86,6 +87,9 @@ def test_duplicates_are_refused_with_their_names(city):
     # the same name is fine in another county / institution
     huarong = create_county(db.session, "华容县", "430623", actor=ACTOR)
     create_institution(db.session, huarong, name="新墙镇卫生院", code=None, type="乡镇卫生院", actor=ACTOR)
+    # another county's institution holding a code is not named
+    with pytest.raises(OrgError, match="机构代码“I001”已被其他县区的机构使用"):
+        create_institution(db.session, huarong, name="东山镇卫生院", code="I001", type="乡镇卫生院", actor=ACTOR)
     create_team(db.session, other, name="一组", leader_doctor=None, doctor_phone=None, actor=ACTOR)
 
 
@@ -101,6 +105,9 @@ def test_rename_is_recorded_and_old_name_kept(city):
     rename = next(h for h in history(db.session, "institution", inst.id) if h.action == "rename")
     assert json.loads(rename.before) == {"name": "荣家湾镇卫生院"} and rename.reason == "机构升级"
     assert count(AuditLog, AuditLog.action == "org_rename") == 1
+    edit_team(db.session, a, name=a.name, leader_doctor="张伟", doctor_phone="13912345678", actor=ACTOR)
+    change = history(db.session, "team", a.id)[0]
+    assert describe(change) == "联系电话：138****8000 → 139****5678"  # the history masks phones
     # nothing changed: nothing recorded
     assert edit_county(db.session, county, name="岳阳县", code="430621", actor=ACTOR) == {}
     assert count(OrgChange, OrgChange.unit_kind == "county") == 1

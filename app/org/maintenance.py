@@ -28,7 +28,7 @@ from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from app.models import INSTITUTION_TYPES, AuditLog, County, Institution, OrgChange, Resident, Team, User
-from app.roster.normalize import clean_phone
+from app.roster.normalize import clean_phone, mask_phone
 
 COUNTY_CODE = re.compile(r"^[1-8][0-9]{5}$")
 INSTITUTION_CODE = re.compile(r"^[0-9A-Za-z][0-9A-Za-z-]{0,29}$")
@@ -187,15 +187,24 @@ def former_names(session: Session, kind: str, unit_id: int) -> list[str]:
 def describe(change: OrgChange) -> str:
     """One line of a unit's history, in Chinese."""
     labels = {"name": "名称", "code": "代码", "type": "类型", "leader_doctor": "团队长", "doctor_phone": "联系电话",
-              "institution": "所属机构", "into": "并入", "residents": "居民", "from": "来自团队"}
+              "institution": "所属机构", "into": "并入", "residents": "居民", "from": "来自团队",
+              "county": "所属县区", "active": "状态"}
     before = json.loads(change.before) if change.before else {}
     after = json.loads(change.after) if change.after else {}
+
+    def shown(value, key: str = "") -> str:
+        if key == "doctor_phone" and value:
+            return mask_phone(value)  # history is read on pages that mask phones
+        if isinstance(value, bool):
+            return "在用" if value else "停用"
+        return "（空）" if value is None or value == "" else str(value)
+
     parts = []
     for key in sorted(set(before) | set(after)):
         if key in before and key in after:
-            parts.append(f"{labels.get(key, key)}：{before[key] or '（空）'} → {after[key] or '（空）'}")
-        elif key in after:
-            parts.append(f"{labels.get(key, key)}：{after[key]}")
+            parts.append(f"{labels.get(key, key)}：{shown(before[key], key)} → {shown(after[key], key)}")
+        elif key in after and after[key] is not None and after[key] != "":
+            parts.append(f"{labels.get(key, key)}：{shown(after[key], key)}")
     return "；".join(parts)
 
 
@@ -242,12 +251,14 @@ def _institution_taken(session: Session, county_id: int, name: str, code: str | 
     if session.scalar(stmt) is not None:
         raise OrgError(f"本县区已有名为“{name}”的机构。")
     if code:
-        stmt = select(Institution.name).where(Institution.code == code)
+        stmt = select(Institution.name, Institution.county_id).where(Institution.code == code)
         if exclude is not None:
             stmt = stmt.where(Institution.id != exclude)
-        other = session.scalar(stmt)
+        other = session.execute(stmt).first()
         if other is not None:
-            raise OrgError(f"机构代码“{code}”已被“{other}”使用。")
+            # another county's institution is not named: a supervisor sees only their county
+            holder = f"“{other.name}”" if other.county_id == county_id else "其他县区的机构"
+            raise OrgError(f"机构代码“{code}”已被{holder}使用。")
 
 
 def create_institution(session: Session, county: County, *, name: str, code: str | None, type: str,
