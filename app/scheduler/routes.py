@@ -8,6 +8,7 @@ from app.draws.services import local_date, month_of
 from app.extensions import db
 from app.models import SchedulerRun
 from app.scheduler import bp
+from app.scheduler.heartbeat import scheduler_state
 from app.scheduler.jobs import JOB_LABELS, next_runs, pending_counties
 
 
@@ -22,4 +23,5 @@ def status():
     return render_template(
         "scheduler/status.html", upcoming=next_runs(current_app.config, now), page=page, labels=JOB_LABELS,
         month=month, pending=pending_counties(month), in_web=current_app.config["SCHEDULER_IN_WEB"],
+        state=scheduler_state(db.session, now),
     )

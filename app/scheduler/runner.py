@@ -1,9 +1,11 @@
 """The APScheduler 3 scheduler: its own process (``flask scheduler run``) or, with
 SCHEDULER_IN_WEB=1, a background thread of each web worker. Running several is safe: every
-job is idempotent and the draw is guarded by the database."""
+job is idempotent and the draw is guarded by the database. Each also beats a heartbeat every
+minute (app/scheduler/heartbeat.py), so the pages can tell whether anyone runs the jobs."""
 from __future__ import annotations
 
 import logging
+from datetime import datetime
 
 from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.schedulers.base import BaseScheduler
@@ -12,12 +14,13 @@ from apscheduler.triggers.interval import IntervalTrigger
 from flask import Flask
 
 from app.draws.services import TZ
+from app.scheduler.heartbeat import BEAT_SECONDS, Heartbeat
 from app.scheduler.jobs import run_job, triggers
 
 log = logging.getLogger(__name__)
 
 
-def configure(app: Flask, scheduler: BaseScheduler) -> BaseScheduler:
+def configure(app: Flask, scheduler: BaseScheduler, heartbeat: Heartbeat | None = None) -> BaseScheduler:
     common = {"coalesce": True, "max_instances": 1, "misfire_grace_time": 3600, "replace_existing": True}
     for job, trigger in triggers(app.config).items():
         scheduler.add_job(run_job, trigger, args=[app, job], id=job, **common)
@@ -25,12 +28,20 @@ def configure(app: Flask, scheduler: BaseScheduler) -> BaseScheduler:
         run_job, IntervalTrigger(minutes=app.config["CATCH_UP_MINUTES"], timezone=TZ),
         args=[app, "catch_up"], id="catch_up", **common,
     )
+    # the heartbeat: once as soon as the scheduler starts, then every minute; a beat missed
+    # (the process was suspended) is not worth making up, the next one says the same
+    heartbeat = heartbeat or Heartbeat(app)
+    scheduler.add_job(
+        heartbeat.beat, IntervalTrigger(seconds=BEAT_SECONDS, timezone=TZ), id="heartbeat",
+        next_run_time=datetime.now(TZ), coalesce=True, max_instances=1, misfire_grace_time=BEAT_SECONDS,
+        replace_existing=True,
+    )
     return scheduler
 
 
-def build(app: Flask, background: bool = False) -> BaseScheduler:
+def build(app: Flask, background: bool = False, heartbeat: Heartbeat | None = None) -> BaseScheduler:
     cls = BackgroundScheduler if background else BlockingScheduler
-    return configure(app, cls(timezone=TZ))
+    return configure(app, cls(timezone=TZ), heartbeat)
 
 
 def start_in_web(app: Flask) -> BackgroundScheduler:
