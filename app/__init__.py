@@ -60,6 +60,8 @@ def create_app(config: dict | None = None) -> Flask:
     from app.reports.cli import report_cli
     from app.reports import routes as _report_routes  # noqa: F401
     from app.org import bp as org_bp
+    from app.overview import bp as overview_bp
+    from app.overview import routes as _overview_routes  # noqa: F401
     from app.roster import bp as roster_bp
     from app.roster.cli import roster_cli
     from app.org.cli import org_cli
@@ -73,6 +75,7 @@ def create_app(config: dict | None = None) -> Flask:
     app.register_blueprint(calls_bp)
     app.register_blueprint(admin_bp)
     app.register_blueprint(reports_bp)
+    app.register_blueprint(overview_bp)
     app.cli.add_command(roster_cli)
     app.cli.add_command(users_cli)
     app.cli.add_command(demo_cli)

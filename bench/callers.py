@@ -550,8 +550,10 @@ def build(url: str, work: Path, env: dict, args, now: datetime) -> dict:
 
         def users():
             names = [f"bench_caller_{k + 1:02d}" for k in range(args.callers)]
-            for name in names:
-                create_user(db.session, name, "caller", PASSWORD, COUNTY[0])
+            for k, name in enumerate(names, start=1):
+                # simulated callers sign in and work at once: no forced password change
+                create_user(db.session, name, "caller", PASSWORD, COUNTY[0], real_name=f"压测调查员{k:02d}",
+                            must_change_password=False)
             db.session.commit()
             return names
 

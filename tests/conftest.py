@@ -181,8 +181,10 @@ def team(county, make_team):
 
 @pytest.fixture
 def make_user(app):
-    def make(username: str, role: str = "admin", county: County | None = None, password: str = PASSWORD) -> User:
-        user = User(username=username, role=role, county_id=county.id if county else None)
+    def make(username: str, role: str = "admin", county: County | None = None, password: str = PASSWORD, *,
+             real_name: str | None = None, phone: str | None = None, must_change_password: bool = False) -> User:
+        user = User(username=username, role=role, county_id=county.id if county else None, real_name=real_name,
+                    phone=phone, must_change_password=must_change_password)
         user.set_password(password)
         db.session.add(user)
         db.session.commit()

@@ -331,17 +331,14 @@ def test_the_session_expires_after_thirty_idle_minutes(app, client, make_user, m
     assert not signed_in(client)
 
 
-def test_sign_in_sends_callers_to_their_workspace_and_others_to_the_counties(app, new_client, make_user, make_county):
+def test_sign_in_sends_each_role_to_its_work(app, new_client, make_user, make_county):
     county = make_county("岳阳县", "430621")
     make_user("city", "admin")
     make_user("sup", "supervisor", county)
     make_user("caller", "caller", county)
-    with app.test_request_context():
-        from flask import url_for
 
-        caller_home = url_for("calls.home") if "calls.home" in app.view_functions else url_for("org.counties")
-
-    for username, home in (("city", "/org/"), ("sup", "/org/"), ("caller", caller_home)):
+    # the city overview, the county's progress board, the call queue
+    for username, home in (("city", "/overview/"), ("sup", "/calls/board"), ("caller", "/calls/")):
         c = new_client()
         response = sign_in(c, username)
         assert (response.status_code, response.headers["Location"]) == (302, home), username
@@ -401,12 +398,13 @@ def test_the_list_shows_users_and_filters_by_county_and_role(client, admin, make
 
     page = text(client.get("/admin/users"))
     assert "用户管理" in page and 'href="/admin/users"' in page  # the nav link
-    rows = re.findall(r"<tr[^>]*>\s*<td>([^<]+)</td>\s*<td>([^<]+)</td>\s*<td>([^<]+)</td>\s*<td><span[^>]*>([^<]+)</span></td>\s*<td>([^<]+)</td>", page)
+    rows = re.findall(r"<tr[^>]*>\s*<td>([^<]+)</td>\s*<td>([^<]+)</td>\s*<td>([^<]+)</td>\s*<td>([^<]+)</td>"
+                      r"\s*<td>([^<]+)</td>\s*<td><span[^>]*>([^<]+)</span></td>\s*<td>([^<]+)</td>", page)
     assert {r[0]: r[1:] for r in rows} == {
-        "cityadmin": ("市级管理员", "—", "启用", "2026-11-23 09:05"),
-        "yy_caller": ("调查员", "岳阳县", "启用", "从未登录"),
-        "yy_sup": ("县级督导", "岳阳县", "启用", "从未登录"),
-        "hr_caller": ("调查员", "华容县", "停用", "从未登录"),
+        "cityadmin": ("—", "市级管理员", "—", "—", "启用", "2026-11-23 09:05"),
+        "yy_caller": ("—", "调查员", "岳阳县", "—", "启用", "从未登录"),
+        "yy_sup": ("—", "县级督导", "岳阳县", "—", "启用", "从未登录"),
+        "hr_caller": ("—", "调查员", "华容县", "—", "停用", "从未登录"),
     }
 
     def names(query: str) -> set[str]:
@@ -425,7 +423,8 @@ def test_the_list_shows_users_and_filters_by_county_and_role(client, admin, make
 
 
 def new_user(client, **fields):
-    data = {"username": "wang", "role": "caller", "county": "", "password": "caller-pass-1", "confirm": "caller-pass-1"}
+    data = {"username": "wang", "real_name": "王五", "role": "caller", "county": "", "password": "caller-pass-1",
+            "confirm": "caller-pass-1"}
     data.update(fields)
     return post_form(client, "/admin/users/new", data)
 
@@ -438,17 +437,20 @@ def test_admin_creates_a_caller_who_can_then_sign_in(client, admin, county, new_
 
     assert response.status_code == 302 and response.headers["Location"] == "/admin/users"
     listing = text(client.get("/admin/users"))
-    assert "已创建用户 wang（调查员）。" in flashes(listing) and "wang" in listing
+    assert "已创建用户 wang（王五，调查员），首次登录时须修改密码。" in flashes(listing) and "wang" in listing
     user = user_named("wang")
     assert (user.role, user.county_id, user.is_enabled) == ("caller", county.id, True)
+    assert (user.real_name, user.must_change_password) == ("王五", True)
     [row] = audit_rows("user_create")
     assert (row.user_id, row.actor, row.target) == (admin.id, "cityadmin", f"user:{user.id} wang")
-    assert json.loads(row.detail) == {"role": "caller", "county": "岳阳县", "enabled": True}
+    assert json.loads(row.detail) == {"role": "caller", "county": "岳阳县", "enabled": True, "real_name": "王五",
+                                      "phone": None, "must_change_password": True}
     assert "caller-pass-1" not in row.detail
 
     caller = new_client()
-    assert sign_in(caller, "wang", "caller-pass-1").status_code == 302
-    assert signed_in(caller)
+    first = sign_in(caller, "wang", "caller-pass-1")
+    assert first.status_code == 302 and first.headers["Location"] == "/account/password"  # a temporary password
+    assert caller.get("/org/").headers["Location"] == "/account/password"
 
 
 def test_a_county_chosen_for_an_admin_is_ignored(client, admin, county):
@@ -460,13 +462,13 @@ def test_a_county_chosen_for_an_admin_is_ignored(client, admin, county):
 @pytest.mark.parametrize(
     "fields, error",
     [
-        ({"password": "short", "confirm": "short"}, "密码：密码至少8位"),
+        ({"password": "short", "confirm": "short"}, "初始密码：密码至少10位，不超过200个字符"),
         ({"confirm": "something-else"}, "确认密码：两次输入的密码不一致"),
         ({"role": "supervisor", "county": ""}, "所属县区：县级督导和调查员必须指定所属县区"),
         ({"role": "caller", "county": "999999"}, "所属县区：请选择有效的县区"),
         ({"role": "boss"}, "角色：请选择有效的角色"),
         ({"username": "  "}, "用户名：请输入用户名"),
-        ({"username": "wang li"}, "用户名：用户名不能包含空格"),
+        ({"username": "wang li"}, "用户名：用户名不能包含空格或换行"),
         ({"username": "x" * 51}, "用户名：用户名不超过50个字符"),
     ],
     ids=["short-password", "confirm-differs", "supervisor-without-county", "unknown-county", "unknown-role",
@@ -486,7 +488,7 @@ def test_a_username_can_be_used_once(client, admin, county, make_user):
     make_user("taken", "caller", county)
     response = new_user(client, username="taken", county=str(county.id))
     assert response.status_code == 400
-    assert "用户名“taken”已存在。" in flashes(text(response))
+    assert "用户名“taken”已存在（不区分大小写）。" in flashes(text(response))
     assert user_count() == 2 and audit_rows() == []
 
 
@@ -543,26 +545,29 @@ def test_a_disabled_user_cannot_sign_in_and_loses_open_sessions(client, admin, c
     assert sign_in(new_client(), "wang").status_code == 302
 
 
-def test_a_new_password_replaces_the_old_one_and_is_never_logged(client, admin, county, make_user, new_client):
+def reset(client, user_id: int, **fields):
+    return post_form(client, f"/admin/users/{user_id}/password", fields)
+
+
+def test_a_reset_password_replaces_the_old_one_and_is_never_logged(client, admin, county, make_user, new_client):
     user = make_user("wang", "caller", county)
-    response = edit(client, user.id, role="caller", county=str(county.id), enabled="y",
-                    password="brand-new-pass", confirm="brand-new-pass")
+    response = reset(client, user.id, mode="manual", password="brand-new-pass", confirm="brand-new-pass")
     assert response.status_code == 302
-    [row] = audit_rows("user_update")
-    assert json.loads(row.detail) == {"password": "changed"}
+    [row] = audit_rows("user_password_reset")
+    assert json.loads(row.detail) == {"generated": False, "unlocked": False}
     assert "brand-new-pass" not in row.detail
     assert sign_in(new_client(), "wang", PASSWORD).status_code == 200
-    assert sign_in(new_client(), "wang", "brand-new-pass").status_code == 302
+    assert sign_in(new_client(), "wang", "brand-new-pass").headers["Location"] == "/account/password"
+    assert user_named("wang").must_change_password
 
 
 @pytest.mark.parametrize(
     "fields, error",
     [
-        ({"password": "short", "confirm": "short"}, "新密码（不修改请留空）：密码至少8位"),
-        ({"password": "brand-new-pass", "confirm": "other-pass-123"}, "确认新密码：两次输入的密码不一致"),
         ({"role": "supervisor", "county": ""}, "所属县区：县级督导和调查员必须指定所属县区"),
+        ({"phone": "8221234"}, "手机（可不填）：手机号码“8221234”无效：固定电话缺少区号"),
     ],
-    ids=["short-password", "confirm-differs", "supervisor-without-county"],
+    ids=["supervisor-without-county", "landline-without-area-code"],
 )
 def test_invalid_edits_are_refused_in_chinese(client, admin, county, make_user, fields, error):
     user = make_user("wang", "caller", county)
@@ -572,32 +577,34 @@ def test_invalid_edits_are_refused_in_chinese(client, admin, county, make_user, 
     assert user_named("wang").role == "caller" and audit_rows() == []
 
 
-def test_a_new_password_ends_the_sessions_opened_with_the_old_one(client, admin, county, make_user, new_client):
+def test_a_reset_ends_the_sessions_opened_with_the_old_password(client, admin, county, make_user, new_client):
     user = make_user("wang", "caller", county)
     phone, desk = new_client(), new_client()
     assert sign_in(phone, "wang").status_code == 302 and sign_in(desk, "wang").status_code == 302
     assert signed_in(phone) and signed_in(desk)
 
-    response = edit(client, user.id, role="caller", county=str(county.id), enabled="y",
-                    password="brand-new-pass", confirm="brand-new-pass")
+    response = reset(client, user.id, mode="manual", password="brand-new-pass", confirm="brand-new-pass")
 
     assert response.status_code == 302
     assert not signed_in(phone) and not signed_in(desk)
-    assert sign_in(phone, "wang", password="brand-new-pass").status_code == 302 and signed_in(phone)
-    # an unchanged save (no new password) leaves the sessions alone
+    assert sign_in(phone, "wang", password="brand-new-pass").status_code == 302
+    assert phone.get("/org/").headers["Location"] == "/account/password"
+    # an unchanged save of the account leaves its sessions alone
     assert edit(client, user.id, role="caller", county=str(county.id), enabled="y").status_code == 302
-    assert signed_in(phone)
+    assert phone.get("/account/password").status_code == 200
 
 
 def test_an_admin_changing_their_own_password_stays_signed_in_here_only(client, admin, new_client):
     other = new_client()
     assert sign_in(other, "cityadmin").status_code == 302 and signed_in(other)
 
-    response = edit(client, admin.id, role="admin", county="", enabled="y",
-                    password="brand-new-pass", confirm="brand-new-pass")
+    response = post_form(client, "/account/password",
+                         {"current": PASSWORD, "password": "brand-new-pass", "confirm": "brand-new-pass"})
 
     assert response.status_code == 302
     assert signed_in(client) and not signed_in(other)
+    # and the reset page is not the way to one's own password
+    assert client.get(f"/admin/users/{admin.id}/password").headers["Location"] == "/account/password"
 
 
 def test_a_session_without_the_password_mark_is_refused(app, admin):

@@ -32,7 +32,7 @@ def test_admin_imports_a_roster_and_browses_the_organisation(app, make_county, m
         page.fill("input[name=username]", "cityadmin")
         page.fill("input[name=password]", PASSWORD)
         page.click("button[type=submit]")
-        page.wait_for_url(base + "/org/")
+        page.wait_for_url(base + "/overview/")  # the city administrator lands on the city overview
 
         page.click("text=导入名册")
         page.set_input_files("input[type=file]", str(path))

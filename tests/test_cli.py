@@ -187,29 +187,32 @@ def test_import_create_missing_without_county_fails_cleanly(runner, team, tmp_pa
 def test_users_create_caller(runner, make_county):
     county = make_county("岳阳县", "430621")
 
-    result = invoke(runner, "users", "create", "wang", "--role", "caller", "--county", "岳阳县", "--password-stdin", input="secret-pass\n")
+    result = invoke(runner, "users", "create", "wang", "--role", "caller", "--county", "岳阳县", "--name", "王五",
+                    "--password-stdin", input="secret-pass-1\n")
 
     assert result.exit_code == 0, result.output
-    assert "已创建用户 wang（调查员）" in result.output
+    assert "已创建用户 wang（王五，调查员）" in result.output
     user = db.session.scalar(select(User).where(User.username == "wang"))
-    assert (user.role, user.county_id, user.is_enabled) == ("caller", county.id, True)
-    assert user.check_password("secret-pass") and not user.check_password("secret-pass\n")
-    assert "secret-pass" not in user.password_hash
+    assert (user.role, user.county_id, user.is_enabled, user.real_name) == ("caller", county.id, True, "王五")
+    assert user.check_password("secret-pass-1") and not user.check_password("secret-pass-1\n")
+    assert "secret-pass-1" not in user.password_hash
 
 
 def test_users_create_prompts_for_the_password_twice(runner, make_county):
     make_county("岳阳县", "430621")
 
-    result = invoke(runner, "users", "create", "zhao", "--role", "supervisor", "--county", "岳阳县", input="prompted-pw\nprompted-pw\n")
+    result = invoke(runner, "users", "create", "zhao", "--role", "supervisor", "--county", "岳阳县", "--name", "赵六",
+                    input="prompted-pw-1\nprompted-pw-1\n")
 
     assert result.exit_code == 0, result.output
-    assert "已创建用户 zhao（县级督导）" in result.output
-    assert "prompted-pw" not in result.output
-    assert db.session.scalar(select(User).where(User.username == "zhao")).check_password("prompted-pw")
+    assert "已创建用户 zhao（赵六，县级督导）" in result.output
+    assert "prompted-pw-1" not in result.output
+    assert db.session.scalar(select(User).where(User.username == "zhao")).check_password("prompted-pw-1")
 
 
 def test_users_create_admin_needs_no_county(runner, app):
-    result = invoke(runner, "users", "create", "city", "--role", "admin", "--password-stdin", input="long-enough-1\n")
+    result = invoke(runner, "users", "create", "city", "--role", "admin", "--name", "刘七", "--password-stdin",
+                    input="long-enough-1\n")
 
     assert result.exit_code == 0, result.output
     user = db.session.scalar(select(User))
@@ -219,10 +222,10 @@ def test_users_create_admin_needs_no_county(runner, app):
 @pytest.mark.parametrize(
     "args, password, message",
     [
-        (["li", "--role", "caller", "--county", "岳阳县"], "short", "密码至少8位。"),
-        (["li", "--role", "caller", "--county", "火星县"], "secret-pass", "县区“火星县”不存在。"),
-        (["li", "--role", "supervisor"], "secret-pass", "县级督导和调查员必须指定所属县区（--county）。"),
-        (["taken", "--role", "caller", "--county", "岳阳县"], "secret-pass", "用户名“taken”已存在。"),
+        (["li", "--role", "caller", "--county", "岳阳县"], "short", "密码至少10位。"),
+        (["li", "--role", "caller", "--county", "火星县"], "secret-pass-1", "县区“火星县”不存在。"),
+        (["li", "--role", "supervisor"], "secret-pass-1", "县级督导和调查员必须指定所属县区（--county）。"),
+        (["TAKEN", "--role", "caller", "--county", "岳阳县"], "secret-pass-1", "用户名“TAKEN”已存在（不区分大小写）。"),
     ],
     ids=["short-password", "unknown-county", "supervisor-without-county", "duplicate"],
 )
@@ -230,14 +233,15 @@ def test_users_create_refuses_bad_input(runner, make_county, make_user, args, pa
     make_county("岳阳县", "430621")
     make_user("taken", "admin")
 
-    result = invoke(runner, "users", "create", *args, "--password-stdin", input=password + "\n")
+    result = invoke(runner, "users", "create", *args, "--name", "李四", "--password-stdin", input=password + "\n")
 
     assert_clean_failure(result, message)
     assert db.session.scalar(select(func.count()).select_from(User)) == 1
 
 
 def test_users_create_rejects_an_unknown_role(runner, app):
-    result = invoke(runner, "users", "create", "x", "--role", "boss", "--password-stdin", input="secret-pass\n")
+    result = invoke(runner, "users", "create", "x", "--role", "boss", "--name", "某", "--password-stdin",
+                    input="secret-pass-1\n")
 
     assert result.exit_code == 2
     assert db.session.scalar(select(func.count()).select_from(User)) == 0
@@ -250,9 +254,10 @@ def test_users_create_rejects_an_unknown_role(runner, app):
 
 @pytest.fixture
 def seeded(app, runner, tmp_path, monkeypatch):
-    """`demo seed --residents 500 --seed 1`, with the sample file written under tmp_path."""
+    """`demo seed --residents 500 --seed 1 --months 0` (the roster only; the simulated months are
+    tested in test_demo.py), with the sample file written under tmp_path."""
     monkeypatch.setattr(app, "instance_path", str(tmp_path / "instance"))
-    result = invoke(runner, "demo", "seed", "--residents", "500", "--seed", "1")
+    result = invoke(runner, "demo", "seed", "--residents", "500", "--seed", "1", "--months", "0")
     assert result.exit_code == 0, result.output
     return result
 

@@ -8,7 +8,9 @@ from sqlalchemy import select
 from werkzeug.security import check_password_hash, generate_password_hash
 
 from app.auth import bp
-from app.auth.forms import LoginForm, LogoutForm
+from app.auth.forms import ChangePasswordForm, LoginForm, LogoutForm
+from app.auth.passwords import MIN_PASSWORD_LENGTH
+from app.auth.services import UserError, WrongPasswordError, change_own_password, login_key
 from app.auth.throttle import KEEP_FOR, ThrottleSettings, is_throttled, normalize_username, record_attempt
 from app.extensions import db, login_manager
 from app.locks import begin_write
@@ -48,8 +50,15 @@ def inject_logout_form():
 
 
 def _home_url() -> str:
-    if current_user.is_authenticated and current_user.role == "caller" and "calls.home" in current_app.view_functions:
+    """Where each role's work is: callers their queue (拨打任务), supervisors their county's
+    progress board (调查进度), the city administrator the city overview (全市概览)."""
+    role = current_user.role if current_user.is_authenticated else None
+    if role == "caller":
         return url_for("calls.home")
+    if role == "supervisor":
+        return url_for("calls.board")
+    if role == "admin":
+        return url_for("overview.city")
     return url_for("org.counties")
 
 
@@ -80,7 +89,9 @@ def index():
         return redirect(_home_url())
     form = LoginForm()
     if form.validate_on_submit():
-        username = normalize_username(form.username.data)
+        # throttled and looked up by the case-folded name: "Wang" and "WANG" are one account,
+        # and varying the case does not buy an attacker more tries
+        username = normalize_username(login_key(form.username.data))
         ip = request.remote_addr or "unknown"
         now = utcnow()
         settings = ThrottleSettings.from_config(current_app.config)
@@ -92,7 +103,7 @@ def index():
             db.session.commit()
             flash(f"登录失败次数过多，请{settings.lock_minutes}分钟后再试。", "error")
             return render_template("auth/login.html", form=form), 429
-        user = db.session.scalar(select(User).where(User.username == username))
+        user = db.session.scalar(select(User).where(User.username_key == username))
         ok = _password_matches(user, form.password.data) and user.is_enabled
         # the write lock only now, after the slow password hash (SQLite: one writer at a time)
         begin_write(db.session)
@@ -102,6 +113,8 @@ def index():
             login_user(user)
             user.last_login_at = now
             db.session.commit()
+            if user.must_change_password:
+                return redirect(url_for("auth.change_password"))
             return redirect(_safe_next(request.args.get("next")) or _home_url())
         db.session.commit()
         flash(FAILED_MESSAGE, "error")
@@ -116,3 +129,60 @@ def logout():
         logout_user()
         flash("您已退出登录。", "info")
     return redirect(url_for("auth.index"))
+
+
+# What a user with a temporary password may still reach: the change page, signing out, and
+# the style sheets and scripts those pages need.
+_OPEN_WHILE_TEMPORARY = {"auth.change_password", "auth.logout", "static"}
+
+
+@bp.before_app_request
+def _require_own_password():
+    """An account created or reset by an administrator has a temporary password: until its
+    owner chooses one, every other request — pages, JSON, exports, downloads, POSTs of any
+    blueprint, unknown URLs — is sent to the change page, and nothing else runs."""
+    endpoint = request.endpoint or ""
+    if endpoint in _OPEN_WHILE_TEMPORARY or endpoint.endswith(".static"):
+        return None  # before current_user: a style sheet needs no database query
+    if current_user.is_authenticated and current_user.must_change_password:
+        return redirect(url_for("auth.change_password"))
+    return None
+
+
+def _password_page(form: ChangePasswordForm, code: int = 200):
+    return render_template("auth/password.html", form=form, forced=current_user.must_change_password,
+                           min_length=MIN_PASSWORD_LENGTH), code
+
+
+@bp.route("/account/password", methods=["GET", "POST"])
+@login_required
+def change_password():
+    """Every user's own password change; the forced one after an administrator set a temporary
+    password. This session stays signed in, every other session of the account ends."""
+    form = ChangePasswordForm()
+    if request.method == "GET" or not form.validate_on_submit():
+        return _password_page(form, 400 if request.method == "POST" else 200)
+    user = current_user._get_current_object()
+    key = normalize_username(login_key(user.username))
+    ip = request.remote_addr or "unknown"
+    now = utcnow()
+    settings = ThrottleSettings.from_config(current_app.config)
+    if is_throttled(db.session, key, ip, now=now, settings=settings):
+        # guessing the current password from an open session counts like guessing at sign-in
+        flash(f"密码错误次数过多，请{settings.lock_minutes}分钟后再试。", "error")
+        return _password_page(form, 429)
+    begin_write(db.session)
+    try:
+        change_own_password(db.session, user, current=form.current.data, new=form.password.data, now=now)
+    except UserError as exc:
+        db.session.rollback()
+        if isinstance(exc, WrongPasswordError):
+            begin_write(db.session)
+            record_attempt(db.session, key, ip, False, now=now, keep=max(KEEP_FOR, settings.window))
+            db.session.commit()
+        flash(str(exc), "error")
+        return _password_page(form, 400)
+    db.session.commit()
+    login_user(user)  # the session mark follows the new password: this session goes on
+    flash("密码已修改。其他设备上的登录已全部退出。", "success")
+    return redirect(_home_url())

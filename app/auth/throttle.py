@@ -98,3 +98,37 @@ def is_throttled(session: Session, username: str | None, ip: str | None, *, now:
     return account_locked(session, username, now=now, settings=settings) or address_blocked(
         session, ip, now=now, settings=settings
     )
+
+
+# An administrator's unlock is recorded as a successful attempt from this pseudo-address: the
+# account's earlier failures stop counting (as after a real sign-in), while they stay on record
+# and keep counting against the addresses they came from. Deleting them instead would also lift
+# an attacker's address block and erase the trace of the attack.
+UNLOCK_MARK = "admin-unlock"
+
+
+def unlock_account(session: Session, username: str | None, *, now: datetime, keep: timedelta = KEEP_FOR) -> None:
+    """Lift the account lock: the failures so far no longer count. The caller commits."""
+    record_attempt(session, username, UNLOCK_MARK, True, now=now, keep=keep)
+
+
+def locked_accounts(session: Session, usernames: list[str], *, now: datetime, settings: ThrottleSettings) -> set[str]:
+    """Which of these names are locked now (the same count as account_failures, for a page of
+    names in one query)."""
+    names = {normalize_username(n) for n in usernames if n}
+    if not names:
+        return set()
+    rows = session.execute(
+        select(LoginAttempt.username, LoginAttempt.at, LoginAttempt.success).where(
+            LoginAttempt.username.in_(names), LoginAttempt.at >= now - settings.window
+        )
+    ).all()
+    last_success: dict[str, datetime] = {}
+    for name, at, success in rows:
+        if success and (name not in last_success or at > last_success[name]):
+            last_success[name] = at
+    failures: dict[str, int] = {}
+    for name, at, success in rows:
+        if not success and (name not in last_success or at > last_success[name]):
+            failures[name] = failures.get(name, 0) + 1
+    return {name for name, count in failures.items() if count >= settings.max_failures_per_account}

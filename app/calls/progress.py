@@ -118,6 +118,7 @@ def board_rows(session: Session, round_ids: list[int], now: datetime) -> list[Ro
 class CallerStats:
     user_id: int
     username: str
+    name: str = ""  # what people read: the real name, else the user name
     attempts: int = 0
     completes: int = 0
     contacts: int = 0  # attempts that reached the resident or a proxy (AAPOR I, P, R, O)
@@ -142,12 +143,13 @@ def caller_stats(session: Session, round_ids: list[int]) -> list[CallerStats]:
         return []
     stats: dict[int, CallerStats] = {}
     days: dict[tuple[int, object], list[datetime]] = defaultdict(list)
-    for caller_id, username, started, ended, outcome in session.execute(
-        select(Attempt.caller_id, User.username, Attempt.started_at, Attempt.ended_at, Attempt.outcome)
+    for caller_id, username, real_name, started, ended, outcome in session.execute(
+        select(Attempt.caller_id, User.username, User.real_name, Attempt.started_at, Attempt.ended_at,
+               Attempt.outcome)
         .join(User, User.id == Attempt.caller_id)
         .where(Attempt.round_id.in_(round_ids))
     ):
-        row = stats.setdefault(caller_id, CallerStats(caller_id, username))
+        row = stats.setdefault(caller_id, CallerStats(caller_id, username, real_name or username))
         row.attempts += 1
         if outcome == "complete":
             row.completes += 1
@@ -164,4 +166,4 @@ def caller_stats(session: Session, round_ids: list[int]) -> list[CallerStats]:
     ):
         if caller_id in stats and completed is not None:
             stats[caller_id].interview_seconds.append((completed - started).total_seconds())
-    return sorted(stats.values(), key=lambda s: (-s.completes, s.username))
+    return sorted(stats.values(), key=lambda s: (-s.completes, s.name, s.username))

@@ -152,7 +152,7 @@ def case_screen(case_id: int):
         )
     responses = db.session.scalars(select(Response).where(Response.case_id == case.id).order_by(Response.id)).all()
     q = _questionnaire(round_.questionnaire_version)
-    script = opening(q, resident=case.name, bureau=f"{round_.county.name}卫生健康局", caller=current_user.username,
+    script = opening(q, resident=case.name, bureau=f"{round_.county.name}卫生健康局", caller=current_user.display_name,
                      institution=case.institution_name, team=case.team_name, doctor=case.doctor_name or "")
     replaced = db.session.get(Case, case.replaces_case_id) if case.replaces_case_id else None
     return render_template(
@@ -455,16 +455,22 @@ def cases():
     if round_ is not None and current_user.role in STAFF:
         callers = db.session.scalars(
             select(User).where(User.role == "caller", User.county_id == round_.county_id, User.is_enabled)
-            .order_by(User.username)
+            .order_by(User.real_name, User.username)
         ).all()
     form = AssignForm()
-    form.caller.choices = [("", "取消分配")] + [(str(u.id), u.username) for u in callers]
+    form.caller.choices = [("", "取消分配")] + [(str(u.id), _person(u)) for u in callers]
     counties = []
     if current_user.is_admin:
         counties = db.session.scalars(select(County).order_by(County.code)).all()
     return render_template("calls/cases.html", round=round_, page=page, q=q, status=status, filters=STATUS_FILTERS,
                            form=form, callers=callers, label=oc.label, action=ActionForm(), counties=counties,
                            staff=current_user.role in STAFF)
+
+
+def _person(user: User) -> str:
+    """A caller as a supervisor picks them: the real name, with the user name when there is one
+    (two callers may share a name)."""
+    return f"{user.real_name}（{user.username}）" if user.real_name else user.username
 
 
 @bp.route("/assign/<int:round_id>", methods=["POST"])
@@ -475,7 +481,7 @@ def assign_cases(round_id: int):
     require_county(current_user, round_.county)
     form = AssignForm()
     form.caller.choices = [("", "")] + [
-        (str(u.id), u.username)
+        (str(u.id), _person(u))
         for u in db.session.scalars(select(User).where(User.role == "caller", User.county_id == round_.county_id))
     ]
     if not form.validate_on_submit():
@@ -491,7 +497,7 @@ def assign_cases(round_id: int):
     except CallError as exc:
         db.session.rollback()
         return _fail(exc, url_for("calls.cases", round=round_.id))
-    who = caller.username if caller else "（不指定）"
+    who = caller.display_name if caller else "（不指定）"
     flash(f"已将 {changed} 个样本分配给 {who}。", "success")
     return redirect(url_for("calls.cases", round=round_.id))
 
@@ -503,9 +509,14 @@ def board():
     now = clock_now()
     month = request.args.get("month") or local(now).strftime("%Y-%m")
     stmt = county_filter(current_user, select(Round).join(County), Round.county_id).where(Round.month == month)
+    # one county of the city (the overview's links); a supervisor's board is their county anyway
+    county_id = request.args.get("county", type=int) if current_user.is_admin else None
+    county = db.session.get(County, county_id) if county_id else None
+    if county is not None:
+        stmt = stmt.where(Round.county_id == county.id)
     rounds = db.session.scalars(stmt.order_by(County.code)).all()
     data = board_rows(db.session, [r.id for r in rounds], now)
     callers = {r.id: caller_stats(db.session, [r.id]) for r in rounds}
     problems = problem_counts(db.session, [r.id for r in rounds])
     return render_template("calls/board.html", rounds=rounds, data=data, month=month, callers=callers,
-                           problems=problems, no_problems=EMPTY_COUNTS)
+                           problems=problems, no_problems=EMPTY_COUNTS, county=county)

@@ -379,6 +379,10 @@ def _history(problem: Problem) -> list[dict]:
     entries = db.session.scalars(
         select(AuditLog).where(AuditLog.target == f"problem:{problem.id}").order_by(AuditLog.at, AuditLog.id)
     ).all()
+    # the audit row keeps the user name (the stable identifier); people read the real name
+    names = {u.id: u.display_name for u in db.session.scalars(
+        select(User).where(User.id.in_({e.user_id for e in entries if e.user_id}))
+    )}
     history = []
     for entry in entries:
         try:
@@ -395,7 +399,7 @@ def _history(problem: Problem) -> list[dict]:
                 text += f"；重新打开原因：{detail['reason']}"
         else:
             text = entry.detail or ""
-        history.append({"at": entry.at, "actor": entry.actor, "action": ACTION_LABELS.get(entry.action, entry.action),
+        history.append({"at": entry.at, "actor": names.get(entry.user_id, entry.actor), "action": ACTION_LABELS.get(entry.action, entry.action),
                         "text": text})
     return history
 
@@ -403,7 +407,7 @@ def _history(problem: Problem) -> list[dict]:
 def _render_page(problem: Problem, *, close_form: CloseProblemForm | None = None,
                  reopen_form: ReopenProblemForm | None = None, code: int = 200):
     row = _rows([problem.id])[0]
-    users = {u.id: u.username for u in db.session.scalars(
+    users = {u.id: u.display_name for u in db.session.scalars(
         select(User).where(User.id.in_([i for i in (problem.assigned_by_id, problem.closed_by_id) if i]))
     )}
     return render_template(

@@ -375,7 +375,7 @@ def _find(table: dict | None, key: int) -> dict | None:
 def _responses(team: Team, months: list[str]) -> list:
     """The completed interviews of a team in the period, newest month first."""
     stmt = (
-        select(Response, Case, Round.month, User.username)
+        select(Response, Case, Round.month, func.coalesce(func.nullif(User.real_name, ""), User.username))
         .join(Case, Case.id == Response.case_id)
         .join(Round, Round.id == Response.round_id)
         .join(User, User.id == Response.caller_id)
