@@ -60,13 +60,9 @@ done
 [ -d "$BACKUP_DIR" ] || die "备份目录不存在：$BACKUP_DIR"
 BACKUP_DIR="$(cd "$BACKUP_DIR" && pwd)"
 
-if [ -x "$APP_DIR/.venv/bin/python" ]; then
-  PY="$APP_DIR/.venv/bin/python"
-elif command -v python3 >/dev/null 2>&1; then
-  PY="$(command -v python3)"
-else
-  die "找不到 Python（$APP_DIR/.venv/bin/python 或 python3）。"
-fi
+# the Python to use, describe_database and resolve_dir
+# shellcheck source=deploy/common.sh
+. "$APP_DIR/deploy/common.sh"
 
 # --- 1. the checksums: every file listed, every listed file unchanged -------------------
 [ -f "$BACKUP_DIR/SHA256SUMS" ] || die "$BACKUP_DIR 中没有 SHA256SUMS，不是完整的备份。"
@@ -88,44 +84,6 @@ fi
 echo "备份校验通过：$BACKUP_DIR（$BACKUP_KIND）"
 
 # --- the target: same rules as the application and backup.sh -----------------------------
-describe_database() {
-  DATABASE_URL="${DATABASE_URL:-sqlite:///$APP_DIR/instance/survey.db}" "$PY" - <<'PYEOF'
-import os, sys
-from urllib.parse import unquote, urlsplit
-
-url = os.environ["DATABASE_URL"].strip()
-scheme, sep, rest = url.partition("://")
-kind = scheme.split("+", 1)[0].lower()
-if not sep:
-    sys.exit("DATABASE_URL 格式不对：" + url.split("@")[-1])
-if kind == "sqlite":
-    path = rest[1:] if rest.startswith("/") else rest
-    path = path.split("?", 1)[0]
-    if path in ("", ":memory:"):
-        sys.exit("DATABASE_URL 指向内存数据库，无法备份或恢复。")
-    print("sqlite")
-    print(os.path.abspath(path))
-elif kind in ("postgresql", "postgres"):
-    parts = urlsplit("postgresql://" + rest)
-    userinfo, at, hostport = parts.netloc.rpartition("@")
-    user, _, password = userinfo.partition(":")
-    netloc = (user + "@" if user else "") + hostport
-    libpq = "postgresql://" + netloc + parts.path + ("?" + parts.query if parts.query else "")
-    print("postgresql")
-    print(libpq)
-    print(unquote(password))
-else:
-    sys.exit("不支持的数据库类型：" + scheme + "（只支持 PostgreSQL 和 SQLite）")
-PYEOF
-}
-
-resolve_dir() { # $1 = value of the variable (may be empty), $2 = default
-  local value="${1:-$2}"
-  case "$value" in
-    /*) printf '%s\n' "$value" ;;
-    *) printf '%s/%s\n' "$PWD" "$value" ;;
-  esac
-}
 
 mapfile -t DB_INFO < <(describe_database) || true
 [ "${#DB_INFO[@]}" -ge 2 ] || die "无法解析 DATABASE_URL。"
