@@ -59,6 +59,11 @@ def _person_names(rng: np.random.Generator, n: int) -> np.ndarray:
     return np.char.add(np.char.add(surnames, first), np.where(two_chars, second, ""))
 
 
+def person_names(rng: np.random.Generator, n: int) -> list[str]:
+    """n plausible Chinese personal names (repeats possible), e.g. for demo accounts."""
+    return [str(name) for name in _person_names(rng, n)]
+
+
 def make_units(seed: int = 2026, counties=YUEYANG_COUNTIES) -> list[Unit]:
     """Institutions and teams for every county, names unique within their parent."""
     rng = np.random.default_rng(seed)
