@@ -121,3 +121,54 @@ def test_sigkill_at_the_end_of_a_first_import_leaves_the_tables_empty(app, make_
     ctx.today = TODAY
     result = execute_import(db.session, first, ImportOptions(create_missing=True), ctx)
     assert result.imported == 2000 - result.rejected and result.imported > 1900
+
+
+ORG_CHILD = textwrap.dedent(
+    """
+    import os, signal, sys
+    from pathlib import Path
+    import app.org.importer as importer
+    from app import create_app
+    from app.extensions import db
+    from app.org.maintenance import Actor
+
+    real_report = importer.write_error_report
+
+    def report_then_die(*args, **kwargs):
+        # every row has been applied inside the transaction: die before anyone commits
+        db.session.flush()
+        sys.stdout.write("applied\\n"); sys.stdout.flush()
+        os.kill(os.getpid(), signal.SIGKILL)
+
+    importer.write_error_report = report_then_die
+    app = create_app({"SQLALCHEMY_DATABASE_URI": sys.argv[1], "IMPORT_REPORTS_DIR": sys.argv[3],
+                      "UPLOAD_DIR": sys.argv[3], "SAMPLE_LISTS_DIR": sys.argv[3]})
+    with app.app_context():
+        importer.import_organisation(db.session, sys.argv[2], actor=Actor("child"), reports_dir=Path(sys.argv[3]))
+        db.session.commit()
+    print("committed")
+    """
+)
+
+
+def test_sigkill_mid_organisation_import_changes_nothing(app, tmp_path):
+    import pandas as pd
+
+    from app.models import County, Institution, OrgChange, Team
+
+    rows = [["岳阳县", "430621", f"第{i // 6}镇卫生院", "", "", f"{i % 6}组", "", ""] for i in range(600)]
+    sheet = tmp_path / "org.csv"
+    pd.DataFrame(rows, columns=["县区", "县区代码", "机构", "机构代码", "机构类型", "团队", "团队长", "联系电话"]).to_csv(
+        sheet, index=False)
+    db.session.remove()
+    script = tmp_path / "org_child.py"
+    script.write_text(ORG_CHILD, encoding="utf-8")
+    root = Path(__file__).resolve().parent.parent
+    child = subprocess.run(
+        [sys.executable, str(script), app.config["SQLALCHEMY_DATABASE_URI"], str(sheet), str(tmp_path)],
+        cwd=root, env={**os.environ, "PYTHONPATH": str(root)}, capture_output=True, text=True, timeout=120,
+    )
+    assert child.returncode == -signal.SIGKILL, child.stderr[-2000:]
+    assert "applied" in child.stdout.split() and "committed" not in child.stdout
+    for model in (County, Institution, Team, OrgChange):
+        assert db.session.scalar(select(func.count()).select_from(model)) == 0, model
