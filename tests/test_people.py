@@ -13,8 +13,6 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from flask import g
-from flask.testing import FlaskClient
 from sqlalchemy import func, select
 
 from app.auth import importer as importer_module
@@ -25,6 +23,7 @@ from app.extensions import db
 from app.models import Attempt, AuditLog, LoginAttempt, User, utcnow
 from app.spreadsheets import write_xlsx
 from tests.conftest import PASSWORD, csrf_token
+from tests.test_auth import FreshRequestClient  # a client that forgets g between requests
 
 CHANGE = "/account/password"
 NEW_PASSWORD = "Yueyang-survey-7"
@@ -33,16 +32,6 @@ NEW_PASSWORD = "Yueyang-survey-7"
 # ---------------------------------------------------------------------------
 # Helpers
 # ---------------------------------------------------------------------------
-
-
-class FreshRequestClient(FlaskClient):
-    """Each request starts with an empty ``g`` (the test's app context is shared by all
-    requests, so Flask-Login's cached user would otherwise outlive a sign-out or a reset)."""
-
-    def open(self, *args, **kwargs):
-        for key in list(g):
-            g.pop(key, None)
-        return super().open(*args, **kwargs)
 
 
 @pytest.fixture
