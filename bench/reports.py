@@ -519,7 +519,7 @@ def build(url: str, work: Path, scale: str, months: list[str], today: date, seed
     from werkzeug.security import generate_password_hash
 
     from app.extensions import db
-    from app.models import County, Institution, Team, User
+    from app.models import County, Institution, Team, User, username_key
 
     steps = Steps()
     shape = steps.run("organisation (bench/draw.py make_shape)", make_org, scale, seed)
@@ -550,7 +550,8 @@ def build(url: str, work: Path, scale: str, months: list[str], today: date, seed
                          for c in range(1, C + 1)]
                 rows += [{"id": int(users["caller_first"][c - 1]) + k, "username": f"bench_caller_{c:03d}_{k + 1}",
                           "role": "caller", "county_id": c} for c in range(1, C + 1) for k in range(CALLERS_PER_COUNTY)]
-                conn.execute(insert(User), [{**r, "password_hash": hashed} for r in rows])
+                conn.execute(insert(User), [{**r, "password_hash": hashed, "username_key": username_key(r["username"]),
+                                             "real_name": r["username"]} for r in rows])
 
         steps.run(f"{C} counties, {len(shape['institutions']):,} institutions, {len(shape['teams']):,} teams, "
                   f"{1 + C * (1 + CALLERS_PER_COUNTY)} users", org)
