@@ -32,7 +32,7 @@ def create_app(config: dict | None = None) -> Flask:
     with app.app_context():
         _configure_sqlite(db.engine)
 
-    from app.populations import load_vocabulary
+    from app.core.populations import load_vocabulary
 
     app.extensions["vocabulary"] = load_vocabulary(app.config["POPULATIONS_FILE"])
     _load_call_rules(app)
@@ -136,7 +136,7 @@ def _configure_sqlite(engine) -> None:
 
     @event.listens_for(engine, "begin")
     def _on_begin(conn):
-        # BEGIN IMMEDIATE takes the write lock at once (see app/locks.py), so a transaction
+        # BEGIN IMMEDIATE takes the write lock at once (see app/core/locks.py), so a transaction
         # that must not interleave with another writer waits its turn instead of failing
         immediate = conn.get_execution_options().get("sqlite_immediate")
         conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")

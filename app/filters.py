@@ -1,20 +1,10 @@
 """Jinja filters: times in Asia/Shanghai, phones formatted or masked, sex in Chinese."""
 from __future__ import annotations
 
-from datetime import datetime, timezone
-from zoneinfo import ZoneInfo
-
 from flask import Flask, request, url_for
 
-from app.roster.normalize import format_phone, mask_phone
-
-
-def to_local(value: datetime | None, tz_name: str = "Asia/Shanghai", fmt: str = "%Y-%m-%d %H:%M") -> str:
-    if value is None:
-        return ""
-    if value.tzinfo is None:
-        value = value.replace(tzinfo=timezone.utc)
-    return value.astimezone(ZoneInfo(tz_name)).strftime(fmt)
+from app.core.clock import to_local
+from app.core.masking import format_phone, mask_phone
 
 
 def page_url(page: int) -> str:

@@ -384,7 +384,7 @@ class Caller:
 def callback_time() -> datetime | None:
     """A callback the rules accept: later than now, inside 00:00-23:59, in this month; None if
     none is left this month (the bench then records a no-answer instead)."""
-    from app.calls.rules import TZ
+    from app.core.clock import TZ
 
     now = datetime.now(TZ)
     for when in (now + timedelta(hours=3), (now + timedelta(days=1)).replace(hour=10, minute=0)):
@@ -466,10 +466,11 @@ def build(url: str, work: Path, env: dict, args, now: datetime) -> dict:
     from app.auth.services import create_user
     from app.demo.synth import make_units
     from app.draws.context import draw_settings
-    from app.draws.services import draw_month, local_date, month_of
+    from app.draws.services import draw_month
+    from app.core.clock import local_date, month_of
     from app.extensions import db
     from app.models import Case, County, Institution, Resident, Team
-    from app.populations import sync_labels
+    from app.roster.labels import sync_labels
     from app.roster.normalize import infer_institution_type
     from draw import RESIDENT_COLUMNS, label_inserts, resident_select
 

@@ -86,7 +86,7 @@ def make_app(url: str, work: Path):
 
 
 def draw_day(now: datetime) -> date:
-    from app.draws.services import local_date
+    from app.core.clock import local_date
 
     return local_date(now)
 
@@ -233,7 +233,7 @@ def build(url: str, work: Path, shape: dict, today: date, stamp: datetime) -> di
 
     from app.extensions import db
     from app.models import County, Institution, Team
-    from app.populations import sync_labels
+    from app.roster.labels import sync_labels
 
     app = make_app(url, work)
     steps = Steps()
@@ -480,7 +480,8 @@ def phase_measure(args) -> int:
 
     from app.draws.calllists import write_call_list
     from app.draws.context import draw_settings
-    from app.draws.services import draw_month, month_of
+    from app.draws.services import draw_month
+    from app.core.clock import month_of
     from app.extensions import db
     from app.models import Case, County, Resident, Round
 

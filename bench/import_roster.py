@@ -2,7 +2,7 @@
 as CSV and a 200,000-row .xlsx, imported into SQLite and PostgreSQL, each figure printed
 beside the same run's *floor*: a bare read of the same file (``pandas.read_csv`` /
 calamine) plus a bulk insert of the same rows into a plain table with no validation, by the
-same mechanism the importer uses (``app.bulk.bulk_load``: COPY on PostgreSQL,
+same mechanism the importer uses (``app.core.bulk.bulk_load``: COPY on PostgreSQL,
 ``executemany`` on SQLite).
 
     .venv/bin/python bench/import_roster.py                       # full size, both databases
@@ -507,7 +507,7 @@ def phase_floor_csv(args) -> dict:
     bulk-loaded as it is into a plain table, one transaction, committed."""
     import pandas as pd
 
-    from app.bulk import bulk_load
+    from app.core.bulk import bulk_load
     from app.extensions import db
 
     app = _make_app(args.url)
@@ -551,7 +551,7 @@ def phase_floor_xlsx(args) -> dict:
     data rows bulk-loaded as they are into a plain table, one transaction, committed."""
     import python_calamine
 
-    from app.bulk import bulk_load
+    from app.core.bulk import bulk_load
     from app.extensions import db
 
     app = _make_app(args.url)

@@ -708,7 +708,7 @@ def measure(url: str, work: Path, scale: str, args) -> dict:
 
     from sqlalchemy import event, func, select, text
 
-    from app.draws.services import local_date, month_of
+    from app.core.clock import local_date, month_of
     from app.extensions import db
     from app.models import County, Institution, User
     from app.reports import excel as report_excel
@@ -992,7 +992,7 @@ def main(argv=None) -> int:
 
     from sqlalchemy import create_engine, make_url, text
 
-    from app.draws.services import local_date, month_of
+    from app.core.clock import local_date, month_of
     from app.reports.indicators import months_of
 
     for sig in (signal.SIGTERM, signal.SIGHUP):

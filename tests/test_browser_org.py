@@ -11,8 +11,8 @@ from sqlalchemy import func, select
 
 from app.extensions import db
 from app.models import County, Institution, Resident, Team
-from app.populations import sync_labels
-from app.spreadsheets import write_xlsx
+from app.roster.labels import sync_labels
+from app.core.spreadsheets import write_xlsx
 from tests.browser import chromium, live_server, require_chromium, sign_in
 from tests.conftest import OUTPUT_DIR
 from tests.draws_support import add_residents

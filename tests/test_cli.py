@@ -11,7 +11,7 @@ from sqlalchemy import func, select
 from app.demo.synth import YUEYANG_COUNTIES
 from app.extensions import db
 from app.models import AuditLog, County, ImportBatch, Institution, Resident, Team, User
-from app.roster.normalize import hash_id
+from app.core.masking import hash_id
 from tests.conftest import resident_count
 from tests.rosters import INSTITUTION, TEAM, Person, make_id, people, rows_of, write_csv, write_xlsx
 

@@ -16,7 +16,7 @@ from flask import current_app
 from openpyxl import load_workbook
 from sqlalchemy import func, select
 
-from app.calls.rules import TZ, local
+from app.core.clock import local, TZ
 from app.demo.cli import DEFAULT_PASSWORD, seed_city
 from app.demo.simulate import month_progress, months_to_simulate, rollout
 from app.demo.synth import YUEYANG_COUNTIES

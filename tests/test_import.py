@@ -18,7 +18,7 @@ import app.roster.services as services
 from app.extensions import db
 from app.models import AuditLog, County, ImportBatch, Institution, Resident, Team, resident_labels
 from app.roster.context import import_context
-from app.roster.normalize import hash_id, mask_id
+from app.core.masking import hash_id, mask_id
 from app.roster.reader import open_roster
 from app.roster.services import REPORT_COLUMNS, ImportFailed, ImportOptions, execute_import
 from tests.conftest import TODAY, resident_count

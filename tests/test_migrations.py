@@ -45,7 +45,7 @@ def test_0005_cuts_stored_id_hashes_and_keeps_every_resident_and_label(fresh_url
     in full before must still match the person's hash afterwards."""
     import hmac
 
-    from app.roster.normalize import hash_id
+    from app.core.masking import hash_id
 
     key = b"migration-key-0123456789"
     people = ["110105194912310025", "430621198001010018"]

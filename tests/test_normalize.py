@@ -15,27 +15,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from app.populations import load_vocabulary
-from app.roster.normalize import (
-    COLUMN_ALIASES,
-    HEADER_SCAN_ROWS,
-    HeaderError,
-    find_header,
-    format_phone,
-    hash_id,
-    hash_ids,
-    id_check_digit,
-    id_check_digits,
-    map_columns,
-    mask_id,
-    mask_ids,
-    mask_phone,
-    match_column,
-    normalize_phone_values,
-    parse_dates,
-    parse_sex,
-    validate_ids,
-)
+from app.core.populations import load_vocabulary
+from app.roster.normalize import COLUMN_ALIASES, HEADER_SCAN_ROWS, HeaderError, find_header, id_check_digit, id_check_digits, map_columns, match_column, normalize_phone_values, parse_dates, parse_sex, validate_ids
+from app.core.masking import format_phone, hash_id, hash_ids, mask_id, mask_ids, mask_phone
 from app.roster.validate import OUTPUT_COLUMNS, validate_frame
 
 TODAY = date(2026, 11, 23)

@@ -260,7 +260,7 @@ SHEET_HEADER = ["县区", "县区代码", "机构", "机构代码", "机构类�
 
 
 def _sheet(tmp_path, rows, name="机构团队.xlsx", title=True):
-    from app.spreadsheets import write_xlsx
+    from app.core.spreadsheets import write_xlsx
     import pandas as pd
 
     frame = pd.DataFrame(rows, columns=SHEET_HEADER)

@@ -15,7 +15,7 @@ from sqlalchemy import func, select
 
 from app.extensions import db
 from app.models import AuditLog, County, Institution, OrgChange, Resident, Team
-from app.spreadsheets import write_xlsx
+from app.core.spreadsheets import write_xlsx
 from tests.conftest import csrf_token
 from tests.draws_support import add_residents
 

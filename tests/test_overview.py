@@ -14,7 +14,7 @@ from flask.testing import FlaskClient
 from sqlalchemy import event, func, select, update
 
 from app.calls.services import sync_problem
-from app.draws.services import naive_utc
+from app.core.clock import utc_naive
 from app.extensions import db
 from app.models import (
     Case,
@@ -72,7 +72,7 @@ def browser_for(app):
 
 
 def beat(minutes_ago: float, now: datetime = NOW) -> None:
-    moment = naive_utc(now) - timedelta(minutes=minutes_ago)
+    moment = utc_naive(now) - timedelta(minutes=minutes_ago)
     db.session.add(SchedulerHeartbeat(host="sched-1", pid=4242, started_at=moment - timedelta(hours=1), beat_at=moment))
     db.session.commit()
 

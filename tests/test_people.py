@@ -20,8 +20,9 @@ from app.auth.passwords import COMMON_PASSWORDS, generate_password, password_pro
 from app.auth.services import UserError, create_user, login_key
 from app.auth.throttle import ThrottleSettings, address_failures
 from app.extensions import db
-from app.models import Attempt, AuditLog, LoginAttempt, User, utcnow
-from app.spreadsheets import write_xlsx
+from app.models import Attempt, AuditLog, LoginAttempt, User
+from app.core.clock import utcnow
+from app.core.spreadsheets import write_xlsx
 from tests.conftest import PASSWORD, csrf_token
 from tests.test_auth import FreshRequestClient  # a client that forgets g between requests
 

@@ -8,7 +8,7 @@ import json
 import pytest
 from sqlalchemy import func, select, update
 
-from app.calls.rules import utc_naive
+from app.core.clock import utc_naive
 from app.calls.services import claim_case, context_for, edit_answer, finish_interview, save_answer, start_interview
 from app.extensions import db
 from app.models import AuditLog, Case, Problem, Response

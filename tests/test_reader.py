@@ -15,7 +15,7 @@ import pytest
 import xlsxwriter
 import xlwt
 
-from app.populations import load_vocabulary
+from app.core.populations import load_vocabulary
 from app.roster.normalize import validate_ids
 from app.roster.reader import RosterFileError, cell_text, detect_encoding, open_roster
 from app.roster.validate import validate_frame

@@ -29,9 +29,10 @@ from app.auth.services import (
 )
 from app.auth.throttle import ThrottleSettings, locked_accounts, normalize_username
 from app.extensions import db
-from app.locks import begin_write
-from app.models import ROLES, AuditLog, County, User, utcnow
-from app.roster.normalize import mask_phone
+from app.core.locks import begin_write
+from app.models import ROLES, AuditLog, County, User
+from app.core.clock import utcnow
+from app.core.masking import mask_phone
 from app.roster.reader import SUPPORTED_SUFFIXES
 from app.roster.services import write_error_report
 

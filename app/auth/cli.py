@@ -132,7 +132,7 @@ def unlock_command(username):
     """解除因多次登录失败而被锁定的账号。"""
     from app.auth.services import unlock_user
     from app.auth.throttle import ThrottleSettings
-    from app.models import utcnow
+    from app.core.clock import utcnow
 
     user = _user(username)
     done = unlock_user(db.session, user, actor=_actor(), now=utcnow(),

@@ -13,8 +13,9 @@ from app.auth.passwords import MIN_PASSWORD_LENGTH
 from app.auth.services import UserError, WrongPasswordError, change_own_password, login_key
 from app.auth.throttle import KEEP_FOR, ThrottleSettings, is_throttled, normalize_username, record_attempt
 from app.extensions import db, login_manager
-from app.locks import begin_write
-from app.models import User, utcnow
+from app.core.locks import begin_write
+from app.models import User
+from app.core.clock import utcnow
 
 login_manager.login_view = "auth.index"
 login_manager.login_message = "请先登录。"

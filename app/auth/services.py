@@ -16,8 +16,10 @@ from sqlalchemy.orm import Session
 
 from app.auth.passwords import MAX_PASSWORD_LENGTH, MIN_PASSWORD_LENGTH, generate_password, password_problem
 from app.auth.throttle import ThrottleSettings, account_locked, normalize_username, unlock_account
-from app.models import ROLES, AuditLog, County, User, username_key, utcnow
-from app.roster.normalize import clean_phone, mask_phone
+from app.models import ROLES, AuditLog, County, User, username_key
+from app.core.clock import utcnow
+from app.roster.normalize import clean_phone
+from app.core.masking import mask_phone
 
 __all__ = [
     "MAX_PASSWORD_LENGTH", "MAX_REAL_NAME_LENGTH", "MAX_USERNAME_LENGTH", "MIN_PASSWORD_LENGTH", "Actor",

@@ -9,7 +9,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from app.calls.outcomes import OUTCOMES, aapor_class
-from app.calls.rules import local
+from app.core.clock import local
 from app.models import Attempt, Case, Response, Round, RoundInstitution, User
 from app.reports.metrics import AaporRates, aapor_rates
 

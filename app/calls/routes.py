@@ -17,7 +17,8 @@ from app.calls import bp
 from app.calls import outcomes as oc
 from app.calls.forms import ActionForm, AssignForm, AttemptForm, EditAnswerForm, FinishForm
 from app.calls.progress import board_rows, caller_stats
-from app.calls.rules import TZ, CallSettings, local
+from app.calls.rules import CallSettings
+from app.core.clock import clock_now, current_month, local, TZ
 from app.calls.services import (
     CallError,
     answers_of,
@@ -36,7 +37,6 @@ from app.calls.services import (
     save_answer,
     start_interview,
 )
-from app.draws.context import clock_now
 from app.extensions import db
 from app.models import AnswerEdit, Attempt, Case, County, Response, Round, User
 from app.questionnaires import FLAGS, opening
@@ -507,7 +507,7 @@ def assign_cases(round_id: int):
 @roles_required(*STAFF)
 def board():
     now = clock_now()
-    month = request.args.get("month") or local(now).strftime("%Y-%m")
+    month = request.args.get("month") or current_month(now)
     stmt = county_filter(current_user, select(Round).join(County), Round.county_id).where(Round.month == month)
     # one county of the city (the overview's links); a supervisor's board is their county anyway
     county_id = request.args.get("county", type=int) if current_user.is_admin else None

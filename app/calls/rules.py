@@ -3,10 +3,10 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from datetime import datetime, time, timedelta, timezone
-from zoneinfo import ZoneInfo
+from datetime import datetime, time, timedelta
 
-TZ = ZoneInfo("Asia/Shanghai")
+from app.core.clock import local
+
 
 _SPAN = re.compile(r"^\s*(\d{1,2}):(\d{2})\s*-\s*(\d{1,2}):(\d{2})\s*$")
 
@@ -32,31 +32,6 @@ def parse_hours(text: str) -> tuple[tuple[time, time], ...]:
             raise CallHoursError("拨打时段应按时间先后排列且互不重叠。")
         spans.append((start, end))
     return tuple(spans)
-
-
-def local(now: datetime) -> datetime:
-    """An aware time in Asia/Shanghai (naive values are UTC, as stored)."""
-    if now.tzinfo is None:
-        now = now.replace(tzinfo=timezone.utc)
-    return now.astimezone(TZ)
-
-
-def utc_naive(value: datetime) -> datetime:
-    if value.tzinfo is None:
-        return value
-    return value.astimezone(timezone.utc).replace(tzinfo=None)
-
-
-def day_start(now: datetime) -> datetime:
-    """Local midnight of ``now``'s day, as naive UTC (comparable with stored times)."""
-    here = local(now)
-    return utc_naive(here.replace(hour=0, minute=0, second=0, microsecond=0))
-
-
-def half_day_start(now: datetime) -> datetime:
-    """Start of ``now``'s half-day (local midnight or noon), as naive UTC."""
-    here = local(now)
-    return utc_naive(here.replace(hour=0 if here.hour < 12 else 12, minute=0, second=0, microsecond=0))
 
 
 @dataclass(frozen=True)

@@ -21,9 +21,10 @@ from sqlalchemy import and_, case as sql_case, false, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from app.calls import outcomes as oc
-from app.locks import begin_write
-from app.calls.rules import CallSettings, day_start, half_day_start, local, utc_naive
-from app.models import AnswerEdit, Attempt, AuditLog, Case, Problem, Response, Round, RoundInstitution, User, utcnow
+from app.core.locks import begin_write
+from app.calls.rules import CallSettings
+from app.core.clock import current_month, day_start, half_day_start, utc_naive, utcnow
+from app.models import AnswerEdit, Attempt, AuditLog, Case, Problem, Response, Round, RoundInstitution, User
 from app.questionnaires import Context, Questionnaire
 
 
@@ -91,7 +92,7 @@ def _held(case: Case, user: User) -> None:
 
 def current_round(session: Session, county_id: int, now: datetime) -> Round | None:
     """The county's round of the current month (Asia/Shanghai)."""
-    month = local(now).strftime("%Y-%m")
+    month = current_month(now)
     return session.scalar(select(Round).where(Round.county_id == county_id, Round.month == month))
 
 
@@ -325,7 +326,7 @@ def validate_callback(value: datetime | None, now: datetime, settings: CallSetti
         raise CallError("约定回访时间必须晚于现在。")
     if not settings.in_hours(value):
         raise CallError(f"约定回访时间必须在拨打时段内（{settings.hours_label()}）。")
-    if local(value).strftime("%Y-%m") != month:
+    if current_month(value) != month:
         raise CallError("约定回访时间必须在本月调查期内。")
     return utc_naive(value)
 

@@ -13,7 +13,7 @@ from sqlalchemy import func, select
 from werkzeug.security import generate_password_hash
 
 from app.auth.services import UserError, create_user
-from app.calls.rules import TZ
+from app.core.clock import clock_now, TZ
 from app.demo.simulate import Services, simulate
 from app.demo.synth import (
     YUEYANG_COUNTIES,
@@ -24,7 +24,7 @@ from app.demo.synth import (
     person_names,
     write_messy_xlsx,
 )
-from app.draws.context import clock_now, draw_settings
+from app.draws.context import draw_settings
 from app.extensions import db
 from app.models import County, Institution, Resident, Team, User
 from app.roster.normalize import infer_institution_type

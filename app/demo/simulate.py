@@ -36,9 +36,10 @@ import numpy as np
 from sqlalchemy import event, func, select
 from sqlalchemy.orm import scoped_session
 
-from app import locks
+from app.core import locks
 from app.calls import outcomes as oc
-from app.calls.rules import TZ, CallSettings, local
+from app.calls.rules import CallSettings
+from app.core.clock import current_month, local, month_start, shift_month, TZ
 from app.calls.services import (
     claim_case,
     context_for,
@@ -47,7 +48,7 @@ from app.calls.services import (
     save_answer,
     start_interview,
 )
-from app.draws.services import DrawSettings, close_round, draw_county, month_start, shift_month
+from app.draws.services import DrawSettings, close_round, draw_county
 from app.models import Attempt, Case, County, Institution, Problem, Response, Round, Team, User
 from app.questionnaires import Context, Item, Questionnaire
 from app.reports.problems import assign_problem, close_problem
@@ -115,7 +116,7 @@ class Services:
     draw: DrawSettings
     calls: CallSettings
     questionnaires: Mapping[str, Questionnaire]
-    vocabulary: object  # app.roster.normalize.Vocabulary
+    vocabulary: object  # app.core.populations.Vocabulary
 
 
 @dataclass
@@ -154,7 +155,7 @@ class _Levels:
 
 def months_to_simulate(now: datetime, months: int) -> list[str]:
     """The ``months`` months ending with the month of ``now`` (Asia/Shanghai), oldest first."""
-    current = local(now).strftime("%Y-%m")
+    current = current_month(now)
     return [shift_month(current, -k) for k in range(months - 1, -1, -1)]
 
 
@@ -280,7 +281,7 @@ def rollout(counties: list[County], institutions: Mapping[int, int], month_list:
 
 def month_progress(now: datetime) -> float:
     """The share of the current month's calling plan (its first PLAN_DAYS working days) behind us."""
-    month = local(now).strftime("%Y-%m")
+    month = current_month(now)
     return min(len(_working_days(month, local(now).date())) / PLAN_DAYS, 1.0)
 
 
@@ -300,7 +301,7 @@ def _simulate(session, *, now, rng, months, services, callers, staff, echo, all_
     levels = _levels(session, rng)
     summaries = []
     for month in month_list:
-        current = month == local(now).strftime("%Y-%m")
+        current = month == current_month(now)
         round_ids = _draw(session, month, plan[month], now, rng, services)
         for county in plan[month]:
             round_id = round_ids.get(county.id)

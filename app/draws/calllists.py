@@ -11,7 +11,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from app.models import Case, Round
-from app.spreadsheets import write_csv, write_xlsx
+from app.core.spreadsheets import write_csv, write_xlsx
 
 COLUMNS = [
     "序号", "机构", "团队", "家庭医生", "姓名", "性别", "年龄", "联系电话", "人群类别", "签约日期", "样本类型",

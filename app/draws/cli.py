@@ -6,7 +6,8 @@ from flask import current_app
 from flask.cli import AppGroup
 
 from app.draws.calllists import write_call_list
-from app.draws.context import call_list_writer, clock_now, draw_settings
+from app.draws.context import call_list_writer, draw_settings
+from app.core.clock import clock_now
 from app.draws.services import (
     DrawError,
     close_round,

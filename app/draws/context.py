@@ -1,8 +1,6 @@
 """What the draw needs from the application, gathered at the boundary (CLI, view, job)."""
 from __future__ import annotations
 
-from datetime import datetime, timezone
-
 from flask import Flask
 from sqlalchemy.orm import Session
 
@@ -18,7 +16,3 @@ def call_list_writer(app: Flask, session: Session):
     base = app.config["SAMPLE_LISTS_DIR"]
     return lambda round_id: write_call_list(session, round_id, base)
 
-
-def clock_now() -> datetime:
-    """The real clock; services take ``now`` as an argument so tests can pin it."""
-    return datetime.now(timezone.utc)

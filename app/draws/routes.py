@@ -5,9 +5,10 @@ from sqlalchemy import func, select
 from app.auth.scope import county_filter, require_county, roles_required
 from app.draws import bp
 from app.draws.calllists import ordered_cases, sample_label, write_call_list
-from app.draws.context import call_list_writer, clock_now, draw_settings
+from app.draws.context import call_list_writer, draw_settings
+from app.core.clock import clock_now, current_month
 from app.draws.forms import DrawForm, RedrawForm
-from app.draws.services import DrawError, draw_month, local_date, month_of, redraw_round
+from app.draws.services import DrawError, draw_month, redraw_round
 from app.extensions import db
 from app.models import AuditLog, Case, County, Round
 
@@ -44,7 +45,7 @@ def rounds():
         Round.month.desc(), County.code
     )
     page = db.paginate(stmt, per_page=50, error_out=False)
-    month = month_of(local_date(clock_now()))
+    month = current_month(clock_now())
     return render_template("draws/rounds.html", page=page, form=_draw_form(), month=month)
 
 
@@ -63,7 +64,7 @@ def draw():
     now = clock_now()
     try:
         outcomes = draw_month(
-            db.session, month_of(local_date(now)), now=now, settings=draw_settings(current_app),
+            db.session, current_month(now), now=now, settings=draw_settings(current_app),
             actor=current_user.username, user_id=current_user.id, county_ids=county_ids,
             after_draw=call_list_writer(current_app, db.session),
         )

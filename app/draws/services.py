@@ -11,7 +11,6 @@ import secrets
 from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import date, datetime, timezone
-from zoneinfo import ZoneInfo
 
 import numpy as np
 from flask import current_app
@@ -19,8 +18,8 @@ from sqlalchemy import and_, case, delete, func, insert, not_, select, text, upd
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from app import locks
-from app.bulk import bulk_load
+from app.core import locks
+from app.core.bulk import bulk_load
 from app.draws.sampler import (
     ALGORITHM,
     DrawParams,
@@ -30,6 +29,7 @@ from app.draws.sampler import (
     pack_eligible,
     unpack_eligible,
 )
+from app.core.clock import local_date, month_of, month_start, shift_month, TZ, utc_naive
 from app.models import (
     OUTCOME_COMPLETE,
     OUTCOME_OPEN_AT_CLOSE,
@@ -45,7 +45,7 @@ from app.models import (
     resident_labels,
 )
 
-TZ = ZoneInfo("Asia/Shanghai")
+
 SNAPSHOT_CHUNK = 500
 
 
@@ -121,27 +121,6 @@ def parse_month(text: str | None) -> str:
     except ValueError:
         raise DrawError(f"月份格式应为 YYYY-MM（例如 2026-11），收到：{value or '空'}") from None
     return parsed.strftime("%Y-%m")
-
-
-def month_of(day: date) -> str:
-    return f"{day.year:04d}-{day.month:02d}"
-
-
-def month_start(month: str) -> date:
-    return date(int(month[:4]), int(month[5:7]), 1)
-
-
-def shift_month(month: str, delta: int) -> str:
-    index = int(month[:4]) * 12 + int(month[5:7]) - 1 + delta
-    return f"{index // 12:04d}-{index % 12 + 1:02d}"
-
-
-def local_date(now: datetime) -> date:
-    return now.astimezone(TZ).date()
-
-
-def naive_utc(now: datetime) -> datetime:
-    return now.astimezone(timezone.utc).replace(tzinfo=None)
 
 
 def draw_date_for(month: str, now: datetime) -> date:
@@ -435,7 +414,7 @@ def _run_draw(
     breakdown = exclusion_breakdown(session, short_ids, day, round_.month, settings.exclusion_months)
     picked = [p.resident_id for d, *_rest in draws.values() for p in d.picks]
     snaps = _snapshots(session, picked, day, settings.general_code)
-    drawn_at = naive_utc(now)
+    drawn_at = utc_naive(now)
 
     units: list[UnitReport] = []
     unit_rows, case_rows = [], []
@@ -566,7 +545,7 @@ def draw_county(
             county.name, month, "skipped", f"{county.name} {month}：没有符合条件的签约居民，未建立本月抽样。"
         )
     round_ = _new_round(county, month, day, settings, salt or secrets.token_hex(8))
-    round_.triggered_by, round_.triggered_by_id, round_.drawn_at = actor, user_id, naive_utc(now)
+    round_.triggered_by, round_.triggered_by_id, round_.drawn_at = actor, user_id, utc_naive(now)
     session.add(round_)
     session.flush()  # the unique (county, month) constraint answers here if another process won
     units = _run_draw(session, round_, county, settings, now, inputs)
@@ -678,7 +657,7 @@ def redraw_round(
         for column in ("algorithm", "county_code", "salt", "seed", "draw_date", "sample_size", "backup_size",
                        "exclusion_months", "key_population_min_share", "questionnaire_version"):
             setattr(round_, column, getattr(fresh, column))
-        round_.triggered_by, round_.triggered_by_id, round_.drawn_at = actor, user_id, naive_utc(now)
+        round_.triggered_by, round_.triggered_by_id, round_.drawn_at = actor, user_id, utc_naive(now)
         round_.redraws += 1
         session.flush()
         session.expire(round_, ["units"])
@@ -777,7 +756,7 @@ def close_round(
     if round_ is None or round_.status == "closed":
         session.rollback()
         return False
-    stamp = naive_utc(now)
+    stamp = utc_naive(now)
     # interviews left open end with what was asked (partial or break-off); a case dialled
     # keeps the disposition of its attempts, one never dialled is "open at close"
     from app.calls.services import finalize_open_interviews

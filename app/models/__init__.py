@@ -2,7 +2,6 @@
 from app.models.audit import AuditLog
 from app.models.auth import ROLES, LoginAttempt, User, username_key
 from app.models.calls import PROBLEM_STATUSES, RESPONSE_STATUSES, AnswerEdit, Attempt, Problem, Response
-from app.models.base import utcnow
 from app.models.org import INSTITUTION_TYPES, UNIT_KINDS, County, Institution, OrgChange, Team
 from app.models.roster import ImportBatch, PopulationLabel, Resident, resident_labels
 from app.models.survey import (
@@ -48,5 +47,4 @@ __all__ = [
     "User",
     "resident_labels",
     "username_key",
-    "utcnow",
 ]

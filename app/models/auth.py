@@ -9,7 +9,7 @@ from sqlalchemy.orm import Mapped, mapped_column, relationship, validates
 from werkzeug.security import check_password_hash, generate_password_hash
 
 from app.extensions import db
-from app.models.base import utcnow
+from app.core.clock import utcnow
 
 ROLES = {"admin": "市级管理员", "supervisor": "县级督导", "caller": "调查员"}
 

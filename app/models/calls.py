@@ -7,7 +7,7 @@ from sqlalchemy import ForeignKey, Index, SmallInteger, String, Text, UniqueCons
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from app.extensions import db
-from app.models.base import utcnow
+from app.core.clock import utcnow
 
 RESPONSE_STATUSES = ("in_progress", "complete", "partial", "breakoff", "ended")
 

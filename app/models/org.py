@@ -7,7 +7,7 @@ from sqlalchemy import CheckConstraint, ForeignKey, Index, String, Text, UniqueC
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from app.extensions import db
-from app.models.base import utcnow
+from app.core.clock import utcnow
 
 INSTITUTION_TYPES = ("乡镇卫生院", "中心卫生院", "社区卫生服务中心", "社区卫生服务站", "其他基层医疗卫生机构")
 UNIT_KINDS = {"county": "县市区", "institution": "机构", "team": "团队"}

@@ -7,7 +7,7 @@ from sqlalchemy import Column, ForeignKey, Index, Integer, String, Table, Text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from app.extensions import db
-from app.models.base import utcnow
+from app.core.clock import utcnow
 
 
 # Keyed hashes (the first 128 bits of HMAC-SHA256, as 32 hex characters: see hash_id) are

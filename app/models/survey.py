@@ -16,7 +16,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from app.extensions import db
-from app.models.base import utcnow
+from app.core.clock import utcnow
 
 # A case's life: a primary is "queued" from the draw; a backup waits in "reserve" until it
 # replaces a primary and becomes "queued"; a case with a final outcome is "done"; a queued case

@@ -28,7 +28,8 @@ from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from app.models import INSTITUTION_TYPES, AuditLog, County, Institution, OrgChange, Resident, Team, User
-from app.roster.normalize import clean_phone, mask_phone
+from app.roster.normalize import clean_phone
+from app.core.masking import mask_phone
 
 COUNTY_CODE = re.compile(r"^[1-8][0-9]{5}$")
 INSTITUTION_CODE = re.compile(r"^[0-9A-Za-z][0-9A-Za-z-]{0,29}$")

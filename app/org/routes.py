@@ -26,8 +26,9 @@ from sqlalchemy.exc import IntegrityError
 
 from app.auth.scope import county_filter, require_county, roles_required
 from app.extensions import db
-from app.locks import begin_write
-from app.models import AuditLog, County, Institution, Resident, Team, utcnow
+from app.core.locks import begin_write
+from app.models import AuditLog, County, Institution, Resident, Team
+from app.core.clock import utcnow
 from app.org import bp
 from app.org.forms import (
     ConfirmForm,
@@ -64,7 +65,7 @@ from app.org.maintenance import (
 )
 from app.org.services import label_names, roster_counts
 from app.roster.reader import SUPPORTED_SUFFIXES
-from app.spreadsheets import write_xlsx
+from app.core.spreadsheets import write_xlsx
 
 MANAGERS = ("admin", "supervisor")
 MODELS = {"county": County, "institution": Institution, "team": Team}

@@ -7,8 +7,8 @@ from flask import current_app, flash, render_template, request
 from flask_login import login_required
 
 from app.auth.scope import roles_required
-from app.draws.context import clock_now
-from app.draws.services import DrawError, local_date, month_of, parse_month, shift_month
+from app.core.clock import clock_now, current_month, shift_month
+from app.draws.services import DrawError, parse_month
 from app.extensions import db
 from app.overview import bp
 from app.overview.services import city_overview
@@ -20,7 +20,7 @@ from app.scheduler.heartbeat import scheduler_state
 @roles_required("admin")
 def city():
     now = clock_now()
-    this_month = month_of(local_date(now))
+    this_month = current_month(now)
     month = this_month
     if request.args.get("month"):
         try:

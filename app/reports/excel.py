@@ -12,7 +12,7 @@ numbers are the same by construction:
 - 明细: one row per active case (primaries and activated backups) with its outcome and answers.
 
 Phones are masked everywhere (also inside free text), every workbook is written through
-``app.spreadsheets.write_xlsx`` (formula injection neutralised, atomic write), files are
+``app.core.spreadsheets.write_xlsx`` (formula injection neutralised, atomic write), files are
 mode 0600 and never inside sample_lists, and every export is written to the audit log.
 
 Entry points: ``build_monthly_report``; GET /reports/monthly.xlsx?month=YYYY-MM&county=<id>
@@ -42,10 +42,9 @@ from app.auth.scope import require_county, roles_required
 from app.calls.outcomes import AAPOR_LABELS, aapor_class, label
 from app.calls.progress import Progress, board_rows
 from app.draws.calllists import SEX, safe_dirname, sample_label
-from app.draws.context import clock_now
+from app.core.clock import clock_now, to_local
 from app.draws.services import DrawError, counties_for, parse_month
 from app.extensions import db
-from app.filters import to_local
 from app.models import AuditLog, Case, County, Institution, Problem, Response, Round, Team
 from app.questionnaires import FLAGS, Questionnaire, load_questionnaires
 from app.reports import bp
@@ -53,8 +52,8 @@ from app.reports.cli import report_cli
 from app.reports.indicators import LEVEL_LABELS, RATES, Unit, unit_indicators
 from app.reports.rankings import POSITION_LABELS, Ranking, build_ranking
 from app.reports.settings import ReportSettings
-from app.roster.normalize import mask_phone
-from app.spreadsheets import write_xlsx
+from app.core.masking import mask_phone
+from app.core.spreadsheets import write_xlsx
 
 AUDIT_ACTION = "export_monthly_report"
 CITY = "全市"

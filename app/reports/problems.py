@@ -39,8 +39,7 @@ from wtforms import SubmitField, TextAreaField
 from wtforms.validators import DataRequired, Length, Optional
 
 from app.auth.scope import can_see_county, county_filter, roles_required
-from app.calls.rules import local, utc_naive
-from app.draws.context import clock_now
+from app.core.clock import clock_now, local, utc_naive
 from app.extensions import db
 from app.models import PROBLEM_STATUSES, AuditLog, Case, County, Institution, Problem, Response, Team, User
 from app.questionnaires import FLAGS, Questionnaire

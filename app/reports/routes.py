@@ -25,9 +25,9 @@ from sqlalchemy import func, select
 from werkzeug.exceptions import NotFound
 
 from app.auth.scope import require_county, roles_required
-from app.draws.context import clock_now
+from app.core.clock import clock_now
 from app.extensions import db
-from app.locks import begin_write
+from app.core.locks import begin_write
 from app.models import AuditLog, Case, County, Institution, Response, Round, Team, User
 from app.questionnaires import FLAGS
 from app.reports import bp

@@ -14,7 +14,7 @@ from collections.abc import Iterator
 
 from app.reports.indicators import LEVEL_LABELS, RATES, Rate, Unit
 from app.reports.rankings import POSITION_LABELS, Ranking, RankRow
-from app.spreadsheets import neutralise
+from app.core.spreadsheets import neutralise
 
 # the indicators shown beside every ranked unit, in display order: (code, label, kind)
 # kind: "rate" (a proportion with n and a Wilson interval), "mean" (a plain mean), "count"

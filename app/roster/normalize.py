@@ -6,8 +6,6 @@ Reasons are in Chinese: they go straight into the error report an administrator 
 """
 from __future__ import annotations
 
-import hashlib
-import hmac
 import re
 import unicodedata
 from dataclasses import dataclass
@@ -322,52 +320,9 @@ def validate_ids(raw: pd.Series, today: date) -> IdResult:
     )
 
 
-HASH_BYTES = 16
-
-
-def hash_id(key: bytes, id18: str) -> str:
-    """The resident's keyed ID hash: the first 128 bits of HMAC-SHA256 (a truncated HMAC,
-    NIST SP 800-107), as 32 hex characters. Two people sharing one by chance: about 10^-23
-    for a province's 15 million residents."""
-    return hmac.digest(key, id18.encode("ascii"), "sha256")[:HASH_BYTES].hex()
-
-
-def hash_ids(key: bytes, ids: pd.Series) -> pd.Series:
-    """hash_id for many IDs: the same HMAC-SHA256, with the key's inner and outer pads
-    hashed once and copied per ID (RFC 2104), which is much faster than hmac.digest."""
-    if len(key) > 64:
-        key = hashlib.sha256(key).digest()
-    key = key.ljust(64, b"\0")
-    inner = hashlib.sha256(bytes(b ^ 0x36 for b in key))
-    outer = hashlib.sha256(bytes(b ^ 0x5C for b in key))
-
-    def one(value: str) -> str:
-        h = inner.copy()
-        h.update(value.encode("ascii"))
-        o = outer.copy()
-        o.update(h.digest())
-        return o.digest()[:HASH_BYTES].hex()
-
-    return pd.Series([one(v) for v in ids], index=ids.index, dtype=object)
-
-
-def mask_id(id18: str) -> str:
-    """430621********123X: region code and the last four, never the birth date. Values too
-    short to be an ID keep only their first two characters."""
-    if len(id18) >= 14:
-        return id18[:6] + "*" * (len(id18) - 10) + id18[-4:]
-    return id18[:2] + "*" * max(len(id18) - 2, 0)
-
-
-def mask_ids(ids: pd.Series) -> pd.Series:
-    return pd.Series([v[:6] + "********" + v[-4:] for v in ids], index=ids.index, dtype=object)
-
-
 # ---------------------------------------------------------------------------
 # Phones
 # ---------------------------------------------------------------------------
-
-MOBILE_RE = r"1[3-9]\d{9}"
 
 
 _PHONE_SPLIT = re.compile(r"\s*[/,，;；、|]\s*")
@@ -448,28 +403,6 @@ def normalize_phone_values(raw: pd.Series) -> pd.DataFrame:
     )
 
 
-def format_phone(phone: str | None) -> str:
-    """For display where a call is made: 138 0013 8000 / 0730-8221234."""
-    if not phone:
-        return ""
-    if re.fullmatch(MOBILE_RE, phone):
-        return f"{phone[:3]} {phone[3:7]} {phone[7:]}"
-    if phone.startswith(("010", "02")):
-        return f"{phone[:3]}-{phone[3:]}"
-    if phone.startswith("0"):
-        return f"{phone[:4]}-{phone[4:]}"
-    return phone
-
-
-def mask_phone(phone: str | None) -> str:
-    """For lists and reports: 138****8000."""
-    if not phone:
-        return ""
-    if len(phone) >= 7:
-        return phone[:3] + "****" + phone[-4:]
-    return "****"
-
-
 # ---------------------------------------------------------------------------
 # Dates
 # ---------------------------------------------------------------------------
@@ -524,59 +457,6 @@ def parse_sex(raw: pd.Series) -> pd.Series:
 # ---------------------------------------------------------------------------
 # Key-population labels
 # ---------------------------------------------------------------------------
-
-LABEL_SEPARATORS = r"[、，,；;/／|\s]+"
-
-
-@dataclass
-class Vocabulary:
-    """The configured key populations: code -> display name, plus alias lookup."""
-
-    names: dict[str, str]
-    lookup: dict[str, str]
-    annual_services: dict[str, int]
-    default_code: str = "general"
-
-    @classmethod
-    def from_config(cls, data: dict) -> Vocabulary:
-        names: dict[str, str] = {}
-        lookup: dict[str, str] = {}
-        services: dict[str, int] = {}
-        for entry in data["populations"]:
-            code = entry["code"]
-            names[code] = entry["name"]
-            services[code] = int(entry.get("annual_services", 0))
-            for spelling in (entry["name"], *entry.get("aliases", ())):
-                lookup[_label_key(spelling)] = code
-        return cls(names=names, lookup=lookup, annual_services=services)
-
-    def parse(self, cell: str) -> tuple[tuple[str, ...], list[str]]:
-        """Codes named in one cell (sorted, deduplicated) and the unknown pieces."""
-        text = unicodedata.normalize("NFKC", cell or "").strip()
-        if not text:
-            return (self.default_code,), []
-        whole = self.lookup.get(_label_key(text))
-        if whole:
-            return (whole,), []
-        codes: set[str] = set()
-        unknown: list[str] = []
-        for piece in re.split(LABEL_SEPARATORS, text):
-            if not piece:
-                continue
-            code = self.lookup.get(_label_key(piece))
-            if code:
-                codes.add(code)
-            else:
-                unknown.append(piece)
-        if len(codes) > 1:
-            codes.discard(self.default_code)
-        if not codes and not unknown:
-            codes.add(self.default_code)
-        return tuple(sorted(codes)), unknown
-
-
-def _label_key(text: str) -> str:
-    return re.sub(r"\s+", "", unicodedata.normalize("NFKC", text)).replace("～", "-").replace("~", "-")
 
 
 # ---------------------------------------------------------------------------

@@ -50,15 +50,17 @@ from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.schema import AddConstraint, DropConstraint
 from sqlalchemy.orm import Session
 
-from app.bulk import bulk_load
-from app.models import AuditLog, County, ImportBatch, Institution, Resident, Team, resident_labels, utcnow
+from app.core.bulk import bulk_load
+from app.models import AuditLog, County, ImportBatch, Institution, Resident, Team, resident_labels
+from app.core.clock import utcnow
 from app.models.roster import HASH_TYPE
 from app.org.maintenance import Actor, record_change
-from app.populations import sync_labels
-from app.roster.normalize import Vocabulary, infer_institution_type
+from app.roster.labels import sync_labels
+from app.roster.normalize import infer_institution_type
+from app.core.populations import Vocabulary
 from app.roster.reader import Chunk, CsvBlock, CsvLayout, RosterFileError, RosterSource, open_roster
 from app.roster.validate import Rejection, ValidatedChunk, validate_frame
-from app.spreadsheets import write_csv, write_xlsx
+from app.core.spreadsheets import write_csv, write_xlsx
 
 log = logging.getLogger(__name__)
 

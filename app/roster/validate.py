@@ -13,24 +13,9 @@ from datetime import date
 import numpy as np
 import pandas as pd
 
-from app.roster.normalize import (
-    FIELD_LABELS,
-    Vocabulary,
-    clean_text,
-    default_contract_end,
-    _clean_one,
-    _phone_cell,
-    _squeeze_one,
-    hash_ids,
-    map_values,
-    mask_id,
-    mask_ids,
-    normalize_phone_values,
-    parse_dates,
-    parse_sex,
-    squeeze,
-    validate_ids,
-)
+from app.roster.normalize import FIELD_LABELS, clean_text, default_contract_end, _clean_one, _phone_cell, _squeeze_one, map_values, normalize_phone_values, parse_dates, parse_sex, squeeze, validate_ids
+from app.core.populations import Vocabulary
+from app.core.masking import hash_ids, mask_id, mask_ids
 
 EARLIEST_CONTRACT = pd.Timestamp("2010-01-01")
 _HAS_DIGIT = re.compile(r"\d")

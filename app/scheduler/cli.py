@@ -4,9 +4,8 @@ import click
 from flask import current_app
 from flask.cli import AppGroup
 
-from app.draws.context import clock_now
+from app.core.clock import clock_now, to_local
 from app.extensions import db
-from app.filters import to_local
 from app.models import SchedulerRun
 from app.scheduler.heartbeat import ALIVE_WITHIN, Heartbeat, SchedulerState, scheduler_state
 from app.scheduler.jobs import JOB_LABELS, next_runs, run_job

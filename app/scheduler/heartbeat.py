@@ -16,8 +16,7 @@ from flask import Flask
 from sqlalchemy import delete, insert, select, update
 from sqlalchemy.orm import Session
 
-from app.draws.context import clock_now
-from app.draws.services import naive_utc
+from app.core.clock import clock_now, utc_naive
 from app.extensions import db
 from app.models import SchedulerHeartbeat
 
@@ -35,7 +34,7 @@ START_HINT = "启动方法：flask --app wsgi scheduler run（生产环境：sys
 def is_alive(beat_at: datetime | None, now: datetime) -> bool:
     """The one rule: a beat (naive UTC, as stored) within ALIVE_WITHIN of ``now``. A beat
     "from the future" (the scheduler host's clock ahead of this one) counts as alive."""
-    return beat_at is not None and naive_utc(now) - beat_at <= ALIVE_WITHIN
+    return beat_at is not None and utc_naive(now) - beat_at <= ALIVE_WITHIN
 
 
 @dataclass(frozen=True)
@@ -60,7 +59,7 @@ class SchedulerState:
         """Whole minutes since the newest beat (None without any)."""
         if self.newest is None:
             return None
-        return max(int((naive_utc(self.now) - self.newest.beat_at).total_seconds() // 60), 0)
+        return max(int((utc_naive(self.now) - self.newest.beat_at).total_seconds() // 60), 0)
 
     @property
     def alive_within_minutes(self) -> int:
@@ -95,7 +94,7 @@ class Heartbeat:
         self._now_fn = now_fn
         self.host = socket.gethostname()[:100]
         self.pid = os.getpid()
-        self.started_at = naive_utc(self._now())
+        self.started_at = utc_naive(self._now())
         self.row_id: int | None = None
 
     def _now(self) -> datetime:
@@ -106,7 +105,7 @@ class Heartbeat:
         with self.app.app_context():
             session = db.session
             try:
-                now = naive_utc(self._now())
+                now = utc_naive(self._now())
                 updated = 0
                 if self.row_id is not None:
                     updated = session.execute(

@@ -14,17 +14,9 @@ from apscheduler.triggers.cron import CronTrigger
 from flask import Flask
 from sqlalchemy import exists, select
 
-from app.draws.context import call_list_writer, clock_now, draw_settings
-from app.draws.services import (
-    TZ,
-    close_round,
-    draw_month,
-    month_of,
-    month_start,
-    naive_utc,
-    rounds_to_close,
-    shift_month,
-)
+from app.draws.context import call_list_writer, draw_settings
+from app.core.clock import clock_now, current_month, month_bounds, shift_month, TZ, utc_naive
+from app.draws.services import close_round, draw_month, rounds_to_close
 from app.extensions import db
 from app.models import County, Round, SchedulerRun
 
@@ -40,29 +32,23 @@ def triggers(config: dict) -> dict[str, CronTrigger]:
     return {"draw": cron_trigger(config["DRAW_CRON"]), "close": cron_trigger(config["CLOSE_CRON"])}
 
 
-def _month_bounds(month: str) -> tuple[datetime, datetime]:
-    start = datetime.combine(month_start(month), datetime.min.time(), TZ)
-    end = datetime.combine(month_start(shift_month(month, 1)), datetime.min.time(), TZ)
-    return start, end
-
-
 def fire_time_in_month(trigger: CronTrigger, month: str) -> datetime:
     """When the job is due in ``month``: its first fire time in that month (the month's end
     if the expression never fires in it)."""
-    start, end = _month_bounds(month)
+    start, end = month_bounds(month)
     fire = trigger.get_next_fire_time(None, start)
     return fire if fire is not None and fire < end else end
 
 
 def draw_due(config: dict, now: datetime) -> str | None:
     """The month whose draw is due at ``now`` (the current month, once its draw time has come)."""
-    month = month_of(now.astimezone(TZ).date())
+    month = current_month(now)
     return month if now >= fire_time_in_month(triggers(config)["draw"], month) else None
 
 
 def close_due_before(config: dict, now: datetime) -> str:
     """Rounds of months before the returned month are due for closing at ``now``."""
-    month = month_of(now.astimezone(TZ).date())
+    month = current_month(now)
     if now >= fire_time_in_month(triggers(config)["close"], month):
         return shift_month(month, 1)
     return month
@@ -137,8 +123,8 @@ def _record(app: Flask, job: str, scheduled_for: datetime | None, now_fn, body, 
     started = now_fn()
     run = None
     if always:
-        run = SchedulerRun(job=job, scheduled_for=naive_utc(scheduled_for) if scheduled_for else None,
-                           started_at=naive_utc(started), status="running",
+        run = SchedulerRun(job=job, scheduled_for=utc_naive(scheduled_for) if scheduled_for else None,
+                           started_at=utc_naive(started), status="running",
                            host=socket.gethostname()[:100], pid=os.getpid())
         db.session.add(run)
         db.session.commit()
@@ -154,10 +140,10 @@ def _record(app: Flask, job: str, scheduled_for: datetime | None, now_fn, body, 
     if always:
         run = db.session.get(SchedulerRun, run_id)
     else:
-        run = SchedulerRun(job=job, scheduled_for=None, started_at=naive_utc(started),
+        run = SchedulerRun(job=job, scheduled_for=None, started_at=utc_naive(started),
                            host=socket.gethostname()[:100], pid=os.getpid())
         db.session.add(run)
-    run.finished_at = naive_utc(now_fn())
+    run.finished_at = utc_naive(now_fn())
     run.status = "failed" if result.failed else "success"
     run.result = result.text
     run.error = error

@@ -3,8 +3,7 @@ from flask_login import login_required
 from sqlalchemy import select
 
 from app.auth.scope import roles_required
-from app.draws.context import clock_now
-from app.draws.services import local_date, month_of
+from app.core.clock import clock_now, current_month
 from app.extensions import db
 from app.models import SchedulerRun
 from app.scheduler import bp
@@ -17,7 +16,7 @@ from app.scheduler.jobs import JOB_LABELS, next_runs, pending_counties
 @roles_required("admin", "supervisor")
 def status():
     now = clock_now()
-    month = month_of(local_date(now))
+    month = current_month(now)
     page = db.paginate(select(SchedulerRun).order_by(SchedulerRun.started_at.desc(), SchedulerRun.id.desc()),
                        per_page=50, error_out=False)
     return render_template(

@@ -13,7 +13,7 @@ from apscheduler.schedulers.blocking import BlockingScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 from flask import Flask
 
-from app.draws.services import TZ
+from app.core.clock import TZ
 from app.scheduler.heartbeat import BEAT_SECONDS, Heartbeat
 from app.scheduler.jobs import run_job, triggers
 
