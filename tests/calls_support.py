@@ -6,14 +6,29 @@ from datetime import datetime, timedelta
 
 from sqlalchemy import select
 
+from flask import current_app
+
 from app.calls.rules import CallSettings, parse_hours
-from app.draws.services import draw_month
+from app.core.transactions import transaction
+from app.draws.services import draw_month_and_commit
 from app.extensions import db
 from app.models import Case, Round, User
 from tests.conftest import PASSWORD
 from tests.draws_support import MONTH, NOW, SETTINGS, TZ, add_residents
 
 CALLS = CallSettings(hours=parse_hours("08:30-12:00,14:30-20:30"))
+
+
+def committed(service, *args, **kwargs):
+    """Call a write service as a view does: in one write transaction, committed when it
+    returns and rolled back when it raises."""
+    with transaction(db.session, write=True):
+        return service(db.session, *args, **kwargs)
+
+
+def closing_args() -> dict:
+    """What the month-end close takes from the application."""
+    return {"questionnaires": current_app.extensions["questionnaires"], "vocabulary": current_app.extensions["vocabulary"]}
 
 
 def at(day: int, hour: int, minute: int = 0) -> datetime:
@@ -38,7 +53,7 @@ def drawn_round(county, make_team, make_user, *, per_team=(12, 12), institutions
             team = make_team(county, inst, f"{inst}第{n + 1}团队")
             add_residents(team, size, labels)
             teams.append(team)
-    draw_month(db.session, MONTH, now=NOW, settings=SETTINGS, actor="test", county_ids=[county.id])
+    draw_month_and_commit(db.session, MONTH, now=NOW, settings=SETTINGS, actor="test", county_ids=[county.id])
     round_ = db.session.scalar(select(Round).where(Round.county_id == county.id, Round.month == MONTH))
     caller = make_user(f"caller{county.id}", "caller", county)
     other = make_user(f"other{county.id}", "caller", county)

@@ -23,10 +23,11 @@ from app.calls.services import (
     save_answer,
     start_interview,
 )
-from app.draws.services import DrawError, close_round, redraw_round
+from app.draws.services import DrawError, redraw_round
+from app.scheduler.month_end import close_round
 from app.extensions import db
 from app.models import AnswerEdit, Attempt, AuditLog, Case, Response
-from tests.calls_support import CALLS, SETTINGS, at, case_by, drawn_round, later
+from tests.calls_support import CALLS, SETTINGS, at, case_by, closing_args, committed, drawn_round, later
 
 
 @pytest.fixture
@@ -39,11 +40,11 @@ def q(app):
 
 
 def claim(setup, user=None, now=None):
-    return claim_next(db.session, setup.round.id, user or setup.caller, now or at(23, 9), CALLS)
+    return committed(claim_next, setup.round.id, user or setup.caller, now or at(23, 9), CALLS)
 
 
 def attempt(case, user, outcome, now, **kw):
-    return record_attempt(db.session, case.id, user, outcome=outcome, now=now, settings=CALLS, **kw)
+    return committed(record_attempt, case.id, user, outcome=outcome, now=now, settings=CALLS, **kw)
 
 
 # ---------------------------------------------------------------------------
@@ -112,9 +113,9 @@ def test_an_expired_lease_returns_the_case_to_the_queue(setup):
 
 def test_release_puts_the_case_back(setup):
     held = claim(setup)
-    assert release(db.session, held.id, setup.caller)
+    assert committed(release, held.id, setup.caller)
     assert case_by(held.id).leased_by_id is None
-    assert not release(db.session, held.id, setup.other)
+    assert not committed(release, held.id, setup.other)
 
 
 def test_queue_order_callbacks_then_untried_then_retries_by_deficit(setup, county, make_team):
@@ -124,7 +125,7 @@ def test_queue_order_callbacks_then_untried_then_retries_by_deficit(setup, count
     c2 = claim(setup, now=at(23, 9, 2))
     attempt(c2, setup.caller, "no_answer", at(23, 9, 3))
     assert claim(setup, setup.other, now=at(23, 10, 0)).id == c1.id  # due callback first, whoever set it
-    release(db.session, c1.id, setup.other)
+    committed(release, c1.id, setup.other)
     # untried cases come before a retry whose gap has passed
     nxt = claim(setup, now=at(23, 11, 30))
     assert nxt.id not in (c1.id, c2.id) and nxt.attempt_count == 0 or nxt.id == c1.id
@@ -141,7 +142,7 @@ def test_institution_furthest_from_target_first(county, make_team, make_user):
     for _ in range(3):
         got = claim(s, now=at(23, 9))
         assert got.institution_name == "甲卫生院"
-        release(db.session, got.id, s.caller)
+        committed(release, got.id, s.caller)
         db.session.execute(update(Case).where(Case.id == got.id).values(assigned_to_id=s.other.id))
         db.session.commit()
 
@@ -158,7 +159,7 @@ def test_minimum_gap_and_two_day_spread(setup):
     # the third (last) attempt must be on another day than the first two
     assert claim(setup, now=at(23, 19, 0)) is None
     with pytest.raises(CallError, match="明天"):
-        claim_case(db.session, c.id, setup.caller, at(23, 19, 0), CALLS)
+        committed(claim_case, c.id, setup.caller, at(23, 19, 0), CALLS)
     third = claim(setup, now=at(24, 9, 0))
     assert third.id == c.id
 
@@ -167,10 +168,10 @@ def test_outside_calling_hours_only_own_due_callbacks(setup):
     c = claim(setup, now=at(23, 9))
     attempt(c, setup.caller, "callback", at(23, 9, 1), callback_at=at(23, 11, 50))
     assert claim(setup, now=at(23, 12, 30)).id == c.id  # overdue, set by this caller
-    release(db.session, c.id, setup.caller)
+    committed(release, c.id, setup.caller)
     assert claim(setup, setup.other, now=at(23, 12, 30)) is None  # not theirs, and out of hours
     with pytest.raises(CallError, match="拨打时段"):
-        claim_case(db.session, c.id, setup.other, at(23, 12, 30), CALLS)
+        committed(claim_case, c.id, setup.other, at(23, 12, 30), CALLS)
     counts = queue_counts(db.session, setup.round.id, setup.caller, at(23, 12, 30), CALLS)
     assert counts.callbacks_due == 1 and counts.callable_now == 1
 
@@ -257,7 +258,7 @@ def test_a_final_outcome_ends_the_case(setup):
     with pytest.raises(CallError, match="已结束"):
         attempt(c, setup.caller, "no_answer", at(23, 11, 5))
     with pytest.raises(CallError):
-        claim_case(db.session, c.id, setup.caller, at(24, 9), CALLS)
+        committed(claim_case, c.id, setup.caller, at(24, 9), CALLS)
     assert case_by(c.id).outcome == "refusal"
 
 
@@ -271,7 +272,7 @@ def answer(app, response, code, value, detail=None, when=None):
     cleaned, errors = q(app).clean(code, {"value": value, "detail": detail or ""}, ctx,
                                    json.loads(response.answers))
     assert not errors, errors
-    return save_answer(db.session, response.id, setup_user(response), cleaned, questionnaire=q(app),
+    return committed(save_answer, response.id, setup_user(response), cleaned, questionnaire=q(app),
                        now=when or at(23, 9, 5), settings=CALLS)
 
 
@@ -296,19 +297,19 @@ def full_interview(app, response, satisfaction="satisfied", count=0, services=("
 
 def test_complete_interview_derives_indicators_and_flags(app, setup):
     c = claim(setup)
-    response = start_interview(db.session, c.id, setup.caller, now=at(23, 9, 2), settings=CALLS, expected_number=1)
-    again = start_interview(db.session, c.id, setup.caller, now=at(23, 9, 2), settings=CALLS)
+    response = committed(start_interview, c.id, setup.caller, now=at(23, 9, 2), settings=CALLS, expected_number=1)
+    again = committed(start_interview, c.id, setup.caller, now=at(23, 9, 2), settings=CALLS)
     assert again.id == response.id  # a repeated start does not open a second attempt
     response = full_interview(app, response, satisfaction="dissatisfied")
     ctx = context_for(case_by(c.id), app.extensions["vocabulary"])
-    done = finish_interview(db.session, response.id, setup.caller, questionnaire=q(app), context=ctx,
+    done = committed(finish_interview, response.id, setup.caller, questionnaire=q(app), context=ctx,
                             now=at(23, 9, 8), settings=CALLS)
     assert done.status == "complete" and done.satisfaction == 2 and done.aware is True
     assert set(done.flags.split(",")) == {"no_service", "below_standard", "dissatisfied", "wants_contact"}
     ended = case_by(c.id)
     assert ended.status == "done" and ended.outcome == "complete" and ended.leased_by_id is None
     # a repeated submit changes nothing and creates nothing
-    finish_interview(db.session, response.id, setup.caller, questionnaire=q(app), context=ctx,
+    committed(finish_interview, response.id, setup.caller, questionnaire=q(app), context=ctx,
                      now=at(23, 9, 9), settings=CALLS)
     assert db.session.scalar(select(func.count()).select_from(Response)) == 1
     assert db.session.scalar(select(func.count()).select_from(Attempt)) == 1
@@ -316,23 +317,23 @@ def test_complete_interview_derives_indicators_and_flags(app, setup):
 
 def test_incomplete_cannot_be_submitted_and_a_drop_keeps_what_was_asked(app, setup):
     c = claim(setup)
-    r = start_interview(db.session, c.id, setup.caller, now=at(23, 9, 2), settings=CALLS)
+    r = committed(start_interview, c.id, setup.caller, now=at(23, 9, 2), settings=CALLS)
     r = answer(app, r, "identity", "self")
     ctx = context_for(case_by(c.id), app.extensions["vocabulary"])
     with pytest.raises(CallError, match="未回答"):
-        finish_interview(db.session, r.id, setup.caller, questionnaire=q(app), context=ctx, now=at(23, 9, 3),
+        committed(finish_interview, r.id, setup.caller, questionnaire=q(app), context=ctx, now=at(23, 9, 3),
                          settings=CALLS)
-    dropped = finish_interview(db.session, r.id, setup.caller, questionnaire=q(app), context=ctx,
+    dropped = committed(finish_interview, r.id, setup.caller, questionnaire=q(app), context=ctx,
                                now=at(23, 9, 3), settings=CALLS, breakoff=True)
     assert dropped.status == "breakoff" and json.loads(dropped.answers) == {"identity": "self"}
     assert case_by(c.id).outcome == "breakoff" and case_by(c.id).status == "done"
 
     c2 = claim(setup, now=at(23, 9, 10))
-    r2 = start_interview(db.session, c2.id, setup.caller, now=at(23, 9, 11), settings=CALLS)
+    r2 = committed(start_interview, c2.id, setup.caller, now=at(23, 9, 11), settings=CALLS)
     for code, value in (("identity", "self"), ("aware", "yes"), ("knows_doctor", "yes"), ("services", ["none"]),
                         ("satisfaction", "very_satisfied")):
         r2 = answer(app, r2, code, value)
-    partial = finish_interview(db.session, r2.id, setup.caller, questionnaire=q(app), context=ctx,
+    partial = committed(finish_interview, r2.id, setup.caller, questionnaire=q(app), context=ctx,
                                now=at(23, 9, 15), settings=CALLS, breakoff=True)
     assert partial.status == "partial" and partial.satisfaction == 5
     assert oc.aapor_class(case_by(c2.id).outcome) == "P"
@@ -340,7 +341,7 @@ def test_incomplete_cannot_be_submitted_and_a_drop_keeps_what_was_asked(app, set
 
 def test_failed_identity_ends_politely_as_not_available(app, setup):
     c = claim(setup)
-    r = start_interview(db.session, c.id, setup.caller, now=at(23, 9, 2), settings=CALLS)
+    r = committed(start_interview, c.id, setup.caller, now=at(23, 9, 2), settings=CALLS)
     r = answer(app, r, "identity", "unavailable")
     assert r.status == "ended"
     ended = case_by(c.id)
@@ -351,7 +352,7 @@ def test_failed_identity_ends_politely_as_not_available(app, setup):
 
 def test_changing_a_branch_drops_answers_of_the_other_branch(app, setup):
     c = claim(setup)
-    r = start_interview(db.session, c.id, setup.caller, now=at(23, 9, 2), settings=CALLS)
+    r = committed(start_interview, c.id, setup.caller, now=at(23, 9, 2), settings=CALLS)
     for code, value in (("identity", "self"), ("aware", "yes"), ("knows_doctor", "yes")):
         r = answer(app, r, code, value)
     r = answer(app, r, "aware", "no")  # the caller goes back: the resident never contracted
@@ -360,13 +361,13 @@ def test_changing_a_branch_drops_answers_of_the_other_branch(app, setup):
 
 def test_open_interview_and_undialled_cases_at_close(app, setup):
     c = claim(setup)
-    r = start_interview(db.session, c.id, setup.caller, now=at(23, 9, 2), settings=CALLS)
+    r = committed(start_interview, c.id, setup.caller, now=at(23, 9, 2), settings=CALLS)
     for code, value in (("identity", "self"), ("aware", "yes"), ("knows_doctor", "yes"), ("services", ["none"]),
                         ("satisfaction", "satisfied")):
         r = answer(app, r, code, value)
     d = claim(setup, setup.other, now=at(23, 9, 3))
     attempt(d, setup.other, "not_available", at(23, 9, 4))
-    assert close_round(db.session, setup.round.id, now=at(30, 23, 59), actor="test")
+    assert committed(close_round, setup.round.id, now=at(30, 23, 59), actor="test", **closing_args())
     assert db.session.get(Response, r.id).status == "partial"
     assert case_by(c.id).status == "done" and case_by(c.id).outcome == "partial"
     assert case_by(d.id).status == "closed" and case_by(d.id).outcome == "not_available"
@@ -381,23 +382,23 @@ def test_redraw_refused_once_a_call_was_recorded(setup):
     c = claim(setup)
     attempt(c, setup.caller, "busy", at(23, 9, 1))
     with pytest.raises(DrawError, match="拨打记录"):
-        redraw_round(db.session, setup.round.id, now=at(23, 9, 2), settings=SETTINGS, actor="admin")
+        committed(redraw_round, setup.round.id, now=at(23, 9, 2), settings=SETTINGS, actor="admin")
 
 
 def test_supervisor_correction_keeps_old_and_new_and_rederives(app, setup):
     c = claim(setup)
-    r = start_interview(db.session, c.id, setup.caller, now=at(23, 9, 2), settings=CALLS)
+    r = committed(start_interview, c.id, setup.caller, now=at(23, 9, 2), settings=CALLS)
     r = full_interview(app, r, satisfaction="satisfied", services=("follow_up",), count=2)
     ctx = context_for(case_by(c.id), app.extensions["vocabulary"])
-    r = finish_interview(db.session, r.id, setup.caller, questionnaire=q(app), context=ctx, now=at(23, 9, 8),
+    r = committed(finish_interview, r.id, setup.caller, questionnaire=q(app), context=ctx, now=at(23, 9, 8),
                          settings=CALLS)
     assert "dissatisfied" not in (r.flags or "")
     cleaned, errors = q(app).clean("satisfaction", {"value": "very_dissatisfied"}, ctx, json.loads(r.answers))
     assert not errors
     with pytest.raises(CallError, match="原因"):
-        edit_answer(db.session, r.id, setup.supervisor, cleaned, item="satisfaction", reason=" ", questionnaire=q(app),
+        committed(edit_answer, r.id, setup.supervisor, cleaned, item="satisfaction", reason=" ", questionnaire=q(app),
                     context=ctx, now=at(24, 10))
-    edit_answer(db.session, r.id, setup.supervisor, cleaned, item="satisfaction", reason="回听录音，居民实际表示非常不满意",
+    committed(edit_answer, r.id, setup.supervisor, cleaned, item="satisfaction", reason="回听录音，居民实际表示非常不满意",
                 questionnaire=q(app), context=ctx, now=at(24, 10))
     db.session.commit()
     r = db.session.get(Response, r.id)
@@ -410,5 +411,5 @@ def test_supervisor_correction_keeps_old_and_new_and_rederives(app, setup):
     # an item that decides the path cannot be changed
     cleaned, _ = q(app).clean("aware", {"value": "no"}, ctx, json.loads(r.answers))
     with pytest.raises(CallError, match="跳转"):
-        edit_answer(db.session, r.id, setup.supervisor, cleaned, item="aware", reason="x", questionnaire=q(app),
+        committed(edit_answer, r.id, setup.supervisor, cleaned, item="aware", reason="x", questionnaire=q(app),
                     context=ctx, now=at(24, 10))

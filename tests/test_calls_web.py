@@ -9,7 +9,7 @@ from sqlalchemy import func, select
 
 from app.extensions import db
 from app.models import Attempt, AuditLog, Case, Response
-from tests.calls_support import at, case_by, drawn_round
+from tests.calls_support import at, case_by, drawn_round, committed
 from tests.conftest import csrf_token
 
 
@@ -56,8 +56,8 @@ def test_another_countys_cases_answers_and_rounds_are_404(app, client, login, se
     # a response in the first county
     from app.calls.services import claim_case, start_interview
     from tests.calls_support import CALLS
-    claim_case(db.session, case.id, setup.caller, at(23, 9, 30), CALLS)
-    response = start_interview(db.session, case.id, setup.caller, now=at(23, 9, 31), settings=CALLS)
+    committed(claim_case, case.id, setup.caller, at(23, 9, 30), CALLS)
+    response = committed(start_interview, case.id, setup.caller, now=at(23, 9, 31), settings=CALLS)
     rid, cid, round_id = response.id, case.id, setup.round.id
 
     for intruder in (other.caller, other.supervisor):
@@ -183,14 +183,14 @@ def test_supervisor_corrects_an_answer_and_callers_cannot(app, client, login, se
     from app.calls.services import claim_case, context_for, finish_interview, save_answer, start_interview
     from tests.calls_support import CALLS
     case = db.session.scalar(select(Case).where(Case.round_id == setup.round.id, Case.status == "queued"))
-    claim_case(db.session, case.id, setup.caller, at(23, 9, 30), CALLS)
-    r = start_interview(db.session, case.id, setup.caller, now=at(23, 9, 31), settings=CALLS)
+    committed(claim_case, case.id, setup.caller, at(23, 9, 30), CALLS)
+    r = committed(start_interview, case.id, setup.caller, now=at(23, 9, 31), settings=CALLS)
     q = app.extensions["questionnaires"]["v1"]
     for code, value in (("identity", "self"), ("aware", "yes"), ("knows_doctor", "yes"), ("services", ["none"]),
                         ("satisfaction", "satisfied"), ("renew", "yes"), ("suggestion", ""), ("wants_contact", "no")):
-        save_answer(db.session, r.id, setup.caller, {code: value}, questionnaire=q, now=at(23, 9, 32), settings=CALLS)
+        committed(save_answer, r.id, setup.caller, {code: value}, questionnaire=q, now=at(23, 9, 32), settings=CALLS)
     ctx = context_for(case, app.extensions["vocabulary"])
-    finish_interview(db.session, r.id, setup.caller, questionnaire=q, context=ctx, now=at(23, 9, 33), settings=CALLS)
+    committed(finish_interview, r.id, setup.caller, questionnaire=q, context=ctx, now=at(23, 9, 33), settings=CALLS)
 
     with app.app_context():
         caller = sign_in(app, setup.caller.username)

@@ -15,7 +15,7 @@ from sqlalchemy import func, insert, select
 from app.calls.services import claim_next, record_attempt
 from app.extensions import db
 from app.models import Attempt, Case, Round, RoundInstitution, User
-from tests.calls_support import CALLS, at
+from tests.calls_support import CALLS, at, committed
 from tests.draws_support import MONTH, add_residents
 
 pytestmark = pytest.mark.slow
@@ -63,12 +63,12 @@ def _race(make_app, app, county, team, make_user, claimers: int, claims: int):
                 mine = []
                 barrier.wait(timeout=60)
                 for _ in range(claims):
-                    case = claim_next(db.session, round_id, user, now, CALLS)
+                    case = committed(claim_next, round_id, user, now, CALLS)
                     if case is None:
                         break
                     mine.append((case.id, user_id))
                     # a final outcome ends the case: a second hand-out would be a duplicate
-                    record_attempt(db.session, case.id, user, outcome="refusal", now=now, settings=CALLS)
+                    committed(record_attempt, case.id, user, outcome="refusal", now=now, settings=CALLS)
                 db.session.remove()
                 with lock:
                     got.extend(mine)

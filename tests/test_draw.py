@@ -11,22 +11,16 @@ from sqlalchemy import func, select, update
 
 from app.draws.calllists import COLUMNS, call_list_paths, write_call_list
 from app.draws.sampler import derive_seed, eligible_hash
-from app.draws.services import (
-    DrawError,
-    DrawSettings,
-    close_round,
-    draw_month,
-    parse_month,
-    redraw_round,
-    verify_round,
-)
+from app.draws.services import DrawError, DrawSettings, draw_month_and_commit, parse_month, redraw_round, verify_round
+from app.scheduler.month_end import close_round
 from app.extensions import db
+from tests.calls_support import committed, closing_args
 from app.models import AuditLog, Case, Resident, Round, RoundInstitution, Team
 from tests.draws_support import MONTH, NOW, SETTINGS, TZ, add_residents, past_round
 
 
 def draw(county_ids=None, settings=SETTINGS, now=NOW, **kwargs):
-    return draw_month(db.session, MONTH if now is NOW else kwargs.pop("month"), now=now, settings=settings,
+    return draw_month_and_commit(db.session, MONTH if now is NOW else kwargs.pop("month"), now=now, settings=settings,
                       actor="test", county_ids=county_ids, **kwargs)
 
 
@@ -152,14 +146,14 @@ def test_county_without_eligible_residents_gets_no_round(county, make_team):
 @pytest.mark.parametrize("month, message", [("2026-10", "已经结束"), ("2027-01", "最多只能提前"), ("2026/11", "YYYY-MM")])
 def test_bad_months_are_refused(county_with_units, month, message):
     with pytest.raises(DrawError, match=message):
-        draw_month(db.session, month, now=NOW, settings=SETTINGS, actor="test")
+        draw_month_and_commit(db.session, month, now=NOW, settings=SETTINGS, actor="test")
 
 
 def test_next_month_draw_uses_the_first_as_draw_date(county, make_team):
     team = make_team(county, "新墙镇卫生院", "甲团队")
     starts_december = add_residents(team, 2, contract_start=date(2026, 12, 1))
     add_residents(team, 2, contract_end=date(2026, 11, 30))
-    [outcome] = draw_month(db.session, "2026-12", now=NOW, settings=SETTINGS, actor="test")
+    [outcome] = draw_month_and_commit(db.session, "2026-12", now=NOW, settings=SETTINGS, actor="test")
     round_ = db.session.get(Round, outcome.round_id)
     assert round_.draw_date == date(2026, 12, 1)
     assert {c.resident_id for c in cases(round_.id)} == set(starts_december)
@@ -217,7 +211,7 @@ def test_redraw_only_while_nothing_was_called(county_with_units):
     [outcome] = draw()
     round_ = db.session.get(Round, outcome.round_id)
     old_seed, old_cases = round_.seed, {c.resident_id for c in cases(round_.id)}
-    result = redraw_round(db.session, round_.id, now=NOW, settings=SETTINGS, actor="admin", reason="名册更新")
+    result = committed(redraw_round, round_.id, now=NOW, settings=SETTINGS, actor="admin", reason="名册更新")
     db.session.expire_all()
     round_ = db.session.get(Round, outcome.round_id)
     assert result.status == "drawn" and round_.redraws == 1 and round_.seed != old_seed
@@ -230,7 +224,7 @@ def test_redraw_only_while_nothing_was_called(county_with_units):
     first.attempt_count = 1
     db.session.commit()
     with pytest.raises(DrawError, match="已有 1 个样本有拨打记录"):
-        redraw_round(db.session, round_.id, now=NOW, settings=SETTINGS, actor="admin")
+        committed(redraw_round, round_.id, now=NOW, settings=SETTINGS, actor="admin")
     assert db.session.get(Round, round_.id).redraws == 1
 
 
@@ -241,7 +235,7 @@ def test_close_gives_open_cases_their_disposition_and_freezes(county_with_units)
     done.status, done.outcome = "done", "complete"
     db.session.commit()
     end = datetime(2026, 11, 30, 23, 59, tzinfo=TZ)
-    assert close_round(db.session, round_id, now=end, actor="scheduler") is True
+    assert committed(close_round, round_id, now=end, actor="scheduler", **closing_args()) is True
     round_ = db.session.get(Round, round_id)
     assert round_.status == "closed" and round_.closed_by == "scheduler"
     statuses = {(c.kind, c.status, c.outcome) for c in cases(round_id)}
@@ -250,9 +244,9 @@ def test_close_gives_open_cases_their_disposition_and_freezes(county_with_units)
     summary = json.loads(round_.summary)
     assert summary["小镇卫生院"] == {"primary:closed:open_at_close": 7}
     assert summary["新墙镇卫生院"]["primary:done:complete"] == 1
-    assert close_round(db.session, round_id, now=end, actor="scheduler") is False
+    assert committed(close_round, round_id, now=end, actor="scheduler", **closing_args()) is False
     with pytest.raises(DrawError, match="已结束"):
-        redraw_round(db.session, round_id, now=NOW, settings=SETTINGS, actor="admin")
+        committed(redraw_round, round_id, now=NOW, settings=SETTINGS, actor="admin")
 
 
 def test_key_population_minimum_share(county, make_team):

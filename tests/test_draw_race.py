@@ -20,12 +20,12 @@ def _race_worker(config: dict, barrier, queue) -> None:
     try:
         from app import create_app
         from app.draws.context import call_list_writer, draw_settings
-        from app.draws.services import draw_month
+        from app.draws.services import draw_month_and_commit
 
         app = create_app(config)
         with app.app_context():
             barrier.wait(timeout=60)
-            outcomes = draw_month(
+            outcomes = draw_month_and_commit(
                 db.session, MONTH, now=NOW, settings=draw_settings(app), actor=f"worker-{os.getpid()}",
                 after_draw=call_list_writer(app, db.session),
             )

@@ -7,7 +7,7 @@ import json
 import pytest
 from sqlalchemy import func, select
 
-from app.draws.services import draw_month
+from app.draws.services import draw_month_and_commit
 from app.extensions import db
 from app.models import AuditLog, Case, County, Institution, OrgChange, Resident, Round, Team
 from app.org.maintenance import (
@@ -157,7 +157,7 @@ def test_deactivation_needs_a_reason_and_a_merged_team_stays_inactive(city):
 
 
 def _draw(county):
-    return draw_month(db.session, MONTH, now=NOW, settings=SETTINGS, actor="test", county_ids=[county.id])
+    return draw_month_and_commit(db.session, MONTH, now=NOW, settings=SETTINGS, actor="test", county_ids=[county.id])
 
 
 def test_deactivated_units_are_not_drawn_and_their_shortfall_says_why(city):
@@ -182,7 +182,7 @@ def test_an_inactive_county_is_not_drawn(city):
     add_residents(a, 12)
     set_active(db.session, "county", county, False, reason="区划调整", actor=ACTOR)
     db.session.commit()
-    assert draw_month(db.session, MONTH, now=NOW, settings=SETTINGS, actor="test") == []
+    assert draw_month_and_commit(db.session, MONTH, now=NOW, settings=SETTINGS, actor="test") == []
     (outcome,) = _draw(county)
     assert outcome.status == "skipped" and "已停用" in outcome.message
     assert count(Round) == 0

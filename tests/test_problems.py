@@ -20,7 +20,7 @@ from app.reports.problems import (
     problem_counts,
     reopen_problem,
 )
-from tests.calls_support import CALLS, at, drawn_round
+from tests.calls_support import CALLS, at, drawn_round, committed
 from tests.conftest import PASSWORD, csrf_token
 
 # dissatisfied and wants the institution to call back; a phone number in the suggestion
@@ -54,12 +54,12 @@ def interview(app, setup, answers: dict, *, team=None, minute: int = 0) -> Respo
     case = db.session.scalars(stmt.order_by(Case.id)).first()
     q = app.extensions["questionnaires"]["v1"]
     when = at(23, 10, minute)
-    claim_case(db.session, case.id, setup.caller, when, CALLS)
-    response = start_interview(db.session, case.id, setup.caller, now=when, settings=CALLS)
+    committed(claim_case, case.id, setup.caller, when, CALLS)
+    response = committed(start_interview, case.id, setup.caller, now=when, settings=CALLS)
     for code, value in answers.items():
-        save_answer(db.session, response.id, setup.caller, {code: value}, questionnaire=q, now=when, settings=CALLS)
+        committed(save_answer, response.id, setup.caller, {code: value}, questionnaire=q, now=when, settings=CALLS)
     context = context_for(case, app.extensions["vocabulary"])
-    response = finish_interview(db.session, response.id, setup.caller, questionnaire=q, context=context, now=when,
+    response = committed(finish_interview, response.id, setup.caller, questionnaire=q, context=context, now=when,
                                 settings=CALLS)
     assert response.status == "complete"
     return response
@@ -278,7 +278,7 @@ def test_a_correction_that_raises_a_new_flag_reopens_a_closed_problem(app, setup
     def correct(item: str, value: str) -> Problem:
         cleaned, errors = q.clean(item, {"value": value}, context, json.loads(response.answers))
         assert not errors
-        edit_answer(db.session, response.id, setup.supervisor, cleaned, item=item, reason="回听录音核对",
+        committed(edit_answer, response.id, setup.supervisor, cleaned, item=item, reason="回听录音核对",
                     questionnaire=q, context=context, now=at(24, 10))
         db.session.commit()
         return problem_of(response)

@@ -18,6 +18,7 @@ from app.calls import outcomes as oc
 from app.calls.forms import ActionForm, AssignForm, AttemptForm, EditAnswerForm, FinishForm
 from app.calls.progress import board_rows, caller_stats
 from app.calls.rules import CallSettings
+from app.core.transactions import transaction
 from app.core.clock import clock_now, current_month, local, TZ
 from app.calls.services import (
     CallError,
@@ -116,7 +117,8 @@ def next_case():
         flash("本县区本月尚未抽样，暂无拨打任务。", "info")
         return redirect(url_for("calls.home"))
     try:
-        case = claim_next(db.session, round_.id, current_user, now, _settings())
+        with transaction(db.session, write=True):
+            case = claim_next(db.session, round_.id, current_user, now, _settings())
     except CallError as exc:
         return _fail(exc, url_for("calls.home"))
     if case is None:
@@ -171,7 +173,8 @@ def claim(case_id: int):
     if not ActionForm().validate_on_submit():
         abort(400)
     try:
-        claim_case(db.session, case.id, current_user, clock_now(), _settings())
+        with transaction(db.session, write=True):
+            claim_case(db.session, case.id, current_user, clock_now(), _settings())
     except CallError as exc:
         return _fail(exc, url_for("calls.case_screen", case_id=case_id))
     return redirect(url_for("calls.case_screen", case_id=case_id))
@@ -184,7 +187,9 @@ def release_case(case_id: int):
     _case_or_404(case_id)
     if not ActionForm().validate_on_submit():
         abort(400)
-    if release(db.session, case_id, current_user):
+    with transaction(db.session, write=True):
+        released = release(db.session, case_id, current_user)
+    if released:
         flash("已放回队列。", "info")
     return redirect(url_for("calls.home"))
 
@@ -194,7 +199,8 @@ def release_case(case_id: int):
 @roles_required(*CALLERS)
 def renew_lease(case_id: int):
     _case_or_404(case_id)
-    ok = renew(db.session, case_id, current_user, clock_now(), _settings())
+    with transaction(db.session, write=True):
+        ok = renew(db.session, case_id, current_user, clock_now(), _settings())
     return jsonify({"ok": ok})
 
 
@@ -224,9 +230,10 @@ def attempt(case_id: int):
             abort(400)
         return _fail(CallError("；".join(e for errs in form.errors.values() for e in errs)), back)
     try:
-        record_attempt(db.session, case.id, current_user, outcome=form.outcome.data, now=clock_now(),
-                       settings=_settings(), note=form.note.data, callback_at=_callback_time(form),
-                       expected_number=_number(form.number.data))
+        with transaction(db.session, write=True):
+            record_attempt(db.session, case.id, current_user, outcome=form.outcome.data, now=clock_now(),
+                           settings=_settings(), note=form.note.data, callback_at=_callback_time(form),
+                           expected_number=_number(form.number.data))
     except CallError as exc:
         return _fail(exc, back)
     flash(f"已记录：{oc.label(form.outcome.data)}。", "success")
@@ -244,8 +251,9 @@ def start(case_id: int):
     if not form.validate_on_submit():
         abort(400)
     try:
-        response = start_interview(db.session, case.id, current_user, now=clock_now(), settings=_settings(),
-                                   expected_number=_number(form.number.data))
+        with transaction(db.session, write=True):
+            response = start_interview(db.session, case.id, current_user, now=clock_now(), settings=_settings(),
+                                       expected_number=_number(form.number.data))
     except CallError as exc:
         return _fail(exc, url_for("calls.case_screen", case_id=case_id))
     return redirect(url_for("calls.interview", response_id=response.id))
@@ -292,8 +300,9 @@ def question(response_id: int, code: str):
     form = build_form(q, item, context, answers=answers)
     if form.validate_on_submit():
         try:
-            response = save_answer(db.session, response.id, current_user, form.cleaned, questionnaire=q,
-                                   now=clock_now(), settings=_settings())
+            with transaction(db.session, write=True):
+                response = save_answer(db.session, response.id, current_user, form.cleaned, questionnaire=q,
+                                       now=clock_now(), settings=_settings())
         except CallError as exc:
             return _fail(exc, url_for("calls.case_screen", case_id=case.id))
         if response.status == "ended":
@@ -337,8 +346,9 @@ def finish(response_id: int):
         abort(400)
     breakoff = form.breakoff.data == "1"
     try:
-        response = finish_interview(db.session, response.id, current_user, questionnaire=q, context=context,
-                                    now=clock_now(), settings=_settings(), breakoff=breakoff)
+        with transaction(db.session, write=True):
+            response = finish_interview(db.session, response.id, current_user, questionnaire=q, context=context,
+                                        now=clock_now(), settings=_settings(), breakoff=breakoff)
     except CallError as exc:
         return _fail(exc, url_for("calls.interview", response_id=response_id))
     flash(f"已记录：{oc.label(response.status)}。", "success")
@@ -374,11 +384,10 @@ def edit(response_id: int, code: str):
     if request.method == "POST":
         if form.validate_on_submit() and reason_form.validate():
             try:
-                edit_answer(db.session, response.id, current_user, form.cleaned, item=code,
-                            reason=reason_form.reason.data, questionnaire=q, context=context, now=clock_now())
-                db.session.commit()
+                with transaction(db.session):
+                    edit_answer(db.session, response.id, current_user, form.cleaned, item=code,
+                                reason=reason_form.reason.data, questionnaire=q, context=context, now=clock_now())
             except CallError as exc:
-                db.session.rollback()
                 flash(str(exc), "error")
             else:
                 flash("答案已修改，修改记录已保存。", "success")
@@ -492,10 +501,9 @@ def assign_cases(round_id: int):
         return redirect(url_for("calls.cases", round=round_.id))
     caller = db.session.get(User, int(form.caller.data)) if form.caller.data else None
     try:
-        changed = assign(db.session, ids, caller, current_user, round_)
-        db.session.commit()
+        with transaction(db.session):
+            changed = assign(db.session, ids, caller, current_user, round_)
     except CallError as exc:
-        db.session.rollback()
         return _fail(exc, url_for("calls.cases", round=round_.id))
     who = caller.display_name if caller else "（不指定）"
     flash(f"已将 {changed} 个样本分配给 {who}。", "success")

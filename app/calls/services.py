@@ -2,7 +2,9 @@
 questionnaire, replacing ended cases by backups.
 
 Every function takes the session, the acting user and ``now`` (tests pin the clock) and leaves
-committing to the caller, except where a function says it starts its own write transaction.
+committing to the boundary. A function that reads and then writes a case begins the write
+transaction (``begin_write``: SQLite's write lock from the start) unless the boundary already
+has (``transaction(session, write=True)``).
 
 Who holds a case is decided by the database, never by a check in Python alone: a claim is a
 conditional UPDATE of a row chosen with ``FOR UPDATE SKIP LOCKED`` on PostgreSQL (each
@@ -13,7 +15,6 @@ that the writer still holds it.
 from __future__ import annotations
 
 import json
-from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -35,19 +36,6 @@ class CallError(ValueError):
 # ---------------------------------------------------------------------------
 # Transactions and locks
 # ---------------------------------------------------------------------------
-
-
-@contextmanager
-def _writing(session: Session):
-    """One write transaction (the SQLite write lock taken at its start): committed when the
-    block ends, rolled back when it raises, so a refused request leaves nothing behind."""
-    begin_write(session)
-    try:
-        yield
-        session.commit()
-    except BaseException:
-        session.rollback()
-        raise
 
 
 def _is_pg(session: Session) -> bool:
@@ -187,23 +175,27 @@ def held_case(session: Session, round_id: int, user: User, now: datetime) -> Cas
 
 
 def claim_next(session: Session, round_id: int, user: User, now: datetime, settings: CallSettings) -> Case | None:
-    """Give the caller their next case, or the one they already hold. Starts and commits its
-    own write transaction. None when nothing can be called now."""
-    with _writing(session):
-        _open_round(session, round_id)
-        mine = held_case(session, round_id, user, now)
-        if mine is not None:
-            _lease(session, mine.id, user, now, settings)
-            return mine
-        stmt = _candidates(session, round_id, user, now, settings).limit(1)
-        if _is_pg(session):
-            stmt = stmt.with_for_update(of=Case, skip_locked=True)
-        for _ in range(5):  # the conditional UPDATE decides; a lost race tries the next row
-            case_id = session.scalar(stmt)
-            if case_id is None:
-                return None
-            if _take(session, case_id, round_id, user, now, settings):
-                return session.get(Case, case_id)
+    """Give the caller their next case, or the one they already hold. None when nothing can
+    be called now."""
+    begin_write(session)
+    _open_round(session, round_id)
+    mine = held_case(session, round_id, user, now)
+    if mine is not None:
+        _lease(session, mine.id, user, now, settings)
+        session.flush()
+        return mine
+    stmt = _candidates(session, round_id, user, now, settings).limit(1)
+    if _is_pg(session):
+        stmt = stmt.with_for_update(of=Case, skip_locked=True)
+    for _ in range(5):  # the conditional UPDATE decides; a lost race tries the next row
+        case_id = session.scalar(stmt)
+        if case_id is None:
+            session.flush()
+            return None
+        if _take(session, case_id, round_id, user, now, settings):
+            session.flush()
+            return session.get(Case, case_id)
+    session.flush()
     return None
 
 
@@ -230,54 +222,57 @@ def _lease(session, case_id: int, user: User, now: datetime, settings: CallSetti
 
 
 def renew(session: Session, case_id: int, user: User, now: datetime, settings: CallSettings) -> bool:
-    with _writing(session):
-        return _lease(session, case_id, user, now, settings)
+    begin_write(session)
+    session.flush()
+    return _lease(session, case_id, user, now, settings)
 
 
 def claim_case(session: Session, case_id: int, user: User, now: datetime, settings: CallSettings) -> Case:
-    """A case the caller picked from the list. Starts and commits its own write transaction.
-    The queue's rules that protect residents still apply: calling hours (except a due
+    """A case the caller picked from the list. The queue's rules that protect residents still apply: calling hours (except a due
     callback this caller set), the attempt limit and the two-day spread."""
-    with _writing(session):
-        case = _locked_case(session, case_id)
-        _open_round(session, case.round_id)
-        if case.status != "queued":
-            raise CallError("该样本已结束拨打或尚未启用（备用样本），不能领取。")
-        if case.leased_by_id == user.id:
-            _lease(session, case.id, user, now, settings)
-            return case
-        if case.assigned_to_id not in (None, user.id):
-            raise CallError("该样本已由督导分配给其他调查员。")
-        if case.attempt_count > 0 and case.last_outcome is None:
-            raise CallError("该样本正在由其他调查员访问中。")
-        callback_due = case.callback_at is not None and case.callback_at <= utc_naive(now)
-        if not settings.in_hours(now) and not (callback_due and case.callback_by_id == user.id):
-            raise CallError(f"现在不在拨打时段内（{settings.hours_label()}），只能拨打您本人约定的到期回访。")
-        if case.attempt_count >= settings.attempt_cap or (
-            case.attempt_count >= settings.max_attempts and case.callback_at is None
-        ):
-            raise CallError("该样本的拨打次数已用完。")
-        if (
-            case.attempt_count >= settings.max_attempts - 1
-            and case.first_attempt_at is not None
-            and case.first_attempt_at >= day_start(now)
-            and not callback_due
-        ):
-            raise CallError("最后一次拨打须与前几次不在同一天，请明天再拨。")
-        if not _take(session, case.id, case.round_id, user, now, settings):
-            raise CallError("该样本已被其他调查员领取。")
+    begin_write(session)
+    case = _locked_case(session, case_id)
+    _open_round(session, case.round_id)
+    if case.status != "queued":
+        raise CallError("该样本已结束拨打或尚未启用（备用样本），不能领取。")
+    if case.leased_by_id == user.id:
+        _lease(session, case.id, user, now, settings)
+        session.flush()
+        return case
+    if case.assigned_to_id not in (None, user.id):
+        raise CallError("该样本已由督导分配给其他调查员。")
+    if case.attempt_count > 0 and case.last_outcome is None:
+        raise CallError("该样本正在由其他调查员访问中。")
+    callback_due = case.callback_at is not None and case.callback_at <= utc_naive(now)
+    if not settings.in_hours(now) and not (callback_due and case.callback_by_id == user.id):
+        raise CallError(f"现在不在拨打时段内（{settings.hours_label()}），只能拨打您本人约定的到期回访。")
+    if case.attempt_count >= settings.attempt_cap or (
+        case.attempt_count >= settings.max_attempts and case.callback_at is None
+    ):
+        raise CallError("该样本的拨打次数已用完。")
+    if (
+        case.attempt_count >= settings.max_attempts - 1
+        and case.first_attempt_at is not None
+        and case.first_attempt_at >= day_start(now)
+        and not callback_due
+    ):
+        raise CallError("最后一次拨打须与前几次不在同一天，请明天再拨。")
+    if not _take(session, case.id, case.round_id, user, now, settings):
+        raise CallError("该样本已被其他调查员领取。")
+    session.flush()
     return session.get(Case, case_id)
 
 
 def release(session: Session, case_id: int, user: User) -> bool:
     """Put a held case back in the queue without recording anything."""
-    with _writing(session):
-        result = session.execute(
-            update(Case)
-            .where(Case.id == case_id, Case.leased_by_id == user.id, Case.status == "queued", ~in_progress())
-            .values(leased_by_id=None, lease_expires_at=None)
-            .execution_options(synchronize_session=False)
-        )
+    begin_write(session)
+    result = session.execute(
+        update(Case)
+        .where(Case.id == case_id, Case.leased_by_id == user.id, Case.status == "queued", ~in_progress())
+        .values(leased_by_id=None, lease_expires_at=None)
+        .execution_options(synchronize_session=False)
+    )
+    session.flush()
     return result.rowcount == 1
 
 
@@ -352,8 +347,7 @@ def record_attempt(
     questionnaire: Questionnaire | None = None,
 ) -> Attempt:
     """Record the outcome the caller chose. When the questionnaire was started in this call
-    (an open attempt), the outcome ends that attempt instead of adding one. Starts and commits
-    its own write transaction."""
+    (an open attempt), the outcome ends that attempt instead of adding one."""
     try:
         rule = oc.outcome(outcome)
     except ValueError as exc:
@@ -365,33 +359,34 @@ def record_attempt(
         raise CallError(f"选择“{rule.label}”时必须填写说明。")
     if note and len(note) > 500:
         raise CallError("说明不能超过500字。")
-    with _writing(session):
-        case = _locked_case(session, case_id)
-        round_ = _open_round(session, case.round_id)
-        _held(case, user)
-        when = None
-        if rule.callback:
-            when = validate_callback(callback_at, now, settings, round_.month)
-        open_attempt = _open_attempt(session, case)
-        if open_attempt is None:
-            _check_number(case, expected_number)
-            if case.attempt_count >= settings.attempt_cap:
-                raise CallError("该样本的拨打次数已用完。")
-            attempt = _new_attempt(session, case, user, now, connected=rule.connected)
-        else:
-            attempt = open_attempt
-            if not rule.connected:
-                raise CallError("本次通话已接通并开始问卷，请选择接通后的结果，或点“中途挂断”。")
-            if expected_number is not None and expected_number != attempt.number:
-                raise CallError("该样本的拨打记录已更新（可能是重复提交），请查看最新记录。")
-            response = session.scalar(select(Response).where(Response.attempt_id == attempt.id))
-            if response is not None and response.status == "in_progress":
-                response.status = "ended"
-                response.updated_at = utc_naive(now)
-        attempt.outcome, attempt.note, attempt.callback_at = outcome, note, when
-        attempt.connected = attempt.connected or rule.connected
-        attempt.ended_at = utc_naive(now)
-        _apply(session, case, attempt, user, now, settings)
+    begin_write(session)
+    case = _locked_case(session, case_id)
+    round_ = _open_round(session, case.round_id)
+    _held(case, user)
+    when = None
+    if rule.callback:
+        when = validate_callback(callback_at, now, settings, round_.month)
+    open_attempt = _open_attempt(session, case)
+    if open_attempt is None:
+        _check_number(case, expected_number)
+        if case.attempt_count >= settings.attempt_cap:
+            raise CallError("该样本的拨打次数已用完。")
+        attempt = _new_attempt(session, case, user, now, connected=rule.connected)
+    else:
+        attempt = open_attempt
+        if not rule.connected:
+            raise CallError("本次通话已接通并开始问卷，请选择接通后的结果，或点“中途挂断”。")
+        if expected_number is not None and expected_number != attempt.number:
+            raise CallError("该样本的拨打记录已更新（可能是重复提交），请查看最新记录。")
+        response = session.scalar(select(Response).where(Response.attempt_id == attempt.id))
+        if response is not None and response.status == "in_progress":
+            response.status = "ended"
+            response.updated_at = utc_naive(now)
+    attempt.outcome, attempt.note, attempt.callback_at = outcome, note, when
+    attempt.connected = attempt.connected or rule.connected
+    attempt.ended_at = utc_naive(now)
+    _apply(session, case, attempt, user, now, settings)
+    session.flush()
     return attempt
 
 
@@ -493,24 +488,25 @@ def start_interview(
     expected_number: int | None = None,
 ) -> Response:
     """The resident answered and the caller starts the questionnaire: an attempt in progress
-    and its response. Repeating the request returns the same response. Commits."""
-    with _writing(session):
-        case = _locked_case(session, case_id)
-        round_ = _open_round(session, case.round_id)
-        _held(case, user)
-        attempt = _open_attempt(session, case)
-        if attempt is None:
-            _check_number(case, expected_number)
-            if case.attempt_count >= settings.attempt_cap:
-                raise CallError("该样本的拨打次数已用完。")
-            attempt = _new_attempt(session, case, user, now, connected=True)
-        response = session.scalar(select(Response).where(Response.attempt_id == attempt.id))
-        if response is None:
-            response = Response(attempt_id=attempt.id, case_id=case.id, round_id=case.round_id, caller_id=user.id,
-                                questionnaire_version=round_.questionnaire_version, status="in_progress",
-                                answers="{}", started_at=utc_naive(now), updated_at=utc_naive(now))
-            session.add(response)
-        case.lease_expires_at = utc_naive(now) + settings.lease
+    and its response. Repeating the request returns the same response."""
+    begin_write(session)
+    case = _locked_case(session, case_id)
+    round_ = _open_round(session, case.round_id)
+    _held(case, user)
+    attempt = _open_attempt(session, case)
+    if attempt is None:
+        _check_number(case, expected_number)
+        if case.attempt_count >= settings.attempt_cap:
+            raise CallError("该样本的拨打次数已用完。")
+        attempt = _new_attempt(session, case, user, now, connected=True)
+    response = session.scalar(select(Response).where(Response.attempt_id == attempt.id))
+    if response is None:
+        response = Response(attempt_id=attempt.id, case_id=case.id, round_id=case.round_id, caller_id=user.id,
+                            questionnaire_version=round_.questionnaire_version, status="in_progress",
+                            answers="{}", started_at=utc_naive(now), updated_at=utc_naive(now))
+        session.add(response)
+    case.lease_expires_at = utc_naive(now) + settings.lease
+    session.flush()
     return response
 
 
@@ -542,20 +538,21 @@ def save_answer(
     settings: CallSettings,
 ) -> Response:
     """Store one item's answer as soon as it is given and renew the lease. An identity check
-    that fails ends the call as 本人不在 (the resident may be reached later). Commits."""
-    with _writing(session):
-        response, case, attempt = _response_for_write(session, response_id, user)
-        # only answers on the path the answers lead along: a changed branch drops the other's
-        answers = questionnaire.prune({**answers_of(response), **cleaned})
-        response.answers = json.dumps(answers, ensure_ascii=False)
-        response.current_item = questionnaire.current(answers)
-        response.updated_at = utc_naive(now)
-        case.lease_expires_at = utc_naive(now) + settings.lease
-        if questionnaire.ended_politely(answers):
-            response.status = "ended"
-            attempt.outcome, attempt.ended_at = "not_available", utc_naive(now)
-            attempt.note = attempt.note or "身份核实未通过（非本人且不能代答）"
-            _apply(session, case, attempt, user, now, settings)
+    that fails ends the call as 本人不在 (the resident may be reached later)."""
+    begin_write(session)
+    response, case, attempt = _response_for_write(session, response_id, user)
+    # only answers on the path the answers lead along: a changed branch drops the other's
+    answers = questionnaire.prune({**answers_of(response), **cleaned})
+    response.answers = json.dumps(answers, ensure_ascii=False)
+    response.current_item = questionnaire.current(answers)
+    response.updated_at = utc_naive(now)
+    case.lease_expires_at = utc_naive(now) + settings.lease
+    if questionnaire.ended_politely(answers):
+        response.status = "ended"
+        attempt.outcome, attempt.ended_at = "not_available", utc_naive(now)
+        attempt.note = attempt.note or "身份核实未通过（非本人且不能代答）"
+        _apply(session, case, attempt, user, now, settings)
+    session.flush()
     return response
 
 
@@ -620,22 +617,24 @@ def finish_interview(
 ) -> Response:
     """End the interview: complete when every item on the path is answered, or, when the
     call dropped (``breakoff``), partial if the satisfaction item was answered and break-off
-    otherwise. Repeating it changes nothing. Commits."""
-    with _writing(session):
-        response = session.get(Response, response_id, populate_existing=True)
-        if response is None:
-            raise CallError("找不到该问卷。")
-        if response.status in ("complete", "partial", "breakoff"):
-            return response  # a repeated submit: already recorded
-        response, case, attempt = _response_for_write(session, response_id, user)
-        answers = answers_of(response)
-        if breakoff:
-            status = questionnaire.breakoff_status(answers)
-        else:
-            if not questionnaire.is_complete(answers):
-                raise CallError("还有未回答的题目，不能提交。")
-            status = "complete"
-        _finish(session, response, case, attempt, status, questionnaire, context, user, now, settings)
+    otherwise. Repeating it changes nothing."""
+    begin_write(session)
+    response = session.get(Response, response_id, populate_existing=True)
+    if response is None:
+        raise CallError("找不到该问卷。")
+    if response.status in ("complete", "partial", "breakoff"):
+        session.flush()
+        return response  # a repeated submit: already recorded
+    response, case, attempt = _response_for_write(session, response_id, user)
+    answers = answers_of(response)
+    if breakoff:
+        status = questionnaire.breakoff_status(answers)
+    else:
+        if not questionnaire.is_complete(answers):
+            raise CallError("还有未回答的题目，不能提交。")
+        status = "complete"
+    _finish(session, response, case, attempt, status, questionnaire, context, user, now, settings)
+    session.flush()
     return response
 
 

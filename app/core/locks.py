@@ -4,42 +4,58 @@ PostgreSQL: a transaction-scoped advisory lock per (purpose, key), released at c
 rollback. SQLite: BEGIN IMMEDIATE, the database's single write lock, taken as the transaction
 starts (a lock taken later could fail at once on a stale snapshot instead of waiting).
 Either way the unique constraints remain the final guarantee.
+
+A lock must be its transaction's first act, so these helpers end a transaction that has only
+read (a view has loaded the user, say) and refuse one that holds writes: they never commit
+behind the caller's back. The commit belongs to the boundary (``app.core.transactions``).
 """
 from __future__ import annotations
 
 from sqlalchemy import text
-from sqlalchemy.orm import Session, scoped_session
+from sqlalchemy.orm import Session
+
+from app.core.transactions import has_writes, plain, WRITE_LOCKED
 
 DRAW = 1  # key: county id
 CLOSE = 2  # key: round id
 
 
-def _plain(session: Session) -> Session:
-    return session() if isinstance(session, scoped_session) else session
+class LockOrderError(RuntimeError):
+    """A lock was asked for in a transaction that has already written: a programming error."""
+
+
+def _fresh_transaction(session: Session, helper: str) -> None:
+    if not session.in_transaction():
+        return
+    if has_writes(session):
+        raise LockOrderError(f"{helper} must begin its transaction, but this one holds uncommitted writes")
+    session.rollback()  # it has only read: nothing is lost
 
 
 def begin_write(session: Session) -> Session:
-    """Make the session's work from here on a safe write transaction. On SQLite: end the
-    current transaction (committing it) and start one that holds the write lock at once
-    (BEGIN IMMEDIATE), so a read-then-write cannot fail on a stale snapshot. On PostgreSQL
-    nothing to do: row locks taken by the statements themselves (FOR UPDATE / FOR SHARE)
-    decide, and READ COMMITTED lets each statement see what was committed before it.
+    """Make the session's work from here on a safe write transaction. On SQLite: begin one
+    that holds the write lock at once (BEGIN IMMEDIATE), so a read-then-write cannot fail on
+    a stale snapshot; inside such a transaction already, nothing to do. On PostgreSQL nothing
+    to do: row locks taken by the statements themselves (FOR UPDATE / FOR SHARE) decide, and
+    READ COMMITTED lets each statement see what was committed before it.
     Returns the plain session."""
-    session = _plain(session)
-    if session.get_bind().dialect.name == "sqlite":
-        if session.in_transaction():
-            session.commit()
-        session.connection(execution_options={"sqlite_immediate": True})
+    session = plain(session)
+    if session.get_bind().dialect.name != "sqlite":
+        return session
+    if session.in_transaction() and session.info.get(WRITE_LOCKED):
+        return session
+    _fresh_transaction(session, "begin_write")
+    session.connection(execution_options={"sqlite_immediate": True})
+    session.info[WRITE_LOCKED] = True
     return session
 
 
 def begin_locked(session: Session, purpose: int, key: int) -> None:
-    """Start a new transaction holding the lock. Ends the session's current transaction
-    first (committing it): the lock must be the new transaction's first act."""
-    session = _plain(session)
-    if session.in_transaction():
-        session.commit()
+    """Begin a transaction holding the lock for (purpose, key)."""
+    session = plain(session)
+    _fresh_transaction(session, "begin_locked")
     if session.get_bind().dialect.name == "sqlite":
         session.connection(execution_options={"sqlite_immediate": True})
+        session.info[WRITE_LOCKED] = True
     else:
         session.execute(text("SELECT pg_advisory_xact_lock(:purpose, :key)"), {"purpose": purpose, "key": key})

@@ -11,9 +11,9 @@ called up to ``now`` and left open.
 
 Everything random comes from the numpy generator passed in, consumed in a fixed order, and
 every service gets the simulated clock, so the same seed and the same ``now`` give the same
-cases, attempts and answers. The draw's salt is taken from the generator too (``draw_month``
+cases, attempts and answers. The draw's salt is taken from the generator too (``draw_month_and_commit``
 would pick a random one), which is why the per-county draw service is called here, inside the
-same county lock ``draw_month`` takes.
+same county lock ``draw_month_and_commit`` takes.
 
 Institutions and teams get a lasting latent level (satisfaction, awareness of the contract,
 knowing the doctor, services given) so that rankings have real spread and a few units stand
@@ -39,6 +39,7 @@ from sqlalchemy.orm import scoped_session
 from app.core import locks
 from app.calls import outcomes as oc
 from app.calls.rules import CallSettings
+from app.core.transactions import transaction
 from app.core.clock import current_month, local, month_start, shift_month, TZ
 from app.calls.services import (
     claim_case,
@@ -48,7 +49,8 @@ from app.calls.services import (
     save_answer,
     start_interview,
 )
-from app.draws.services import DrawSettings, close_round, draw_county
+from app.draws.services import DrawSettings, draw_county
+from app.scheduler.month_end import close_round
 from app.models import Attempt, Case, County, Institution, Problem, Response, Round, Team, User
 from app.questionnaires import Context, Item, Questionnaire
 from app.reports.problems import assign_problem, close_problem
@@ -309,12 +311,14 @@ def _simulate(session, *, now, rng, months, services, callers, staff, echo, all_
                 continue
             work = _RoundWork(session, services, levels, rng, round_id, callers[county.id])
             work.run(month, now if current else None)
-        _follow_up_problems(session, month, now, rng, staff)
+        with transaction(session):
+            _follow_up_problems(session, month, now, rng, staff)
         if not current:
             closing = _at(month_start(shift_month(month, 1)) - timedelta(days=1), time(23, 59))
             for round_id in round_ids.values():
-                close_round(session, round_id, now=closing, actor=ACTOR,
-                            questionnaires=services.questionnaires, vocabulary=services.vocabulary)
+                with transaction(session):
+                    close_round(session, round_id, now=closing, actor=ACTOR,
+                                questionnaires=services.questionnaires, vocabulary=services.vocabulary)
         summary = _summary(session, month, list(round_ids.values()), closed=not current)
         summary.counties = len(round_ids)
         summaries.append(summary)
@@ -364,14 +368,10 @@ def _draw(session, month: str, counties: list[County], now: datetime, rng: np.ra
     round_ids = {}
     for county in counties:
         salt = rng.bytes(8).hex()
-        locks.begin_locked(session, locks.DRAW, county.id)
-        try:
+        with transaction(session):
+            locks.begin_locked(session, locks.DRAW, county.id)
             outcome = draw_county(session, county, month, now=drawn_at, settings=services.draw, actor=ACTOR,
                                   salt=salt)
-            session.commit()
-        except Exception:
-            session.rollback()
-            raise
         if outcome.round_id is not None:
             round_ids[county.id] = outcome.round_id
     return round_ids
@@ -502,7 +502,8 @@ class _RoundWork:
                 else:
                     free[uid] = max(nxt, t + timedelta(minutes=1)) + _minutes(self.rng.uniform(0, 6))
                 continue
-            end = self._call(case, by_id[uid], t, day)
+            with transaction(self.session, write=True):  # one call, one unit of work
+                end = self._call(case, by_id[uid], t, day)
             free[uid] = end + _minutes(self.rng.uniform(1, 6))
 
     def _release_times(self, spans, until: datetime, quota: int) -> list[datetime]:
@@ -801,7 +802,6 @@ def _follow_up_problems(session, month: str, now: datetime, rng: np.random.Gener
             closed = _office_time(assigned + timedelta(days=float(rng.uniform(2, 18))), rng)
             if closed <= now:
                 close_problem(session, problem, user, closed, _rectification(problem.flags))
-    session.commit()
 
 
 def _rectification(flags: str | None) -> str:

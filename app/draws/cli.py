@@ -7,17 +7,10 @@ from flask.cli import AppGroup
 
 from app.draws.calllists import write_call_list
 from app.draws.context import call_list_writer, draw_settings
+from app.core.transactions import transaction
 from app.core.clock import clock_now
-from app.draws.services import (
-    DrawError,
-    close_round,
-    counties_for,
-    draw_month,
-    find_round,
-    parse_month,
-    redraw_round,
-    verify_round,
-)
+from app.draws.services import DrawError, counties_for, draw_month_and_commit, find_round, parse_month, redraw_round, verify_round
+from app.scheduler.month_end import close_round
 from app.extensions import db
 from app.models import AuditLog
 
@@ -61,7 +54,7 @@ def draw_cli(ctx, month, county_names, sample_size, backups):
         month = parse_month(month)
         settings = draw_settings(current_app, sample_size=sample_size, backup_size=backups)
         ids = [c.id for c in counties_for(db.session, list(county_names))] if county_names else None
-        outcomes = draw_month(
+        outcomes = draw_month_and_commit(
             db.session, month, now=clock_now(), settings=settings, actor=_actor(),
             county_ids=ids, after_draw=call_list_writer(current_app, db.session),
         )
@@ -100,8 +93,9 @@ def redraw_command(month, county, reason):
     """在尚无拨打记录时重新抽样（换新的盐值），并记入日志。"""
     try:
         round_ = _round_for(month, county)
-        outcome = redraw_round(db.session, round_.id, now=clock_now(), settings=draw_settings(current_app),
-                               actor=_actor(), reason=reason)
+        with transaction(db.session):
+            outcome = redraw_round(db.session, round_.id, now=clock_now(), settings=draw_settings(current_app),
+                                   actor=_actor(), reason=reason)
         outcome.files = [str(p) for p in call_list_writer(current_app, db.session)(outcome.round_id)]
     except DrawError as exc:
         raise click.ClickException(str(exc)) from exc
@@ -127,7 +121,10 @@ def close_command(month, county):
     if not rounds:
         raise click.ClickException(f"{month} 没有抽样轮次。")
     for round_id, name in rounds:
-        closed = close_round(db.session, round_id, now=clock_now(), actor=_actor())
+        with transaction(db.session):
+            closed = close_round(db.session, round_id, now=clock_now(), actor=_actor(),
+                                 questionnaires=current_app.extensions["questionnaires"],
+                                 vocabulary=current_app.extensions["vocabulary"])
         click.echo(f"{name} {month}：" + ("已关闭。" if closed else "此前已关闭。"))
 
 

@@ -6,9 +6,10 @@ from app.auth.scope import county_filter, require_county, roles_required
 from app.draws import bp
 from app.draws.calllists import ordered_cases, sample_label, write_call_list
 from app.draws.context import call_list_writer, draw_settings
+from app.core.transactions import transaction
 from app.core.clock import clock_now, current_month
 from app.draws.forms import DrawForm, RedrawForm
-from app.draws.services import DrawError, draw_month, redraw_round
+from app.draws.services import DrawError, draw_month_and_commit, redraw_round
 from app.extensions import db
 from app.models import AuditLog, Case, County, Round
 
@@ -63,7 +64,7 @@ def draw():
     county_ids = [int(choice)] if choice else None
     now = clock_now()
     try:
-        outcomes = draw_month(
+        outcomes = draw_month_and_commit(
             db.session, current_month(now), now=now, settings=draw_settings(current_app),
             actor=current_user.username, user_id=current_user.id, county_ids=county_ids,
             after_draw=call_list_writer(current_app, db.session),
@@ -104,8 +105,9 @@ def redraw(round_id: int):
                 flash(error, "error")
         return redirect(url_for("draws.round_detail", round_id=round_.id))
     try:
-        outcome = redraw_round(db.session, round_.id, now=clock_now(), settings=draw_settings(current_app),
-                               actor=current_user.username, user_id=current_user.id, reason=form.reason.data)
+        with transaction(db.session):
+            outcome = redraw_round(db.session, round_.id, now=clock_now(), settings=draw_settings(current_app),
+                                   actor=current_user.username, user_id=current_user.id, reason=form.reason.data)
     except DrawError as exc:
         flash(str(exc), "error")
         return redirect(url_for("draws.round_detail", round_id=round_id))

@@ -1,8 +1,9 @@
-"""The monthly draw, its verification, redraw and the month-end close.
+"""The monthly draw, its verification and redraw.
 
 Services take the session and the clock (``now``, an aware datetime) as arguments and leave
-commits to the caller, except the per-county loop of ``draw_month``, which is the unit of
-work of the CLI and the scheduler: each county is drawn in its own locked transaction.
+commits to the boundary, except ``draw_month_and_commit``: a month is drawn county by
+county, each in its own locked transaction committed before the next, so one county's
+failure does not undo the others.
 """
 from __future__ import annotations
 
@@ -13,8 +14,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, timezone
 
 import numpy as np
-from flask import current_app
-from sqlalchemy import and_, case, delete, func, insert, not_, select, text, update
+from sqlalchemy import and_, case, delete, func, insert, not_, select, text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -32,7 +32,6 @@ from app.draws.sampler import (
 from app.core.clock import local_date, month_of, month_start, shift_month, TZ, utc_naive
 from app.models import (
     OUTCOME_COMPLETE,
-    OUTCOME_OPEN_AT_CLOSE,
     AuditLog,
     Case,
     County,
@@ -574,7 +573,7 @@ def counties_for(session: Session, names: list[str] | None = None) -> list[Count
     return counties
 
 
-def draw_month(
+def draw_month_and_commit(
     session: Session,
     month: str,
     *,
@@ -631,7 +630,7 @@ def redraw_round(
     reason: str = "",
 ) -> DrawOutcome:
     """Draw an open round again with a new salt, only while no call has been recorded in it.
-    Runs in its own locked transaction and commits."""
+    Begins the transaction holding the county's draw lock; the boundary commits."""
     round_ = session.get(Round, round_id)
     if round_ is None:
         raise DrawError("找不到该抽样轮次。")
@@ -639,40 +638,36 @@ def redraw_round(
     locks.begin_locked(session, locks.DRAW, county_id)
     round_ = session.scalar(select(Round).where(Round.id == round_id).with_for_update())
     county = round_.county
-    try:
-        if round_.status != "open":
-            raise DrawError("本轮已结束（月末关闭），不能重新抽样。")
-        called = session.scalar(
-            select(func.count()).select_from(Case).where(
-                Case.round_id == round_.id, (Case.attempt_count > 0) | (Case.status == "done")
-            )
+    if round_.status != "open":
+        raise DrawError("本轮已结束（月末关闭），不能重新抽样。")
+    called = session.scalar(
+        select(func.count()).select_from(Case).where(
+            Case.round_id == round_.id, (Case.attempt_count > 0) | (Case.status == "done")
         )
-        if called:
-            raise DrawError(f"本轮已有 {called} 个样本有拨打记录，不能重新抽样。")
-        day = draw_date_for(round_.month, now)
-        old = {"seed": round_.seed, "salt": round_.salt, "primaries": round_.primaries}
-        session.execute(delete(Case).where(Case.round_id == round_.id))
-        session.execute(delete(RoundInstitution).where(RoundInstitution.round_id == round_.id))
-        fresh = _new_round(county, round_.month, day, settings, secrets.token_hex(8))
-        for column in ("algorithm", "county_code", "salt", "seed", "draw_date", "sample_size", "backup_size",
-                       "exclusion_months", "key_population_min_share", "questionnaire_version"):
-            setattr(round_, column, getattr(fresh, column))
-        round_.triggered_by, round_.triggered_by_id, round_.drawn_at = actor, user_id, utc_naive(now)
-        round_.redraws += 1
-        session.flush()
-        session.expire(round_, ["units"])
-        units = _run_draw(session, round_, county, settings, now, _inputs(session, county, round_.month, day, settings))
-        session.add(
-            AuditLog(
-                actor=actor, user_id=user_id, action="redraw", target=f"{county.name} {round_.month}",
-                detail=json.dumps({"round_id": round_.id, "reason": reason, "old": old,
-                                   "new": {"seed": round_.seed, "salt": round_.salt}}, ensure_ascii=False),
-            )
+    )
+    if called:
+        raise DrawError(f"本轮已有 {called} 个样本有拨打记录，不能重新抽样。")
+    day = draw_date_for(round_.month, now)
+    old = {"seed": round_.seed, "salt": round_.salt, "primaries": round_.primaries}
+    session.execute(delete(Case).where(Case.round_id == round_.id))
+    session.execute(delete(RoundInstitution).where(RoundInstitution.round_id == round_.id))
+    fresh = _new_round(county, round_.month, day, settings, secrets.token_hex(8))
+    for column in ("algorithm", "county_code", "salt", "seed", "draw_date", "sample_size", "backup_size",
+                   "exclusion_months", "key_population_min_share", "questionnaire_version"):
+        setattr(round_, column, getattr(fresh, column))
+    round_.triggered_by, round_.triggered_by_id, round_.drawn_at = actor, user_id, utc_naive(now)
+    round_.redraws += 1
+    session.flush()
+    session.expire(round_, ["units"])
+    units = _run_draw(session, round_, county, settings, now, _inputs(session, county, round_.month, day, settings))
+    session.add(
+        AuditLog(
+            actor=actor, user_id=user_id, action="redraw", target=f"{county.name} {round_.month}",
+            detail=json.dumps({"round_id": round_.id, "reason": reason, "old": old,
+                               "new": {"seed": round_.seed, "salt": round_.salt}}, ensure_ascii=False),
         )
-        session.commit()
-    except Exception:
-        session.rollback()
-        raise
+    )
+    session.flush()
     return DrawOutcome(county.name, round_.month, "drawn",
                        f"{county.name} {round_.month}：已重新抽样。" + _describe(units),
                        round_id=round_.id, units=units)
@@ -738,64 +733,3 @@ def verify_round(session: Session, round_: Round) -> Verification:
         ok = False
         lines.append("全县符合条件名单的哈希与记录不符。")
     return Verification(ok, lines)
-
-
-# ---------------------------------------------------------------------------
-# Month-end close
-# ---------------------------------------------------------------------------
-
-
-def close_round(
-    session: Session, round_id: int, *, now: datetime, actor: str, questionnaires=None, vocabulary=None
-) -> bool:
-    """Close one round in its own locked transaction: cases still queued get the closing
-    disposition, unused backups stay in reserve, the month's figures are frozen in the
-    round's summary. Returns False when it was closed already. Commits."""
-    locks.begin_locked(session, locks.CLOSE, round_id)
-    round_ = session.scalar(select(Round).where(Round.id == round_id).with_for_update())
-    if round_ is None or round_.status == "closed":
-        session.rollback()
-        return False
-    stamp = utc_naive(now)
-    # interviews left open end with what was asked (partial or break-off); a case dialled
-    # keeps the disposition of its attempts, one never dialled is "open at close"
-    from app.calls.services import finalize_open_interviews
-
-    if questionnaires is None or vocabulary is None:
-        questionnaires = current_app.extensions["questionnaires"]
-        vocabulary = current_app.extensions["vocabulary"]
-    finalize_open_interviews(session, round_id, now, questionnaires, vocabulary)
-    session.execute(
-        update(Case)
-        .where(Case.round_id == round_id, Case.status == "queued", Case.attempt_count == 0)
-        .values(outcome=OUTCOME_OPEN_AT_CLOSE)
-    )
-    session.execute(
-        update(Case)
-        .where(Case.round_id == round_id, Case.status == "queued")
-        .values(status="closed", closed_at=stamp, leased_by_id=None, lease_expires_at=None)
-    )
-    figures = defaultdict(lambda: defaultdict(int))
-    for inst, kind, status, outcome, count in session.execute(
-        select(Case.institution_name, Case.kind, Case.status, Case.outcome, func.count())
-        .where(Case.round_id == round_id)
-        .group_by(Case.institution_name, Case.kind, Case.status, Case.outcome)
-    ):
-        figures[inst][f"{kind}:{status}:{outcome or '-'}"] += count
-    round_.summary = json.dumps({k: dict(v) for k, v in sorted(figures.items())}, ensure_ascii=False)
-    round_.status = "closed"
-    round_.closed_at = stamp
-    round_.closed_by = actor
-    session.add(AuditLog(actor=actor, action="close_round", target=f"{round_.county.name} {round_.month}",
-                         detail=json.dumps({"round_id": round_id}, ensure_ascii=False)))
-    session.commit()
-    return True
-
-
-def rounds_to_close(session: Session, month_closed_before: str) -> list[int]:
-    """Open rounds of months before ``month_closed_before``."""
-    return list(
-        session.scalars(
-            select(Round.id).where(Round.status == "open", Round.month < month_closed_before).order_by(Round.month, Round.id)
-        )
-    )

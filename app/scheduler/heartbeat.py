@@ -16,6 +16,7 @@ from flask import Flask
 from sqlalchemy import delete, insert, select, update
 from sqlalchemy.orm import Session
 
+from app.core.transactions import transaction
 from app.core.clock import clock_now, utc_naive
 from app.extensions import db
 from app.models import SchedulerHeartbeat
@@ -103,27 +104,22 @@ class Heartbeat:
     def beat(self) -> bool:
         """Write the beat; True when it was written."""
         with self.app.app_context():
-            session = db.session
             try:
-                now = utc_naive(self._now())
-                updated = 0
-                if self.row_id is not None:
-                    updated = session.execute(
-                        update(SchedulerHeartbeat).where(SchedulerHeartbeat.id == self.row_id).values(beat_at=now)
-                    ).rowcount
-                if not updated:  # the first beat, or the row was pruned while this process slept
-                    self.row_id = session.scalar(
-                        insert(SchedulerHeartbeat)
-                        .values(host=self.host, pid=self.pid, started_at=self.started_at, beat_at=now)
-                        .returning(SchedulerHeartbeat.id)
-                    )
-                session.execute(delete(SchedulerHeartbeat).where(SchedulerHeartbeat.beat_at < now - KEEP_FOR))
-                session.commit()
+                with transaction(db.session) as session:  # the rollback on failure may raise too
+                    now = utc_naive(self._now())
+                    updated = 0
+                    if self.row_id is not None:
+                        updated = session.execute(
+                            update(SchedulerHeartbeat).where(SchedulerHeartbeat.id == self.row_id).values(beat_at=now)
+                        ).rowcount
+                    if not updated:  # the first beat, or the row was pruned while this process slept
+                        self.row_id = session.scalar(
+                            insert(SchedulerHeartbeat)
+                            .values(host=self.host, pid=self.pid, started_at=self.started_at, beat_at=now)
+                            .returning(SchedulerHeartbeat.id)
+                        )
+                    session.execute(delete(SchedulerHeartbeat).where(SchedulerHeartbeat.beat_at < now - KEEP_FOR))
                 return True
             except Exception:  # noqa: BLE001 - logged; the scheduler keeps running
                 log.exception("scheduler heartbeat not written (host %s, pid %s)", self.host, self.pid)
-                try:
-                    session.rollback()
-                except Exception:  # noqa: BLE001 - the connection itself is gone
-                    log.exception("rollback after a failed heartbeat failed")
                 return False

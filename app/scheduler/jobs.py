@@ -15,8 +15,10 @@ from flask import Flask
 from sqlalchemy import exists, select
 
 from app.draws.context import call_list_writer, draw_settings
+from app.core.transactions import transaction
 from app.core.clock import clock_now, current_month, month_bounds, shift_month, TZ, utc_naive
-from app.draws.services import close_round, draw_month, rounds_to_close
+from app.draws.services import draw_month_and_commit
+from app.scheduler.month_end import close_round, rounds_to_close
 from app.extensions import db
 from app.models import County, Round, SchedulerRun
 
@@ -95,7 +97,7 @@ def run_draws(app: Flask, now: datetime) -> JobResult:
     todo = [cid for cid in db.session.scalars(active) if cid not in drawn]
     if not todo:
         return JobResult(False, f"{month} 各县市区均已抽样。")
-    outcomes = draw_month(
+    outcomes = draw_month_and_commit(
         db.session, month, now=now, settings=draw_settings(app), actor=ACTOR,
         county_ids=todo, after_draw=call_list_writer(app, db.session),
     )
@@ -110,7 +112,10 @@ def run_closes(app: Flask, now: datetime) -> JobResult:
     for round_id in rounds_to_close(db.session, before):
         round_ = db.session.get(Round, round_id)
         label = f"{round_.county.name} {round_.month}"
-        if close_round(db.session, round_id, now=now, actor=ACTOR):
+        with transaction(db.session):
+            done = close_round(db.session, round_id, now=now, actor=ACTOR,
+                               questionnaires=app.extensions["questionnaires"], vocabulary=app.extensions["vocabulary"])
+        if done:
             closed.append(label)
     if not closed:
         return JobResult(False, "没有需要关闭的轮次。")
@@ -126,8 +131,8 @@ def _record(app: Flask, job: str, scheduled_for: datetime | None, now_fn, body, 
         run = SchedulerRun(job=job, scheduled_for=utc_naive(scheduled_for) if scheduled_for else None,
                            started_at=utc_naive(started), status="running",
                            host=socket.gethostname()[:100], pid=os.getpid())
-        db.session.add(run)
-        db.session.commit()
+        with transaction(db.session):
+            db.session.add(run)
         run_id = run.id
     try:
         result = body()
@@ -137,18 +142,18 @@ def _record(app: Flask, job: str, scheduled_for: datetime | None, now_fn, body, 
         result, error = JobResult(True, "任务失败。", failed=True), traceback.format_exc(limit=5)
     if not always and not result.did_work:
         return None
-    if always:
-        run = db.session.get(SchedulerRun, run_id)
-    else:
-        run = SchedulerRun(job=job, scheduled_for=None, started_at=utc_naive(started),
-                           host=socket.gethostname()[:100], pid=os.getpid())
-        db.session.add(run)
-    run.finished_at = utc_naive(now_fn())
-    run.status = "failed" if result.failed else "success"
-    run.result = result.text
-    run.error = error
-    record = RunRecord(job, run.status, run.result, run.error)
-    db.session.commit()
+    with transaction(db.session):
+        if always:
+            run = db.session.get(SchedulerRun, run_id)
+        else:
+            run = SchedulerRun(job=job, scheduled_for=None, started_at=utc_naive(started),
+                               host=socket.gethostname()[:100], pid=os.getpid())
+            db.session.add(run)
+        run.finished_at = utc_naive(now_fn())
+        run.status = "failed" if result.failed else "success"
+        run.result = result.text
+        run.error = error
+        record = RunRecord(job, run.status, run.result, run.error)
     return record
 
 
