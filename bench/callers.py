@@ -21,7 +21,7 @@ Set-up (timed, printed, not a figure): a fresh PostgreSQL database ``survey_benc
 one county of --institutions institutions with 4-8 teams each (app.demo.synth.make_units),
 --residents residents written by SQL (bench/draw.py's generator: ~90 % eligible, 2/3 with a
 key-population label), VACUUM ANALYZE, the draw of the current month (Asia/Shanghai) by
-``app.draws.services.draw_month`` (10 primaries + 10 backups per institution), and --callers
+``app.draws.services.draw_month_and_commit`` (10 primaries + 10 backups per institution), and --callers
 caller accounts of the county.
 
 The server: ``gunicorn --workers <CPUs + 1> --timeout 300 wsgi:app`` (the README's production command;
@@ -466,7 +466,7 @@ def build(url: str, work: Path, env: dict, args, now: datetime) -> dict:
     from app.auth.services import create_user
     from app.demo.synth import make_units
     from app.draws.context import draw_settings
-    from app.draws.services import draw_month
+    from app.draws.services import draw_month_and_commit
     from app.core.clock import local_date, month_of
     from app.extensions import db
     from app.models import Case, County, Institution, Resident, Team
@@ -541,13 +541,13 @@ def build(url: str, work: Path, env: dict, args, now: datetime) -> dict:
         month = month_of(local_date(now))
 
         def draw():
-            outcomes = draw_month(db.session, month, now=now, settings=draw_settings(app), actor="bench",
+            outcomes = draw_month_and_commit(db.session, month, now=now, settings=draw_settings(app), actor="bench",
                                   after_draw=None)
             bad = [f"{o.county}: {o.status} {o.message}" for o in outcomes if o.status != "drawn"]
             if bad:
                 raise SystemExit("the draw failed: " + "; ".join(bad))
 
-        step(f"draw_month {month}", draw)
+        step(f"draw_month_and_commit {month}", draw)
 
         def users():
             names = [f"bench_caller_{k + 1:02d}" for k in range(args.callers)]

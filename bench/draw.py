@@ -1,4 +1,4 @@
-"""Monthly draw benchmark: ``app.draws.services.draw_month`` over every county of a city
+"""Monthly draw benchmark: ``app.draws.services.draw_month_and_commit`` over every county of a city
 (Yueyang: 12 counties, 167 institutions, 1.5 million contracted residents) on SQLite and on
 PostgreSQL, or of a province (130 counties, 2,000 institutions, 15 million residents) on
 PostgreSQL, each figure printed beside the same run's *floor*: one SQL pass that counts the
@@ -23,7 +23,7 @@ ANALYZE (VACUUM ANALYZE on PostgreSQL). Building is timed and printed, and is no
 
 The measurements run in a child process of their own (this script re-invoked with ``--phase
 measure``), so its peak RSS (ru_maxrss) is the draw's, not the builder's: the floor (best of
-3), then ``draw_month`` for the current month over all counties ``--repeat`` times (default 3;
+3), then ``draw_month_and_commit`` for the current month over all counties ``--repeat`` times (default 3;
 rounds, round_institutions and cases are deleted by SQL before each, since a county is drawn
 once a month), best and median; ``after_draw=None``, and the call lists are written afterwards
 with ``write_call_list`` per round and timed separately. After the draw the script checks that
@@ -480,7 +480,7 @@ def phase_measure(args) -> int:
 
     from app.draws.calllists import write_call_list
     from app.draws.context import draw_settings
-    from app.draws.services import draw_month
+    from app.draws.services import draw_month_and_commit
     from app.core.clock import month_of
     from app.extensions import db
     from app.models import Case, County, Resident, Round
@@ -519,13 +519,13 @@ def phase_measure(args) -> int:
             clear_rounds(session)
             timer.active = True
             t0 = time.perf_counter()
-            outcomes = draw_month(session, month, now=now, settings=settings, actor="bench", after_draw=None)
+            outcomes = draw_month_and_commit(session, month, now=now, settings=settings, actor="bench", after_draw=None)
             draws.append(time.perf_counter() - t0)
             timer.active = False
             statuses: dict[str, int] = {}
             for o in outcomes:
                 statuses[o.status] = statuses.get(o.status, 0) + 1
-            print(f"    draw_month #{rep + 1}: {draws[-1]:.3f} s  ({', '.join(f'{k} {v}' for k, v in statuses.items())})",
+            print(f"    draw_month_and_commit #{rep + 1}: {draws[-1]:.3f} s  ({', '.join(f'{k} {v}' for k, v in statuses.items())})",
                   flush=True)
             failed = [o.message for o in outcomes if o.status not in ("drawn", "skipped")]
             if failed:
@@ -568,7 +568,7 @@ def phase_measure(args) -> int:
             profiler = cProfile.Profile()
             t0 = time.perf_counter()
             profiler.enable()
-            draw_month(session, month, now=now, settings=settings, actor="bench", after_draw=None)
+            draw_month_and_commit(session, month, now=now, settings=settings, actor="bench", after_draw=None)
             profiler.disable()
             out["profiled_draw_s"] = time.perf_counter() - t0
             prof_path = work / f"draw-{args.kind}.prof"
@@ -738,7 +738,7 @@ def orchestrate(args) -> int:
             res = spawn_measure(args, kind, url, run_dir)
             res.update(kind=kind, build=build_info)
             if res.get("profile"):
-                print(f"\n[{kind}] cProfile of one draw_month ({res['profiled_draw_s']:.2f} s with the profiler on; "
+                print(f"\n[{kind}] cProfile of one draw_month_and_commit ({res['profiled_draw_s']:.2f} s with the profiler on; "
                       f"{res['profile_path']}):")
                 print(res["profile"])
             if res["exit"] != 0 or "draw_s" not in res:
@@ -789,7 +789,7 @@ def report(results: list[dict], args, scale: dict) -> None:
     print_table(f"RESULTS ({args.repeat} timed draws each; all counties of the current month)", head, rows, {2, 3, 4, 5, 6, 7, 10, 11, 12})
     print(
         "floor = best of 3 of one SELECT team, count(*) over all residents with the draw's eligibility predicates;"
-        "\ndraw = wall time of draw_month(after_draw=None) over every county, commits included; x floor = best / floor;"
+        "\ndraw = wall time of draw_month_and_commit(after_draw=None) over every county, commits included; x floor = best / floor;"
         "\npeak RSS = ru_maxrss of the measuring process (PostgreSQL server not included);"
         "\ncall lists = write_call_list (xlsx + csv) for every round afterwards, not in the draw time."
         + ("\n* target scaled to the resident count" if any(r[0].startswith(args.scale + "*") for r in rows) else "")
