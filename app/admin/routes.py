@@ -29,8 +29,8 @@ from app.auth.services import (
 )
 from app.auth.throttle import ThrottleSettings, locked_accounts, normalize_username
 from app.extensions import db
-from app.core.locks import begin_write
-from app.models import ROLES, AuditLog, County, User
+from app.models import audit, ROLES, County, User
+from app.core.transactions import transaction
 from app.core.clock import utcnow
 from app.core.masking import mask_phone
 from app.roster.reader import SUPPORTED_SUFFIXES
@@ -99,16 +99,14 @@ def user_new():
     if not form.validate_on_submit():
         return _form_page(form, None)
     try:
-        user = create_user(
-            db.session, form.username.data, form.role.data, form.password.data,
-            county_id=form.county_id, real_name=form.real_name.data, phone=form.phone.data, actor=_actor(),
-        )
-        db.session.commit()
+        with transaction(db.session):
+            user = create_user(
+                db.session, form.username.data, form.role.data, form.password.data,
+                county_id=form.county_id, real_name=form.real_name.data, phone=form.phone.data, actor=_actor(),
+            )
     except UserError as exc:
-        db.session.rollback()
         return _form_page(form, None, str(exc))
     except IntegrityError:  # the same name created at the same moment by someone else
-        db.session.rollback()
         return _form_page(form, None, taken_message(form.username.data))
     flash(f"已创建用户 {user.username}（{user.real_name}，{user.role_label}），首次登录时须修改密码。", "success")
     return redirect(url_for("admin.users"))
@@ -130,13 +128,12 @@ def user_edit(user_id: int):
     if not form.validate_on_submit():
         return _form_page(form, user)
     try:
-        changes = update_user(
-            db.session, user, role=form.role.data, county_id=form.county_id, enabled=form.enabled.data,
-            real_name=form.real_name.data, phone=form.phone.data, actor=_actor(),
-        )
-        db.session.commit()
+        with transaction(db.session):
+            changes = update_user(
+                db.session, user, role=form.role.data, county_id=form.county_id, enabled=form.enabled.data,
+                real_name=form.real_name.data, phone=form.phone.data, actor=_actor(),
+            )
     except UserError as exc:
-        db.session.rollback()
         return _form_page(form, user, str(exc))
     if changes:
         flash(f"已保存用户 {user.username} 的修改。", "success")
@@ -159,15 +156,13 @@ def user_password(user_id: int):
     if not form.validate_on_submit():
         code = 400 if request.method == "POST" else 200
         return render_template("admin/user_password.html", form=form, user=user), code
-    begin_write(db.session)
-    user = db.session.get(User, user_id)
     try:
-        password = reset_password(db.session, user, actor=_actor(),
-                                  password=form.password.data if form.mode.data == "manual" else None,
-                                  now=utcnow(), settings=_throttle())
-        db.session.commit()
+        with transaction(db.session, write=True):
+            user = db.session.get(User, user_id)
+            password = reset_password(db.session, user, actor=_actor(),
+                                      password=form.password.data if form.mode.data == "manual" else None,
+                                      now=utcnow(), settings=_throttle())
     except UserError as exc:
-        db.session.rollback()
         flash(str(exc), "error")
         return render_template("admin/user_password.html", form=form, user=user), 400
     if form.mode.data == "manual":
@@ -184,13 +179,12 @@ def user_unlock(user_id: int):
     form = ActionForm()
     if not form.validate_on_submit():
         abort(400)
-    begin_write(db.session)
-    user = db.get_or_404(User, user_id)
-    if unlock_user(db.session, user, actor=_actor(), now=utcnow(), settings=_throttle()):
-        db.session.commit()
+    with transaction(db.session, write=True):
+        user = db.get_or_404(User, user_id)
+        unlocked = unlock_user(db.session, user, actor=_actor(), now=utcnow(), settings=_throttle())
+    if unlocked:
         flash(f"已解锁 {user.display_name}（{user.username}）的账号。", "success")
     else:
-        db.session.rollback()
         flash(f"{user.display_name}（{user.username}）的账号没有被锁定。", "info")
     return redirect(request.form.get("back") if _local(request.form.get("back")) else url_for("admin.users"))
 
@@ -240,13 +234,12 @@ def user_import():
     token, path = store.new(suffix)
     upload.save(path)
     try:
-        check = check_user_sheet(db.session, path)
+        with transaction(db.session, commit=False):  # a preview writes nothing
+            check = check_user_sheet(db.session, path)
     except UserImportFailed as exc:
-        db.session.rollback()
         store.discard(token)
         flash(f"文件无法导入：{exc}", "error")
         return render_template("admin/user_import.html", form=form), 400
-    db.session.rollback()  # a preview writes nothing
     report = write_error_report(_reports_dir(), check.sha256, check.rejections)
     store.save(token, preview_state(check, actor_id=current_user.id, filename=filename, error_report=report))
     return redirect(url_for("admin.user_import_view", token=token))
@@ -277,23 +270,20 @@ def user_import_confirm(token: str):
         return redirect(here)
     passwords = store.passwords_path(token)
     try:
-        begin_write(db.session)
-        check = check_user_sheet(db.session, store.source(token))
-        if check.sha256 != state["sha256"] or [r.username for r in check.accepted] != state["accepted_names"]:
-            raise UserImportFailed("预览之后数据已有变化（例如有用户名已被占用），请重新上传预览。")
-        created = create_accounts(db.session, check, actor=_actor(), filename=state["filename"])
-        if any(c.generated for c in created):
-            write_passwords_file(passwords, created)
-        db.session.commit()
+        with transaction(db.session, write=True):
+            check = check_user_sheet(db.session, store.source(token))
+            if check.sha256 != state["sha256"] or [r.username for r in check.accepted] != state["accepted_names"]:
+                raise UserImportFailed("预览之后数据已有变化（例如有用户名已被占用），请重新上传预览。")
+            created = create_accounts(db.session, check, actor=_actor(), filename=state["filename"])
+            if any(c.generated for c in created):
+                write_passwords_file(passwords, created)
     except (UserImportFailed, IntegrityError, FileNotFoundError) as exc:
-        db.session.rollback()
         passwords.unlink(missing_ok=True)
         store.release(token)
         message = str(exc) if isinstance(exc, UserImportFailed) else "有用户名刚被占用，或上传的文件已不存在，请重新上传预览。"
         flash(f"没有创建任何用户：{message}", "error")
         return redirect(here)
     except BaseException:
-        db.session.rollback()
         passwords.unlink(missing_ok=True)
         store.release(token)
         raise
@@ -319,10 +309,9 @@ def user_import_passwords(token: str):
     if data is None:
         flash("初始密码文件只能下载一次，已经下载过了。如有遗失，请逐个重置密码。", "error")
         return redirect(url_for("admin.user_import_view", token=token))
-    db.session.add(AuditLog(user_id=current_user.id, actor=current_user.username, action="export.user_passwords",
-                            target=f"file:{state['sha256'][:16]} {state['filename']}"[:255],
-                            detail=f"{len(state.get('created', []))} 个账号"))
-    db.session.commit()
+    with transaction(db.session):
+        audit(db.session, "export.user_passwords", current_user, target=f"file:{state['sha256'][:16]} {state['filename']}",
+              detail=f"{len(state.get('created', []))} 个账号")
     return send_file(io.BytesIO(data), as_attachment=True, download_name="用户初始密码.xlsx",
                      mimetype="application/vnd.openxmlformats-officedocument.spreadsheetml.sheet")
 
@@ -337,7 +326,7 @@ def user_import_report(token: str, fmt: str):
     path = _reports_dir() / f"{state['error_report']}.{fmt}"
     if not path.exists():
         abort(404)
-    db.session.add(AuditLog(user_id=current_user.id, actor=current_user.username, action="export.import_errors",
-                            target=f"file:{state['sha256'][:16]} {state['filename']}"[:255], detail=path.name))
-    db.session.commit()
+    with transaction(db.session):
+        audit(db.session, "export.import_errors", current_user, target=f"file:{state['sha256'][:16]} {state['filename']}",
+              detail=path.name)
     return send_file(path, as_attachment=True, download_name=f"用户导入错误报告.{fmt}")

@@ -6,6 +6,7 @@ import click
 from flask import current_app
 from flask.cli import AppGroup
 
+from app.core.transactions import transaction
 from app.auth.importer import UserImportFailed, import_users
 from app.auth.services import UserError, create_user
 from app.extensions import db
@@ -39,11 +40,10 @@ def create_command(username, role, county_name, real_name, phone, password_stdin
     else:
         password = click.prompt("密码", hide_input=True, confirmation_prompt="再次输入密码")
     try:
-        user = create_user(db.session, username, role, password, county_name, real_name=real_name, phone=phone,
-                           actor=_actor(), must_change_password=not no_force_change)
-        db.session.commit()
+        with transaction(db.session):
+            user = create_user(db.session, username, role, password, county_name, real_name=real_name, phone=phone,
+                               actor=_actor(), must_change_password=not no_force_change)
     except UserError as exc:
-        db.session.rollback()
         raise click.ClickException(str(exc)) from exc
     click.echo(f"已创建用户 {user.username}（{user.real_name}，{user.role_label}）")
     if user.must_change_password:
@@ -62,22 +62,17 @@ def import_command(path, dry_run, passwords_dir):
     随机密码，写入初始密码文件。所有新账号首次登录时须修改密码。文件能读取时退出码为 0（即使有被拒绝的行）。
     """
     reports = Path(current_app.config["IMPORT_REPORTS_DIR"])
+    result = None
     try:
-        result = import_users(db.session, path, actor=_actor(), reports_dir=reports,
-                              passwords_dir=Path(passwords_dir) if passwords_dir else reports, dry_run=dry_run)
+        with transaction(db.session, commit=not dry_run):
+            result = import_users(db.session, path, actor=_actor(), reports_dir=reports,
+                                  passwords_dir=Path(passwords_dir) if passwords_dir else reports, dry_run=dry_run)
     except UserImportFailed as exc:
-        db.session.rollback()
         raise click.ClickException(f"导入失败：{exc}") from exc
-    if dry_run:
-        db.session.rollback()
-    else:
-        try:
-            db.session.commit()
-        except Exception:
-            db.session.rollback()
-            if result.passwords_file:
-                result.passwords_file.unlink(missing_ok=True)
-            raise
+    except Exception:
+        if result is not None and result.passwords_file:  # the commit failed: no such accounts
+            result.passwords_file.unlink(missing_ok=True)
+        raise
     click.echo(result.summary_line())
     click.echo(result.summary_zh())
     for r in result.rejections[:20]:
@@ -115,11 +110,10 @@ def reset_password_command(username, password_stdin):
     user = _user(username)
     password = sys.stdin.readline().rstrip("\r\n") if password_stdin else None
     try:
-        temporary = reset_password(db.session, user, actor=_actor(), password=password,
-                                   settings=ThrottleSettings.from_config(current_app.config))
-        db.session.commit()
+        with transaction(db.session):
+            temporary = reset_password(db.session, user, actor=_actor(), password=password,
+                                       settings=ThrottleSettings.from_config(current_app.config))
     except UserError as exc:
-        db.session.rollback()
         raise click.ClickException(str(exc)) from exc
     click.echo(f"已重置用户 {user.username} 的密码，并解除锁定；下次登录须修改密码。")
     if not password_stdin:
@@ -135,7 +129,7 @@ def unlock_command(username):
     from app.core.clock import utcnow
 
     user = _user(username)
-    done = unlock_user(db.session, user, actor=_actor(), now=utcnow(),
-                       settings=ThrottleSettings.from_config(current_app.config))
-    db.session.commit()
+    with transaction(db.session):
+        done = unlock_user(db.session, user, actor=_actor(), now=utcnow(),
+                           settings=ThrottleSettings.from_config(current_app.config))
     click.echo(f"已解除用户 {user.username} 的锁定。" if done else f"用户 {user.username} 没有被锁定。")

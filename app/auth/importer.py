@@ -42,7 +42,7 @@ from app.auth.services import (
     create_user,
     taken_message,
 )
-from app.models import ROLES, AuditLog, County, User, username_key
+from app.models import audit, ROLES, County, User, username_key
 from app.roster.normalize import HeaderSpec
 from app.core.masking import mask_phone
 from app.roster.reader import RosterFileError, open_roster
@@ -253,15 +253,10 @@ def create_accounts(session: Session, check: SheetCheck, *, actor: Actor, filena
         created.append(CreatedAccount(row.username, row.real_name, row.role, row.county, password,
                                       generated=row.password is None))
     if created:
-        session.add(AuditLog(
-            user_id=actor.id if isinstance(actor, User) else None,
-            actor=actor.username if isinstance(actor, User) else actor,
-            action="user_import",
-            target=f"file:{check.sha256[:16]} {filename}"[:255],
-            detail=json.dumps({"read": check.read, "created": len(created), "rejected": check.rejected,
-                               "generated_passwords": sum(c.generated for c in created)},
-                              ensure_ascii=False, sort_keys=True),
-        ))
+        audit(session, "user_import", actor, target=f"file:{check.sha256[:16]} {filename}",
+              detail=json.dumps({"read": check.read, "created": len(created), "rejected": check.rejected,
+                                 "generated_passwords": sum(c.generated for c in created)},
+                                ensure_ascii=False, sort_keys=True))
     session.flush()
     return created
 

@@ -7,13 +7,13 @@ from flask_login import current_user, login_required, login_user, logout_user
 from sqlalchemy import select
 from werkzeug.security import check_password_hash, generate_password_hash
 
+from app.core.transactions import transaction
 from app.auth import bp
 from app.auth.forms import ChangePasswordForm, LoginForm, LogoutForm
 from app.auth.passwords import MIN_PASSWORD_LENGTH
 from app.auth.services import UserError, WrongPasswordError, change_own_password, login_key
 from app.auth.throttle import KEEP_FOR, ThrottleSettings, is_throttled, normalize_username, record_attempt
 from app.extensions import db, login_manager
-from app.core.locks import begin_write
 from app.models import User
 from app.core.clock import utcnow
 
@@ -99,25 +99,23 @@ def index():
         keep = max(KEEP_FOR, settings.window)
         if is_throttled(db.session, username, ip, now=now, settings=settings):
             # the password is not even checked: a correct one does not get in either
-            begin_write(db.session)
-            record_attempt(db.session, username, ip, False, now=now, keep=keep)
-            db.session.commit()
+            with transaction(db.session, write=True):
+                record_attempt(db.session, username, ip, False, now=now, keep=keep)
             flash(f"登录失败次数过多，请{settings.lock_minutes}分钟后再试。", "error")
             return render_template("auth/login.html", form=form), 429
         user = db.session.scalar(select(User).where(User.username_key == username))
         ok = _password_matches(user, form.password.data) and user.is_enabled
         # the write lock only now, after the slow password hash (SQLite: one writer at a time)
-        begin_write(db.session)
-        record_attempt(db.session, username, ip, ok, now=now, keep=keep)
+        with transaction(db.session, write=True):
+            record_attempt(db.session, username, ip, ok, now=now, keep=keep)
+            if ok:
+                session.permanent = True
+                login_user(user)
+                user.last_login_at = now
         if ok:
-            session.permanent = True
-            login_user(user)
-            user.last_login_at = now
-            db.session.commit()
             if user.must_change_password:
                 return redirect(url_for("auth.change_password"))
             return redirect(_safe_next(request.args.get("next")) or _home_url())
-        db.session.commit()
         flash(FAILED_MESSAGE, "error")
     return render_template("auth/login.html", form=form)
 
@@ -172,18 +170,15 @@ def change_password():
         # guessing the current password from an open session counts like guessing at sign-in
         flash(f"密码错误次数过多，请{settings.lock_minutes}分钟后再试。", "error")
         return _password_page(form, 429)
-    begin_write(db.session)
     try:
-        change_own_password(db.session, user, current=form.current.data, new=form.password.data, now=now)
+        with transaction(db.session, write=True):
+            change_own_password(db.session, user, current=form.current.data, new=form.password.data, now=now)
     except UserError as exc:
-        db.session.rollback()
         if isinstance(exc, WrongPasswordError):
-            begin_write(db.session)
-            record_attempt(db.session, key, ip, False, now=now, keep=max(KEEP_FOR, settings.window))
-            db.session.commit()
+            with transaction(db.session, write=True):
+                record_attempt(db.session, key, ip, False, now=now, keep=max(KEEP_FOR, settings.window))
         flash(str(exc), "error")
         return _password_page(form, 400)
-    db.session.commit()
     login_user(user)  # the session mark follows the new password: this session goes on
     flash("密码已修改。其他设备上的登录已全部退出。", "success")
     return redirect(_home_url())

@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session
 
 from app.auth.passwords import MAX_PASSWORD_LENGTH, MIN_PASSWORD_LENGTH, generate_password, password_problem
 from app.auth.throttle import ThrottleSettings, account_locked, normalize_username, unlock_account
-from app.models import ROLES, AuditLog, County, User, username_key
+from app.models import audit, ROLES, County, User, username_key
 from app.core.clock import utcnow
 from app.roster.normalize import clean_phone
 from app.core.masking import mask_phone
@@ -126,15 +126,8 @@ def _name_taken(session: Session, name: str, *, except_id: int | None = None) ->
 
 
 def _audit(session: Session, actor: Actor, action: str, user: User, detail: dict) -> None:
-    session.add(
-        AuditLog(
-            user_id=actor.id if isinstance(actor, User) else None,
-            actor=actor.username if isinstance(actor, User) else actor,
-            action=action,
-            target=f"user:{user.id} {user.username}",
-            detail=json.dumps(detail, ensure_ascii=False, sort_keys=True),
-        )
-    )
+    audit(session, action, actor, target=f"user:{user.id} {user.username}",
+          detail=json.dumps(detail, ensure_ascii=False, sort_keys=True))
 
 
 # ---------------------------------------------------------------------------

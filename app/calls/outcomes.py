@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from app.models.survey import CASE_STATE_LABELS
+
 
 @dataclass(frozen=True)
 class Outcome:
@@ -73,8 +75,8 @@ def outcome(code: str) -> Outcome:
 
 
 def label(code: str | None) -> str:
-    if code is None:
-        return "通话中"
+    if code is None:  # an attempt not ended yet
+        return CASE_STATE_LABELS["on_call"]
     if code in OUTCOMES:
         return OUTCOMES[code].label
     return SYSTEM_LABELS.get(code, code)

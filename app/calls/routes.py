@@ -39,7 +39,7 @@ from app.calls.services import (
     start_interview,
 )
 from app.extensions import db
-from app.models import AnswerEdit, Attempt, Case, County, Response, Round, User
+from app.models import CASE_STATE_LABELS, AnswerEdit, Attempt, Case, County, Response, Round, User
 from app.questionnaires import FLAGS, opening
 from app.questionnaires.forms import build_form
 from app.reports.problems import EMPTY_COUNTS, problem_counts
@@ -404,13 +404,13 @@ def edit(response_id: int, code: str):
 
 
 STATUS_FILTERS = {
-    "": "全部（不含未启用的备用样本）",
+    "": "全部（不含备用未启用的样本）",
     "queued": "待拨打",
     "callback": "约定回访",
-    "in_progress": "通话中",
+    "on_call": CASE_STATE_LABELS["on_call"],
     "done": "已结束",
     "complete": "已完成访问",
-    "reserve": "备用（未启用）",
+    "reserve": CASE_STATE_LABELS["reserve"],
 }
 
 
@@ -442,16 +442,16 @@ def cases():
             stmt = stmt.where(Case.status == "queued")
         elif status == "callback":
             stmt = stmt.where(Case.status == "queued", Case.callback_at.is_not(None))
-        elif status == "in_progress":
-            stmt = stmt.where(Case.status == "queued", Case.attempt_count > 0, Case.last_outcome.is_(None))
+        elif status == "on_call":
+            stmt = stmt.where(Case.in_state("on_call"))
         elif status == "done":
             stmt = stmt.where(Case.status.in_(("done", "closed")))
         elif status == "complete":
             stmt = stmt.where(Case.outcome == "complete")
         elif status == "reserve":
-            stmt = stmt.where(Case.status == "reserve")
+            stmt = stmt.where(Case.in_state("reserve"))
         else:
-            stmt = stmt.where(Case.status != "reserve")
+            stmt = stmt.where(~Case.in_state("reserve"))
         if q:
             like = f"%{q}%"
             conditions = [Case.name.like(like), Case.institution_name.like(like), Case.team_name.like(like)]

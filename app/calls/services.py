@@ -25,7 +25,7 @@ from app.calls import outcomes as oc
 from app.core.locks import begin_write
 from app.calls.rules import CallSettings
 from app.core.clock import current_month, day_start, half_day_start, utc_naive, utcnow
-from app.models import AnswerEdit, Attempt, AuditLog, Case, Problem, Response, Round, RoundInstitution, User
+from app.models import audit, AnswerEdit, Attempt, Case, Problem, Response, Round, RoundInstitution, User
 from app.questionnaires import Context, Questionnaire
 
 
@@ -84,11 +84,6 @@ def current_round(session: Session, county_id: int, now: datetime) -> Round | No
     return session.scalar(select(Round).where(Round.county_id == county_id, Round.month == month))
 
 
-def in_progress():
-    """A case with an attempt started but not ended: the questionnaire is being asked."""
-    return and_(Case.attempt_count > 0, Case.last_outcome.is_(None))
-
-
 def _free(now: datetime):
     return or_(Case.leased_by_id.is_(None), Case.lease_expires_at < now)
 
@@ -122,7 +117,7 @@ def _base(round_id: int, user: User, now: datetime):
         Case.status == "queued",
         _free(utc_naive(now)),
         or_(Case.assigned_to_id.is_(None), Case.assigned_to_id == user.id),
-        ~in_progress(),
+        ~Case.in_state("on_call"),
     )
 
 
@@ -167,7 +162,7 @@ def held_case(session: Session, round_id: int, user: User, now: datetime) -> Cas
             Case.round_id == round_id,
             Case.status == "queued",
             Case.leased_by_id == user.id,
-            or_(Case.lease_expires_at >= utc_naive(now), in_progress()),
+            or_(Case.lease_expires_at >= utc_naive(now), Case.in_state("on_call")),
         )
         .order_by(Case.lease_expires_at.desc())
         .limit(1)
@@ -268,7 +263,7 @@ def release(session: Session, case_id: int, user: User) -> bool:
     begin_write(session)
     result = session.execute(
         update(Case)
-        .where(Case.id == case_id, Case.leased_by_id == user.id, Case.status == "queued", ~in_progress())
+        .where(Case.id == case_id, Case.leased_by_id == user.id, Case.status == "queued", ~Case.in_state("on_call"))
         .values(leased_by_id=None, lease_expires_at=None)
         .execution_options(synchronize_session=False)
     )
@@ -282,7 +277,7 @@ class QueueCounts:
     callbacks_due: int
     untried: int
     waiting: int  # queued but not callable yet (gap, callback later, next day, held by others)
-    in_progress: int
+    on_call: int  # an attempt open, or held under a lease
     done: int
     completes: int
     active: int  # queued + done + closed (primaries and activated backups)
@@ -299,7 +294,7 @@ def queue_counts(session: Session, round_id: int, user: User, now: datetime, set
             func.count().filter(base, conds[1]),
             func.count().filter(base, conds.get(2, false())),
             func.count().filter(Case.status == "queued"),
-            func.count().filter(Case.status == "queued", or_(in_progress(), Case.lease_expires_at >= now_u)),
+            func.count().filter(Case.status == "queued", or_(Case.in_state("on_call"), Case.lease_expires_at >= now_u)),
             func.count().filter(Case.status.in_(("done", "closed"))),
             func.count().filter(Case.outcome == "complete"),
             func.count().filter(Case.status != "reserve"),
@@ -709,9 +704,8 @@ def edit_answer(
     response.updated_at = utc_naive(now)
     _derive_into(response, questionnaire, context, changed)
     sync_problem(session, response)
-    session.add(AuditLog(user_id=user.id, actor=user.username, action="answer_edit", target=f"response:{response.id}",
-                         detail=json.dumps({"item": item, "old": old, "new": new, "reason": reason},
-                                           ensure_ascii=False)))
+    audit(session, "answer_edit", user, target=f"response:{response.id}",
+          detail={"item": item, "old": old, "new": new, "reason": reason})
     session.flush()
     return edit
 
@@ -732,9 +726,7 @@ def assign(session: Session, case_ids: list[int], caller: User | None, superviso
         .values(assigned_to_id=caller.id if caller else None)
         .execution_options(synchronize_session=False)
     )
-    session.add(AuditLog(user_id=supervisor.id, actor=supervisor.username, action="assign_cases",
-                         target=f"round:{round_.id}",
-                         detail=json.dumps({"cases": case_ids, "caller": caller.username if caller else None},
-                                           ensure_ascii=False)))
+    audit(session, "assign_cases", supervisor, target=f"round:{round_.id}",
+          detail={"cases": case_ids, "caller": caller.username if caller else None})
     session.flush()
     return result.rowcount

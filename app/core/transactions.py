@@ -31,10 +31,11 @@ def plain(session: Session) -> Session:
 
 
 @contextmanager
-def transaction(session: Session, *, write: bool = False):
+def transaction(session: Session, *, write: bool = False, commit: bool = True):
     """Run the block as one transaction: commit when it ends, roll back when it raises.
     ``write=True`` begins it holding SQLite's write lock (see ``locks.begin_write``), for
-    work that reads and then writes the same rows."""
+    work that reads and then writes the same rows. ``commit=False`` makes the block a
+    rehearsal (a dry run, a preview): rolled back however it ends."""
     session = plain(session)
     if write:
         from app.core.locks import begin_write
@@ -42,7 +43,10 @@ def transaction(session: Session, *, write: bool = False):
         begin_write(session)
     try:
         yield session
-        session.commit()
+        if commit:
+            session.commit()
+        else:
+            session.rollback()
     except BaseException:
         session.rollback()
         raise

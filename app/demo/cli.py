@@ -13,6 +13,7 @@ from sqlalchemy import func, select
 from werkzeug.security import generate_password_hash
 
 from app.auth.services import UserError, create_user
+from app.core.transactions import transaction
 from app.core.clock import clock_now, TZ
 from app.demo.simulate import Services, simulate
 from app.demo.synth import (
@@ -85,7 +86,8 @@ def seed_city(app, *, residents: int, seed: int, now: datetime, months: int, cou
     survey work ending with the month of ``now``."""
     today = now.astimezone(TZ).date()
     units = make_units(seed, counties)
-    _create_organisation(units, counties)
+    with transaction(db.session):
+        _create_organisation(units, counties)
     roster = make_roster(residents, seed=seed, today=today, units=units)
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "demo-roster.csv"
@@ -118,8 +120,9 @@ def simulate_months(app, *, seed: int, now: datetime, months: int, echo=click.ec
     rng = np.random.default_rng([seed, 20260])
     password = demo_password()
     hashed = generate_password_hash(password)
-    ensure_demo_users(password, hashed)
-    callers = create_callers(password, rng, hashed)
+    with transaction(db.session):
+        ensure_demo_users(password, hashed)
+        callers = create_callers(password, rng, hashed)
     staff = _staff()
     services = Services(draw=draw_settings(app), calls=app.extensions["call_settings"],
                         questionnaires=app.extensions["questionnaires"], vocabulary=app.extensions["vocabulary"])
@@ -149,7 +152,6 @@ def _create_organisation(units: list[Unit], counties=YUEYANG_COUNTIES) -> None:
         if (inst.id, unit.team) not in teams:
             db.session.add(Team(institution_id=inst.id, name=unit.team, leader_doctor=unit.doctor))
             teams.add((inst.id, unit.team))
-    db.session.commit()
 
 
 # ---------------------------------------------------------------------------
@@ -185,7 +187,6 @@ def ensure_demo_users(password: str, password_hash: str | None = None) -> list[U
                 continue  # a demo city without that county
             user = _create_account(username, role, password, county, real_name, password_hash)
         users.append(user)
-    db.session.commit()
     return users
 
 
@@ -210,7 +211,6 @@ def create_callers(password: str, rng: np.random.Generator, password_hash: str |
     own = db.session.scalar(select(User).where(User.username == "yyx_caller"))
     if own is not None and own.county_id in callers:
         callers[own.county_id].insert(0, own)
-    db.session.commit()
     return callers
 
 
@@ -231,7 +231,8 @@ def _staff() -> dict[int, User]:
 def users_command():
     """创建演示账号（已存在则跳过）并打印登录信息。"""
     password = demo_password()
-    users = ensure_demo_users(password)
+    with transaction(db.session):
+        users = ensure_demo_users(password)
     click.echo("演示账号（密码均为 %s，可用环境变量 DEMO_PASSWORD 修改）：" % password)
     for user in users:
         click.echo(f"  {user.username:16s} {user.role:11s} {user.county.name if user.county else '全市':6s} "

@@ -12,7 +12,7 @@ from app.core.clock import clock_now
 from app.draws.services import DrawError, counties_for, draw_month_and_commit, find_round, parse_month, redraw_round, verify_round
 from app.scheduler.month_end import close_round
 from app.extensions import db
-from app.models import AuditLog
+from app.models import audit
 
 
 def _actor() -> str:
@@ -138,9 +138,8 @@ def export_call_list(month, county):
     """重新生成某县某月的呼叫名单（sample_lists/<县>/<月>-呼叫名单.xlsx 和 .csv）。"""
     round_ = _round_for(month, county)
     paths = write_call_list(db.session, round_.id, current_app.config["SAMPLE_LISTS_DIR"])
-    db.session.add(AuditLog(actor=_actor(), action="export_call_list",
-                            target=f"{round_.county.name} {round_.month}",
-                            detail=", ".join(str(p) for p in paths)))
-    db.session.commit()
+    with transaction(db.session):
+        audit(db.session, "export_call_list", _actor(), target=f"{round_.county.name} {round_.month}",
+              detail=", ".join(str(p) for p in paths))
     for path in paths:
         click.echo(f"呼叫名单：{path}")

@@ -11,7 +11,7 @@ from app.core.clock import clock_now, current_month
 from app.draws.forms import DrawForm, RedrawForm
 from app.draws.services import DrawError, draw_month_and_commit, redraw_round
 from app.extensions import db
-from app.models import AuditLog, Case, County, Round
+from app.models import audit, Case, County, Round
 
 STAFF = ("admin", "supervisor")
 
@@ -23,9 +23,9 @@ def _round_or_404(round_id: int) -> Round:
 
 
 def _log(action: str, round_: Round, detail: str | None = None) -> None:
-    db.session.add(AuditLog(user_id=current_user.id, actor=current_user.username, action=action,
-                            target=f"round:{round_.id} {round_.county.name} {round_.month}", detail=detail))
-    db.session.commit()
+    with transaction(db.session):
+        audit(db.session, action, current_user, target=f"round:{round_.id} {round_.county.name} {round_.month}",
+              detail=detail)
 
 
 def _draw_form() -> DrawForm:

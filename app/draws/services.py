@@ -7,7 +7,6 @@ failure does not undo the others.
 """
 from __future__ import annotations
 
-import json
 import secrets
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -29,10 +28,11 @@ from app.draws.sampler import (
     pack_eligible,
     unpack_eligible,
 )
+from app.core.transactions import transaction
 from app.core.clock import local_date, month_of, month_start, shift_month, TZ, utc_naive
+from app.models import audit
 from app.models import (
     OUTCOME_COMPLETE,
-    AuditLog,
     Case,
     County,
     Institution,
@@ -548,14 +548,9 @@ def draw_county(
     session.add(round_)
     session.flush()  # the unique (county, month) constraint answers here if another process won
     units = _run_draw(session, round_, county, settings, now, inputs)
-    session.add(
-        AuditLog(
-            actor=actor, user_id=user_id, action="draw", target=f"{county.name} {month}",
-            detail=json.dumps({"round_id": round_.id, "seed": round_.seed, "salt": round_.salt,
-                               "eligible": round_.eligible_count, "eligible_hash": round_.eligible_hash},
-                              ensure_ascii=False),
-        )
-    )
+    audit(session, "draw", actor, user_id=user_id, target=f"{county.name} {month}",
+          detail={"round_id": round_.id, "seed": round_.seed, "salt": round_.salt,
+                  "eligible": round_.eligible_count, "eligible_hash": round_.eligible_hash})
     session.flush()
     return DrawOutcome(county.name, month, "drawn", f"{county.name} {month}：已抽样。" + _describe(units),
                        round_id=round_.id, units=units)
@@ -593,13 +588,13 @@ def draw_month_and_commit(
     )
     outcomes = []
     for county_id in ids:
-        locks.begin_locked(session, locks.DRAW, county_id)
-        county = session.get(County, county_id)
         try:
-            outcome = draw_county(session, county, month, now=now, settings=settings, actor=actor, user_id=user_id)
-            session.commit()
+            with transaction(session):
+                locks.begin_locked(session, locks.DRAW, county_id)
+                county = session.get(County, county_id)
+                outcome = draw_county(session, county, month, now=now, settings=settings, actor=actor,
+                                      user_id=user_id)
         except Exception as exc:  # one county's failure must not stop the others
-            session.rollback()
             if isinstance(exc, IntegrityError):
                 existing = find_round(session, county_id, month)
                 if existing is not None:
@@ -660,13 +655,9 @@ def redraw_round(
     session.flush()
     session.expire(round_, ["units"])
     units = _run_draw(session, round_, county, settings, now, _inputs(session, county, round_.month, day, settings))
-    session.add(
-        AuditLog(
-            actor=actor, user_id=user_id, action="redraw", target=f"{county.name} {round_.month}",
-            detail=json.dumps({"round_id": round_.id, "reason": reason, "old": old,
-                               "new": {"seed": round_.seed, "salt": round_.salt}}, ensure_ascii=False),
-        )
-    )
+    audit(session, "redraw", actor, user_id=user_id, target=f"{county.name} {round_.month}",
+          detail={"round_id": round_.id, "reason": reason, "old": old,
+                  "new": {"seed": round_.seed, "salt": round_.salt}})
     session.flush()
     return DrawOutcome(county.name, round_.month, "drawn",
                        f"{county.name} {round_.month}：已重新抽样。" + _describe(units),

@@ -1,11 +1,12 @@
 """All models, importable from one place (Alembic's autogenerate sees them here)."""
-from app.models.audit import AuditLog
+from app.models.audit import AuditLog, audit
 from app.models.auth import ROLES, LoginAttempt, User, username_key
 from app.models.calls import PROBLEM_STATUSES, RESPONSE_STATUSES, AnswerEdit, Attempt, Problem, Response
 from app.models.org import INSTITUTION_TYPES, UNIT_KINDS, County, Institution, OrgChange, Team
 from app.models.roster import ImportBatch, PopulationLabel, Resident, resident_labels
 from app.models.survey import (
     CASE_KINDS,
+    CASE_STATE_LABELS,
     CASE_STATUSES,
     OUTCOME_COMPLETE,
     OUTCOME_OPEN_AT_CLOSE,
@@ -25,6 +26,7 @@ __all__ = [
     "RESPONSE_STATUSES",
     "Response",
     "CASE_KINDS",
+    "CASE_STATE_LABELS",
     "CASE_STATUSES",
     "Case",
     "OUTCOME_COMPLETE",
@@ -34,6 +36,7 @@ __all__ = [
     "SchedulerHeartbeat",
     "SchedulerRun",
     "AuditLog",
+    "audit",
     "County",
     "INSTITUTION_TYPES",
     "OrgChange",

@@ -5,6 +5,7 @@ from datetime import date, datetime
 
 from sqlalchemy import (
     CheckConstraint,
+    ColumnElement,
     Float,
     ForeignKey,
     Index,
@@ -12,6 +13,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    and_,
 )
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
@@ -22,6 +24,18 @@ from app.core.clock import utcnow
 # replaces a primary and becomes "queued"; a case with a final outcome is "done"; a queued case
 # still open when the month closes is "closed" with the closing disposition.
 CASE_STATUSES = ("queued", "reserve", "done", "closed")
+# What a case is doing, for people: a queued case is split by its calls. "on_call" is an
+# attempt started and not ended (the caller is on the phone, or the questionnaire is open);
+# "dialled" has had attempts, none open, and may be called again. Every page, the board and
+# the Excel report name the states with these labels.
+CASE_STATE_LABELS = {
+    "reserve": "备用未启用",
+    "untried": "未拨打",
+    "dialled": "已拨未结束",
+    "on_call": "通话中",
+    "done": "已结束",
+    "closed": "月末关闭",
+}
 CASE_KINDS = ("primary", "backup")
 # The outcome that counts as "surveyed to completion" for the exclusion window.
 OUTCOME_COMPLETE = "complete"
@@ -161,6 +175,33 @@ class Case(db.Model):
     round: Mapped[Round] = relationship()
     leased_by = relationship("User", foreign_keys=[leased_by_id])
     assigned_to = relationship("User", foreign_keys=[assigned_to_id])
+
+    @property
+    def state(self) -> str:
+        """One of CASE_STATE_LABELS (the SQL form is ``Case.in_state``)."""
+        if self.status != "queued":
+            return self.status
+        if not self.attempt_count:
+            return "untried"
+        return "on_call" if self.last_outcome is None else "dialled"
+
+    @property
+    def state_label(self) -> str:
+        return CASE_STATE_LABELS[self.state]
+
+    @classmethod
+    def in_state(cls, state: str) -> ColumnElement[bool]:
+        """The SQL condition for ``Case.state == state``."""
+        if state not in CASE_STATE_LABELS:
+            raise ValueError(f"unknown case state: {state}")
+        if state in ("reserve", "done", "closed"):
+            return cls.status == state
+        queued = cls.status == "queued"
+        if state == "untried":
+            return and_(queued, cls.attempt_count == 0)
+        if state == "on_call":
+            return and_(queued, cls.attempt_count > 0, cls.last_outcome.is_(None))
+        return and_(queued, cls.attempt_count > 0, cls.last_outcome.is_not(None))
 
 
 class SchedulerRun(db.Model):

@@ -7,6 +7,7 @@ from flask import current_app
 from flask.cli import AppGroup
 from sqlalchemy import func, select
 
+from app.core.transactions import transaction
 from app.extensions import db
 from app.models import County, Institution, Resident, Team
 from app.org.importer import OrgImportFailed, import_organisation
@@ -25,10 +26,9 @@ def _actor() -> Actor:
 def add_county_command(name, code):
     """新建县市区。"""
     try:
-        county = create_county(db.session, name, code, actor=_actor())
-        db.session.commit()
+        with transaction(db.session):
+            county = create_county(db.session, name, code, actor=_actor())
     except OrgError as exc:
-        db.session.rollback()
         raise click.ClickException(str(exc)) from exc
     click.echo(f"已新建县区 {county.name}（{county.code}）")
 
@@ -41,15 +41,11 @@ def import_command(path, dry_run):
     if not Path(path).is_file():
         raise click.ClickException(f"文件不存在：{path}")
     try:
-        result = import_organisation(db.session, path, actor=_actor(),
-                                     reports_dir=Path(current_app.config["IMPORT_REPORTS_DIR"]))
+        with transaction(db.session, commit=not dry_run):
+            result = import_organisation(db.session, path, actor=_actor(),
+                                         reports_dir=Path(current_app.config["IMPORT_REPORTS_DIR"]))
     except OrgImportFailed as exc:
-        db.session.rollback()
         raise click.ClickException(f"导入失败：{exc}") from exc
-    if dry_run:
-        db.session.rollback()
-    else:
-        db.session.commit()
     click.echo(result.summary_line())
     click.echo(result.summary_zh())
     for r in result.rejections[:20]:

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
-from app.models import INSTITUTION_TYPES, AuditLog, County, Institution, OrgChange, Resident, Team, User
+from app.models import audit, INSTITUTION_TYPES, County, Institution, OrgChange, Resident, Team, User
 from app.roster.normalize import clean_phone
 from app.core.masking import mask_phone
 
@@ -140,8 +140,8 @@ def record_change(session: Session, actor: Actor, kind: str, unit_id: int, actio
 
     session.add(OrgChange(unit_kind=kind, unit_id=unit_id, action=action, before=dump(before), after=dump(after),
                           reason=reason, actor=actor.name, user_id=actor.user_id))
-    session.add(AuditLog(user_id=actor.user_id, actor=actor.name, action=f"org_{action}", target=f"{kind}:{unit_id}",
-                         detail=dump({"before": before, "after": after, "reason": reason})))
+    audit(session, f"org_{action}", actor.name, user_id=actor.user_id, target=f"{kind}:{unit_id}",
+          detail=dump({"before": before, "after": after, "reason": reason}))
 
 
 def _diff(unit, values: dict) -> tuple[dict, dict]:

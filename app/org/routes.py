@@ -26,8 +26,8 @@ from sqlalchemy.exc import IntegrityError
 
 from app.auth.scope import county_filter, require_county, roles_required
 from app.extensions import db
-from app.core.locks import begin_write
-from app.models import AuditLog, County, Institution, Resident, Team
+from app.models import audit, County, Institution, Resident, Team
+from app.core.transactions import transaction
 from app.core.clock import utcnow
 from app.org import bp
 from app.org.forms import (
@@ -116,8 +116,8 @@ def _history(kind: str, unit_id: int) -> list[dict]:
 
 
 def _refused(template: str, message: str, **context):
-    """A refused change: nothing written, the form again with what was typed and the reason."""
-    db.session.rollback()
+    """A refused change: nothing written (the transaction was rolled back), the form again
+    with what was typed and the reason."""
     flash(message, "error")
     return render_template(template, **context), 400
 
@@ -239,15 +239,12 @@ def _save(form, work, *, page: dict, done: str):
     """Run ``work`` (a service call returning the unit to show) in one write transaction:
     commit and go to the unit, or show the form again with the refusal."""
     try:
-        begin_write(db.session)
-        kind, unit = work()
-        db.session.commit()
+        with transaction(db.session, write=True):
+            kind, unit = work()
     except OrgError as exc:
-        db.session.rollback()
         flash(str(exc), "error")
         return _form_page(form, status=400, **page)
     except IntegrityError:  # a unique name or code taken meanwhile by another request
-        db.session.rollback()
         flash(TAKEN, "error")
         return _form_page(form, status=400, **page)
     flash(done.format(name=unit.name), "success")
@@ -397,10 +394,9 @@ def set_status(kinds: str, unit_id: int, action: str):
     if not form.validate_on_submit():
         return render_template("org/status.html", **context), 400 if request.method == "POST" else 200
     try:
-        begin_write(db.session)
-        unit = _unit(kind, unit_id, lock=True)
-        changed = set_active(db.session, kind, unit, active, reason=form.reason.data, actor=_actor())
-        db.session.commit()
+        with transaction(db.session, write=True):
+            unit = _unit(kind, unit_id, lock=True)
+            changed = set_active(db.session, kind, unit, active, reason=form.reason.data, actor=_actor())
     except OrgError as exc:
         return _refused("org/status.html", str(exc), **context)
     if not changed:  # a second click, a stale tab: it already was
@@ -464,21 +460,21 @@ def team_move(team_id: int):
             return redirect(_unit_url("team", team))
         return _refused("org/move.html", "请从列表中选择本县区一家在用的机构。", **context)
     try:
-        begin_write(db.session)
-        team = _unit("team", team_id, lock=True)
-        source = team.institution.name
-        if team.institution_id == chosen.id:
-            db.session.rollback()
-            flash(f"团队“{team.name}”已属于“{chosen.name}”，没有重复操作。", "info")
-            return redirect(_unit_url("team", team))
-        # FOR SHARE: the receiving institution cannot be deactivated while the team moves in
-        target = db.session.get(Institution, chosen.id, with_for_update={"read": True}, populate_existing=True)
-        move_team(db.session, team, target, reason=form.reason.data, actor=_actor())
-        db.session.commit()
+        with transaction(db.session, write=True):
+            team = _unit("team", team_id, lock=True)
+            source = team.institution.name
+            already = team.institution_id == chosen.id
+            if not already:
+                # FOR SHARE: the receiving institution cannot be deactivated while the team moves in
+                target = db.session.get(Institution, chosen.id, with_for_update={"read": True}, populate_existing=True)
+                move_team(db.session, team, target, reason=form.reason.data, actor=_actor())
     except OrgError as exc:
         return _refused("org/move.html", str(exc), **context)
     except IntegrityError:
         return _refused("org/move.html", f"“{chosen.name}”已有同名团队。", **context)
+    if already:
+        flash(f"团队“{team.name}”已属于“{chosen.name}”，没有重复操作。", "info")
+        return redirect(_unit_url("team", team))
     flash(f"已把团队“{team.name}”从“{source}”调整到“{team.institution.name}”。", "success")
     return redirect(_unit_url("team", team))
 
@@ -506,19 +502,17 @@ def team_merge(team_id: int):
     if chosen is None:
         return _refused("org/merge.html", "请从列表中选择本县区一个在用的团队。", **context)
     try:
-        begin_write(db.session)
-        # both rows, in id order (two merges in opposite directions must not deadlock)
-        locked = {t.id: t for t in db.session.scalars(
-            select(Team).where(Team.id.in_((team_id, chosen.id))).order_by(Team.id)
-            .with_for_update().execution_options(populate_existing=True)
-        )}
-        absorbed, survivor = locked[team_id], locked[chosen.id]
-        was_active = absorbed.active
-        moved = merge_teams(db.session, absorbed, survivor, reason=form.reason.data, actor=_actor())
-        db.session.commit()
+        with transaction(db.session, write=True):
+            # both rows, in id order (two merges in opposite directions must not deadlock)
+            locked = {t.id: t for t in db.session.scalars(
+                select(Team).where(Team.id.in_((team_id, chosen.id))).order_by(Team.id)
+                .with_for_update().execution_options(populate_existing=True)
+            )}
+            absorbed, survivor = locked[team_id], locked[chosen.id]
+            was_active = absorbed.active
+            moved = merge_teams(db.session, absorbed, survivor, reason=form.reason.data, actor=_actor())
     except OrgError as exc:
         if not was_active:
-            db.session.rollback()
             flash(f"{exc}没有重复操作。", "info")
             return redirect(_unit_url("team", team))
         return _refused("org/merge.html", str(exc), **context)
@@ -606,14 +600,12 @@ def org_import():
     path = _uploads() / f"org-{token}{suffix}"
     upload.save(path)
     try:
-        result = import_organisation(db.session, path, actor=_actor(), reports_dir=_reports_dir())
+        with transaction(db.session, commit=False):  # a preview writes nothing
+            result = import_organisation(db.session, path, actor=_actor(), reports_dir=_reports_dir())
     except OrgImportFailed as exc:
-        db.session.rollback()
         path.unlink(missing_ok=True)
         flash(f"文件无法导入：{exc}", "error")
         return render_template("org/import.html", form=form, sheet=ORG_SHEET), 400
-    finally:
-        db.session.rollback()  # a preview writes nothing
     _save_state(token, {"status": "preview", "filename": filename, "suffix": suffix, "actor_id": current_user.id,
                         "sha256": hashlib.sha256(path.read_bytes()).hexdigest(),
                         "uploaded_at": utcnow().isoformat(timespec="seconds"), "preview": _outcome(result)})
@@ -665,17 +657,14 @@ def org_import_confirm(token: str):
         flash("预览时上传的文件已不存在，请重新上传。", "error")
         return redirect(url_for("org.org_import"))
     try:
-        begin_write(db.session)
-        result = import_organisation(db.session, claimed, actor=_actor(), reports_dir=_reports_dir())
-        db.session.commit()
+        with transaction(db.session, write=True):
+            result = import_organisation(db.session, claimed, actor=_actor(), reports_dir=_reports_dir())
     except (OrgImportFailed, IntegrityError) as exc:
-        db.session.rollback()
         os.replace(claimed, source)  # nothing written: the preview can be confirmed again
         message = str(exc) if isinstance(exc, OrgImportFailed) else "有机构或团队刚被他人修改，请重新上传预览。"
         flash(f"导入失败，数据库未作更改：{message}", "error")
         return redirect(here)
     except BaseException:
-        db.session.rollback()
         os.replace(claimed, source)
         raise
     state.update(status="done", result=_outcome(result), confirmed_at=utcnow().isoformat(timespec="seconds"))
@@ -698,7 +687,7 @@ def org_import_report(token: str, fmt: str):
     # only a report written into IMPORT_REPORTS_DIR by this import, whatever the state file says
     if path.parent != reports or path.name != f"{stem}.{fmt}" or not path.is_file():
         abort(404)
-    db.session.add(AuditLog(user_id=current_user.id, actor=current_user.username, action="export.import_errors",
-                            target=f"org_import:{token[:12]} {state['filename']}"[:255], detail=path.name))
-    db.session.commit()
+    with transaction(db.session):
+        audit(db.session, "export.import_errors", current_user, target=f"org_import:{token[:12]} {state['filename']}",
+              detail=path.name)
     return send_file(path, as_attachment=True, download_name=f"机构与团队导入错误报告.{fmt}")

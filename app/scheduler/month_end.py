@@ -13,7 +13,7 @@ from app.calls.services import finalize_open_interviews
 from app.core import locks
 from app.core.clock import utc_naive
 from app.core.populations import Vocabulary
-from app.models import OUTCOME_OPEN_AT_CLOSE, AuditLog, Case, Round
+from app.models import audit, OUTCOME_OPEN_AT_CLOSE, Case, Round
 
 
 def close_round(
@@ -52,8 +52,7 @@ def close_round(
     round_.status = "closed"
     round_.closed_at = stamp
     round_.closed_by = actor
-    session.add(AuditLog(actor=actor, action="close_round", target=f"{round_.county.name} {round_.month}",
-                         detail=json.dumps({"round_id": round_id}, ensure_ascii=False)))
+    audit(session, "close_round", actor, target=f"{round_.county.name} {round_.month}", detail={"round_id": round_id})
     session.flush()
     return True
 
