@@ -10,19 +10,11 @@ from sqlalchemy import func, select, update
 from app.calls import outcomes as oc
 from app.calls.progress import board_rows
 from app.calls.rules import CallHoursError, parse_hours
-from app.calls.services import (
-    CallError,
-    claim_case,
-    claim_next,
-    context_for,
-    edit_answer,
-    finish_interview,
-    queue_counts,
-    record_attempt,
-    release,
-    save_answer,
-    start_interview,
-)
+from app.calls.corrections import edit_answer
+from app.calls.interview import context_for, finish_interview, save_answer, start_interview
+from app.calls.attempts import record_attempt
+from app.calls.queue import claim_case, claim_next, queue_counts, release
+from app.calls.guards import CallError
 from app.draws.services import DrawError, redraw_round
 from app.scheduler.month_end import close_round
 from app.extensions import db

@@ -54,7 +54,8 @@ def test_another_countys_cases_answers_and_rounds_are_404(app, client, login, se
     other = drawn_round(other_county, make_team, make_user)
     case = db.session.scalar(select(Case).where(Case.round_id == setup.round.id, Case.status == "queued"))
     # a response in the first county
-    from app.calls.services import claim_case, start_interview
+    from app.calls.interview import start_interview
+    from app.calls.queue import claim_case
     from tests.calls_support import CALLS
     committed(claim_case, case.id, setup.caller, at(23, 9, 30), CALLS)
     response = committed(start_interview, case.id, setup.caller, now=at(23, 9, 31), settings=CALLS)
@@ -180,7 +181,8 @@ def test_case_list_masks_phones_and_supervisor_assigns(client, login, setup):
 
 
 def test_supervisor_corrects_an_answer_and_callers_cannot(app, client, login, setup, clock):
-    from app.calls.services import claim_case, context_for, finish_interview, save_answer, start_interview
+    from app.calls.interview import context_for, finish_interview, save_answer, start_interview
+    from app.calls.queue import claim_case
     from tests.calls_support import CALLS
     case = db.session.scalar(select(Case).where(Case.round_id == setup.round.id, Case.status == "queued"))
     committed(claim_case, case.id, setup.caller, at(23, 9, 30), CALLS)

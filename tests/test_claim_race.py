@@ -12,7 +12,8 @@ from datetime import date
 import pytest
 from sqlalchemy import func, insert, select
 
-from app.calls.services import claim_next, record_attempt
+from app.calls.attempts import record_attempt
+from app.calls.queue import claim_next
 from app.extensions import db
 from app.models import Attempt, Case, Round, RoundInstitution, User
 from tests.calls_support import CALLS, at, committed

@@ -13,12 +13,11 @@ from flask import g
 from flask.testing import FlaskClient
 from sqlalchemy import event, func, select, update
 
-from app.calls.services import sync_problem
+from app.calls.interview import sync_problem
 from app.core.clock import utc_naive
 from app.extensions import db
 from app.models import (
     Case,
-    County,
     ImportBatch,
     Institution,
     Problem,

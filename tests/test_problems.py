@@ -9,7 +9,9 @@ import pytest
 from sqlalchemy import func, select, update
 
 from app.core.clock import utc_naive
-from app.calls.services import claim_case, context_for, edit_answer, finish_interview, save_answer, start_interview
+from app.calls.corrections import edit_answer
+from app.calls.interview import context_for, finish_interview, save_answer, start_interview
+from app.calls.queue import claim_case
 from app.extensions import db
 from app.models import AuditLog, Case, Problem, Response
 from app.reports.problems import (

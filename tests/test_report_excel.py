@@ -15,7 +15,7 @@ import pytest
 from sqlalchemy import func, select
 
 from app.calls.progress import board_rows
-from app.calls.services import sync_problem
+from app.calls.interview import sync_problem
 from app.extensions import db
 from app.filters import pct
 from app.models import AuditLog, Case, Problem, Resident, Response, Round, RoundInstitution

@@ -2,7 +2,8 @@
 list, supervisors' assignment, progress board and answer corrections.
 
 Thin views: they check scope (another county's case is 404), validate the form, call
-app/calls/services.py and redirect. Every POST carries a CSRF token; GETs change nothing.
+the services in app/calls (queue, attempts, interview, corrections) and redirect.
+Every POST carries a CSRF token; GETs change nothing.
 """
 from __future__ import annotations
 
@@ -20,24 +21,11 @@ from app.calls.progress import board_rows, caller_stats
 from app.calls.rules import CallSettings
 from app.core.transactions import transaction
 from app.core.clock import clock_now, current_month, local, TZ
-from app.calls.services import (
-    CallError,
-    answers_of,
-    assign,
-    claim_case,
-    claim_next,
-    context_for,
-    current_round,
-    edit_answer,
-    finish_interview,
-    held_case,
-    queue_counts,
-    record_attempt,
-    release,
-    renew,
-    save_answer,
-    start_interview,
-)
+from app.calls.corrections import edit_answer
+from app.calls.interview import answers_of, context_for, finish_interview, save_answer, start_interview
+from app.calls.attempts import record_attempt
+from app.calls.queue import assign, claim_case, claim_next, held_case, queue_counts, release, renew
+from app.calls.guards import CallError, current_round
 from app.extensions import db
 from app.models import CASE_STATE_LABELS, AnswerEdit, Attempt, Case, County, Response, Round, User
 from app.questionnaires import FLAGS, opening

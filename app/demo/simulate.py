@@ -41,14 +41,9 @@ from app.calls import outcomes as oc
 from app.calls.rules import CallSettings
 from app.core.transactions import transaction
 from app.core.clock import current_month, local, month_start, shift_month, TZ
-from app.calls.services import (
-    claim_case,
-    context_for,
-    finish_interview,
-    record_attempt,
-    save_answer,
-    start_interview,
-)
+from app.calls.interview import context_for, finish_interview, save_answer, start_interview
+from app.calls.attempts import record_attempt
+from app.calls.queue import claim_case
 from app.draws.services import DrawSettings, draw_county
 from app.scheduler.month_end import close_round
 from app.models import Attempt, Case, County, Institution, Problem, Response, Round, Team, User

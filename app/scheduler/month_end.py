@@ -9,7 +9,7 @@ from datetime import datetime
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
-from app.calls.services import finalize_open_interviews
+from app.calls.interview import finalize_open_interviews
 from app.core import locks
 from app.core.clock import utc_naive
 from app.core.populations import Vocabulary

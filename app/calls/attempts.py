@@ -1,0 +1,166 @@
+"""Call attempts: recording the outcome the caller chose, callbacks, and a backup replacing a
+case that ended without an interview. Flushes; the boundary commits."""
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import case as sql_case, select, update
+from sqlalchemy.orm import Session
+
+from app.calls import outcomes as oc
+from app.core.locks import begin_write
+from app.calls.rules import CallSettings
+from app.core.clock import current_month, utc_naive
+from app.models import Attempt, Case, Response, User
+from app.questionnaires import Questionnaire
+from app.calls.guards import require_holder, is_postgresql, locked_case, open_round, CallError
+
+
+def validate_callback(value: datetime | None, now: datetime, settings: CallSettings, month: str) -> datetime:
+    if value is None:
+        raise CallError("约定回访必须填写回访日期和时间。")
+    if utc_naive(value) <= utc_naive(now):
+        raise CallError("约定回访时间必须晚于现在。")
+    if not settings.in_hours(value):
+        raise CallError(f"约定回访时间必须在拨打时段内（{settings.hours_label()}）。")
+    if current_month(value) != month:
+        raise CallError("约定回访时间必须在本月调查期内。")
+    return utc_naive(value)
+
+
+def check_number(case: Case, expected: int | None) -> None:
+    """``expected`` is the attempt number the form was showing: a stale or repeated form
+    must not record a second attempt."""
+    if expected is not None and expected != case.attempt_count + 1:
+        raise CallError("该样本的拨打记录已更新（可能是重复提交），请查看最新记录。")
+
+
+def record_attempt(
+    session: Session,
+    case_id: int,
+    user: User,
+    *,
+    outcome: str,
+    now: datetime,
+    settings: CallSettings,
+    note: str | None = None,
+    callback_at: datetime | None = None,
+    expected_number: int | None = None,
+    questionnaire: Questionnaire | None = None,
+) -> Attempt:
+    """Record the outcome the caller chose. When the questionnaire was started in this call
+    (an open attempt), the outcome ends that attempt instead of adding one."""
+    try:
+        rule = oc.outcome(outcome)
+    except ValueError as exc:
+        raise CallError(str(exc)) from None
+    if rule.by_questionnaire:
+        raise CallError(f"“{rule.label}”由问卷记录，不能直接选择。")
+    note = (note or "").strip() or None
+    if rule.note_required and not note:
+        raise CallError(f"选择“{rule.label}”时必须填写说明。")
+    if note and len(note) > 500:
+        raise CallError("说明不能超过500字。")
+    begin_write(session)
+    case = locked_case(session, case_id)
+    round_ = open_round(session, case.round_id)
+    require_holder(case, user)
+    when = None
+    if rule.callback:
+        when = validate_callback(callback_at, now, settings, round_.month)
+    open_attempt = find_open_attempt(session, case)
+    if open_attempt is None:
+        check_number(case, expected_number)
+        if case.attempt_count >= settings.attempt_cap:
+            raise CallError("该样本的拨打次数已用完。")
+        attempt = new_attempt(session, case, user, now, connected=rule.connected)
+    else:
+        attempt = open_attempt
+        if not rule.connected:
+            raise CallError("本次通话已接通并开始问卷，请选择接通后的结果，或点“中途挂断”。")
+        if expected_number is not None and expected_number != attempt.number:
+            raise CallError("该样本的拨打记录已更新（可能是重复提交），请查看最新记录。")
+        response = session.scalar(select(Response).where(Response.attempt_id == attempt.id))
+        if response is not None and response.status == "in_progress":
+            response.status = "ended"
+            response.updated_at = utc_naive(now)
+    attempt.outcome, attempt.note, attempt.callback_at = outcome, note, when
+    attempt.connected = attempt.connected or rule.connected
+    attempt.ended_at = utc_naive(now)
+    apply_outcome(session, case, attempt, user, now, settings)
+    session.flush()
+    return attempt
+
+
+def find_open_attempt(session: Session, case: Case) -> Attempt | None:
+    if case.attempt_count == 0 or case.last_outcome is not None:
+        return None
+    return session.scalar(select(Attempt).where(Attempt.case_id == case.id, Attempt.number == case.attempt_count))
+
+
+def new_attempt(session: Session, case: Case, user: User, now: datetime, *, connected: bool) -> Attempt:
+    stamp = utc_naive(now)
+    attempt = Attempt(case_id=case.id, round_id=case.round_id, number=case.attempt_count + 1,
+                      caller_id=user.id, started_at=stamp, connected=connected)
+    session.add(attempt)
+    case.attempt_count += 1
+    case.last_attempt_at = stamp
+    case.first_attempt_at = case.first_attempt_at or stamp
+    case.last_outcome = None
+    case.callback_at = None
+    case.callback_by_id = None
+    session.flush()  # the unique (case, number) refuses a second attempt of the same number
+    return attempt
+
+
+def apply_outcome(session: Session, case: Case, attempt: Attempt, user: User, now: datetime, settings: CallSettings) -> None:
+    """The case after an attempt ended: its disposition, callback, lease, and, when it ends
+    without an interview in a way that allows it, the backup that replaces it."""
+    rule = oc.outcome(attempt.outcome)
+    case.last_outcome = attempt.outcome
+    case.outcome = oc.merge(case.outcome, attempt.outcome)
+    case.leased_by_id = None
+    case.lease_expires_at = None
+    if rule.callback:
+        case.callback_at, case.callback_by_id = attempt.callback_at, user.id
+    reason = None
+    if rule.final:
+        case.status = "done"
+        if rule.replace:
+            reason = rule.label
+    else:
+        exhausted = case.attempt_count >= settings.attempt_cap or (
+            case.attempt_count >= settings.max_attempts and not rule.callback
+        )
+        if exhausted:
+            case.status = "done"
+            reason = f"{case.attempt_count}次拨打未能完成（{oc.label(case.outcome)}）"
+    if reason:
+        activate_backup(session, case, reason, user.id, now)
+
+
+def activate_backup(session: Session, case: Case, reason: str, user_id: int | None, now: datetime) -> Case | None:
+    """Put the next backup of the same team, else of the same institution, in the queue in
+    place of ``case``; record who replaced whom and why. None when no backup is left."""
+    team_first = sql_case((Case.team_id == case.team_id, 0), else_=1)
+    stmt = (
+        select(Case.id)
+        .where(Case.round_id == case.round_id, Case.institution_id == case.institution_id,
+               Case.kind == "backup", Case.status == "reserve")
+        .order_by(team_first, Case.position)
+    )
+    if is_postgresql(session):
+        stmt = stmt.with_for_update(skip_locked=True)
+    for backup_id in session.scalars(stmt).all():
+        result = session.execute(
+            update(Case)
+            .where(Case.id == backup_id, Case.status == "reserve")
+            .values(status="queued", activated_at=utc_naive(now), replaces_case_id=case.id,
+                    replacement_reason=reason[:100], activated_by_id=user_id)
+            .execution_options(synchronize_session=False)
+        )
+        if result.rowcount == 1:
+            case.replacement_state = "replaced"
+            return session.get(Case, backup_id)
+    case.replacement_state = "none_left"
+    return None

@@ -1,0 +1,258 @@
+"""The callers' queue: which case comes next, claiming it under a lease, releasing it, the
+counts on the caller's home page, and supervisors assigning cases to callers.
+
+A claim is a conditional UPDATE of a row chosen with ``FOR UPDATE SKIP LOCKED`` on PostgreSQL
+(each concurrent claimer gets a different row) and under SQLite's single write lock (``BEGIN
+IMMEDIATE``). Functions take the session, the acting user and ``now`` (tests pin the clock),
+flush, and leave the commit to the boundary (``transaction(session, write=True)``).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import and_, case as sql_case, false, func, or_, select, update
+from sqlalchemy.orm import Session
+
+from app.core.locks import begin_write
+from app.calls.rules import CallSettings
+from app.core.clock import day_start, half_day_start, utc_naive
+from app.models import audit, Case, Round, RoundInstitution, User
+from app.calls.guards import is_postgresql, locked_case, open_round, CallError
+
+
+def _free(now: datetime):
+    return or_(Case.leased_by_id.is_(None), Case.lease_expires_at < now)
+
+
+def _tiers(user: User, now: datetime, settings: CallSettings, *, in_hours: bool):
+    """The queue's tiers as (number, condition): 1 callbacks due, 2 never tried, 3 retries."""
+    now = utc_naive(now)
+    due = and_(Case.callback_at.is_not(None), Case.callback_at <= now)
+    if not in_hours:  # outside calling hours only a callback this caller set
+        return [(1, and_(due, Case.callback_by_id == user.id))]
+    untried = and_(Case.attempt_count == 0, Case.callback_at.is_(None))
+    # the last allowed attempt waits for another day than the first one (attempts spread
+    # over at least two days); a gap since the previous attempt
+    last_try_today = and_(
+        Case.attempt_count >= settings.max_attempts - 1, Case.first_attempt_at >= day_start(now)
+    )
+    retry = and_(
+        Case.attempt_count > 0,
+        Case.attempt_count < settings.max_attempts,
+        Case.last_outcome.is_not(None),
+        Case.callback_at.is_(None),
+        Case.last_attempt_at <= now - settings.min_gap,
+        ~last_try_today,
+    )
+    return [(1, due), (2, untried), (3, retry)]
+
+
+def _base(round_id: int, user: User, now: datetime):
+    return and_(
+        Case.round_id == round_id,
+        Case.status == "queued",
+        _free(utc_naive(now)),
+        or_(Case.assigned_to_id.is_(None), Case.assigned_to_id == user.id),
+        ~Case.in_state("on_call"),
+    )
+
+
+def institution_deficits(session: Session, round_id: int) -> dict[int, int]:
+    """Target (primaries drawn) minus completed interviews, per institution of the round."""
+    done = dict(
+        session.execute(
+            select(Case.institution_id, func.count())
+            .where(Case.round_id == round_id, Case.outcome == "complete")
+            .group_by(Case.institution_id)
+        ).all()
+    )
+    return {
+        inst: target - done.get(inst, 0)
+        for inst, target in session.execute(
+            select(RoundInstitution.institution_id, RoundInstitution.primaries).where(
+                RoundInstitution.round_id == round_id
+            )
+        )
+    }
+
+
+def _candidates(session: Session, round_id: int, user: User, now: datetime, settings: CallSettings):
+    tiers = _tiers(user, now, settings, in_hours=settings.in_hours(now))
+    tier = sql_case(*[(cond, number) for number, cond in tiers], else_=None)
+    deficits = institution_deficits(session, round_id)
+    deficit = sql_case(deficits, value=Case.institution_id, else_=0) if deficits else 0
+    different_half_day = sql_case((Case.last_attempt_at < half_day_start(now), 0), else_=1)
+    mine_first = sql_case((or_(Case.assigned_to_id == user.id, Case.callback_by_id == user.id), 0), else_=1)
+    return (
+        select(Case.id)
+        .where(_base(round_id, user, now), or_(*[cond for _, cond in tiers]))
+        .order_by(tier, mine_first, Case.callback_at, deficit.desc(), different_half_day, Case.position, Case.id)
+    )
+
+
+def held_case(session: Session, round_id: int, user: User, now: datetime) -> Case | None:
+    """The case this caller holds (lease still running) or whose interview they left open."""
+    return session.scalar(
+        select(Case)
+        .where(
+            Case.round_id == round_id,
+            Case.status == "queued",
+            Case.leased_by_id == user.id,
+            or_(Case.lease_expires_at >= utc_naive(now), Case.in_state("on_call")),
+        )
+        .order_by(Case.lease_expires_at.desc())
+        .limit(1)
+    )
+
+
+def claim_next(session: Session, round_id: int, user: User, now: datetime, settings: CallSettings) -> Case | None:
+    """Give the caller their next case, or the one they already hold. None when nothing can
+    be called now."""
+    begin_write(session)
+    open_round(session, round_id)
+    mine = held_case(session, round_id, user, now)
+    if mine is not None:
+        _lease(session, mine.id, user, now, settings)
+        session.flush()
+        return mine
+    stmt = _candidates(session, round_id, user, now, settings).limit(1)
+    if is_postgresql(session):
+        stmt = stmt.with_for_update(of=Case, skip_locked=True)
+    for _ in range(5):  # the conditional UPDATE decides; a lost race tries the next row
+        case_id = session.scalar(stmt)
+        if case_id is None:
+            session.flush()
+            return None
+        if _take(session, case_id, round_id, user, now, settings):
+            session.flush()
+            return session.get(Case, case_id)
+    session.flush()
+    return None
+
+
+def _take(session, case_id: int, round_id: int, user: User, now: datetime, settings: CallSettings) -> bool:
+    now = utc_naive(now)
+    result = session.execute(
+        update(Case)
+        .where(Case.id == case_id, _base(round_id, user, now))
+        .values(leased_by_id=user.id, lease_expires_at=now + settings.lease)
+        .execution_options(synchronize_session=False)
+    )
+    return result.rowcount == 1
+
+
+def _lease(session, case_id: int, user: User, now: datetime, settings: CallSettings) -> bool:
+    """Renew the lease of a case the user holds."""
+    result = session.execute(
+        update(Case)
+        .where(Case.id == case_id, Case.leased_by_id == user.id, Case.status == "queued")
+        .values(lease_expires_at=utc_naive(now) + settings.lease)
+        .execution_options(synchronize_session=False)
+    )
+    return result.rowcount == 1
+
+
+def renew(session: Session, case_id: int, user: User, now: datetime, settings: CallSettings) -> bool:
+    begin_write(session)
+    session.flush()
+    return _lease(session, case_id, user, now, settings)
+
+
+def claim_case(session: Session, case_id: int, user: User, now: datetime, settings: CallSettings) -> Case:
+    """A case the caller picked from the list. The queue's rules that protect residents still apply: calling hours (except a due
+    callback this caller set), the attempt limit and the two-day spread."""
+    begin_write(session)
+    case = locked_case(session, case_id)
+    open_round(session, case.round_id)
+    if case.status != "queued":
+        raise CallError("该样本已结束拨打或尚未启用（备用样本），不能领取。")
+    if case.leased_by_id == user.id:
+        _lease(session, case.id, user, now, settings)
+        session.flush()
+        return case
+    if case.assigned_to_id not in (None, user.id):
+        raise CallError("该样本已由督导分配给其他调查员。")
+    if case.attempt_count > 0 and case.last_outcome is None:
+        raise CallError("该样本正在由其他调查员访问中。")
+    callback_due = case.callback_at is not None and case.callback_at <= utc_naive(now)
+    if not settings.in_hours(now) and not (callback_due and case.callback_by_id == user.id):
+        raise CallError(f"现在不在拨打时段内（{settings.hours_label()}），只能拨打您本人约定的到期回访。")
+    if case.attempt_count >= settings.attempt_cap or (
+        case.attempt_count >= settings.max_attempts and case.callback_at is None
+    ):
+        raise CallError("该样本的拨打次数已用完。")
+    if (
+        case.attempt_count >= settings.max_attempts - 1
+        and case.first_attempt_at is not None
+        and case.first_attempt_at >= day_start(now)
+        and not callback_due
+    ):
+        raise CallError("最后一次拨打须与前几次不在同一天，请明天再拨。")
+    if not _take(session, case.id, case.round_id, user, now, settings):
+        raise CallError("该样本已被其他调查员领取。")
+    session.flush()
+    return session.get(Case, case_id)
+
+
+def release(session: Session, case_id: int, user: User) -> bool:
+    """Put a held case back in the queue without recording anything."""
+    begin_write(session)
+    result = session.execute(
+        update(Case)
+        .where(Case.id == case_id, Case.leased_by_id == user.id, Case.status == "queued", ~Case.in_state("on_call"))
+        .values(leased_by_id=None, lease_expires_at=None)
+        .execution_options(synchronize_session=False)
+    )
+    session.flush()
+    return result.rowcount == 1
+
+
+@dataclass
+class QueueCounts:
+    callable_now: int  # could be handed out now
+    callbacks_due: int
+    untried: int
+    waiting: int  # queued but not callable yet (gap, callback later, next day, held by others)
+    on_call: int  # an attempt open, or held under a lease
+    done: int
+    completes: int
+    active: int  # queued + done + closed (primaries and activated backups)
+
+
+def queue_counts(session: Session, round_id: int, user: User, now: datetime, settings: CallSettings) -> QueueCounts:
+    now_u = utc_naive(now)
+    tiers = _tiers(user, now, settings, in_hours=settings.in_hours(now))
+    conds = {number: cond for number, cond in tiers}
+    base = _base(round_id, user, now)
+    row = session.execute(
+        select(
+            func.count().filter(base, or_(*conds.values())),
+            func.count().filter(base, conds[1]),
+            func.count().filter(base, conds.get(2, false())),
+            func.count().filter(Case.status == "queued"),
+            func.count().filter(Case.status == "queued", or_(Case.in_state("on_call"), Case.lease_expires_at >= now_u)),
+            func.count().filter(Case.status.in_(("done", "closed"))),
+            func.count().filter(Case.outcome == "complete"),
+            func.count().filter(Case.status != "reserve"),
+        ).where(Case.round_id == round_id)
+    ).one()
+    callable_now, due, untried, queued, busy, done, completes, active = row
+    return QueueCounts(callable_now, due, untried, max(queued - callable_now - busy, 0), busy, done, completes, active)
+
+
+def assign(session: Session, case_ids: list[int], caller: User | None, supervisor: User, round_: Round) -> int:
+    """Assign (or, with ``caller`` None, unassign) queued cases of the round. A case someone
+    is calling right now keeps its caller until the call ends."""
+    if caller is not None and (caller.role != "caller" or caller.county_id != round_.county_id or not caller.is_enabled):
+        raise CallError("只能分配给本县区启用状态的调查员。")
+    result = session.execute(
+        update(Case)
+        .where(Case.id.in_(case_ids), Case.round_id == round_.id, Case.status == "queued")
+        .values(assigned_to_id=caller.id if caller else None)
+        .execution_options(synchronize_session=False)
+    )
+    audit(session, "assign_cases", supervisor, target=f"round:{round_.id}",
+          detail={"cases": case_ids, "caller": caller.username if caller else None})
+    session.flush()
+    return result.rowcount
