@@ -55,8 +55,7 @@ def create_app(config: dict | None = None) -> Flask:
     from app.calls import bp as calls_bp
     from app.calls import routes as _calls_routes  # noqa: F401
     from app.reports import bp as reports_bp
-    from app.reports import excel as _report_excel  # noqa: F401
-    from app.reports import problems as _problem_routes  # noqa: F401
+    from app.reports import problem_routes as _problem_routes  # noqa: F401
     from app.reports.cli import report_cli
     from app.reports import routes as _report_routes  # noqa: F401
     from app.org import bp as org_bp

@@ -75,6 +75,7 @@ def test_caller_records_no_answer_then_completes_an_interview(app, county, make_
     OUTPUT_DIR.mkdir(exist_ok=True)
     clock = {"now": NOW}
     monkeypatch.setattr("app.calls.routes.clock_now", lambda: clock["now"])
+    monkeypatch.setattr("app.reports.routes.clock_now", lambda: clock["now"])
     setup = drawn_round(county, make_team, make_user)
     caller, supervisor = setup.caller.username, setup.supervisor.username
     primaries = db.session.scalar(

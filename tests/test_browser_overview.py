@@ -54,7 +54,7 @@ def _city(make_county, make_team, make_user) -> list[str]:
 def test_admin_lands_on_the_city_overview(app, make_county, make_team, make_user, monkeypatch):
     require_chromium()
     OUTPUT_DIR.mkdir(exist_ok=True)
-    for target in ("app.overview.routes.clock_now", "app.calls.routes.clock_now"):
+    for target in ("app.overview.routes.clock_now", "app.calls.routes.clock_now", "app.reports.routes.clock_now"):
         monkeypatch.setattr(target, lambda: NOW)
     names = _city(make_county, make_team, make_user)
     db.session.rollback()

@@ -8,7 +8,7 @@ import pytest
 from sqlalchemy import func, select, update
 
 from app.calls import outcomes as oc
-from app.calls.progress import board_rows
+from app.reports.board import board_rows
 from app.calls.rules import CallHoursError, parse_hours
 from app.calls.corrections import edit_answer
 from app.calls.interview import context_for, finish_interview, save_answer, start_interview

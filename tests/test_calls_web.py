@@ -17,6 +17,7 @@ from tests.conftest import csrf_token
 def clock(monkeypatch):
     state = {"now": at(23, 9, 30)}
     monkeypatch.setattr("app.calls.routes.clock_now", lambda: state["now"])
+    monkeypatch.setattr("app.reports.routes.clock_now", lambda: state["now"])
     return state
 
 

@@ -53,6 +53,7 @@ def clock(monkeypatch):
     state = {"now": NOW}
     monkeypatch.setattr("app.overview.routes.clock_now", lambda: state["now"])
     monkeypatch.setattr("app.calls.routes.clock_now", lambda: state["now"])
+    monkeypatch.setattr("app.reports.routes.clock_now", lambda: state["now"])
     return state
 
 

@@ -731,6 +731,7 @@ def test_real_names_in_the_opening_script_the_history_and_the_board(app, make_te
     from tests.calls_support import at, drawn_round
 
     monkeypatch.setattr("app.calls.routes.clock_now", lambda: at(23, 9, 30))
+    monkeypatch.setattr("app.reports.routes.clock_now", lambda: at(23, 9, 30))
     setup = drawn_round(county, make_team, make_user)
     setup.caller.real_name = "张三"
     setup.supervisor.real_name = "李督导"

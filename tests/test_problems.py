@@ -39,7 +39,8 @@ NO_SERVICE = {"identity": "self", "aware": "yes", "knows_doctor": "yes", "servic
 def clock(monkeypatch):
     state = {"now": at(23, 9, 30)}
     monkeypatch.setattr("app.calls.routes.clock_now", lambda: state["now"])
-    monkeypatch.setattr("app.reports.problems.clock_now", lambda: state["now"])
+    monkeypatch.setattr("app.reports.problem_routes.clock_now", lambda: state["now"])
+    monkeypatch.setattr("app.reports.routes.clock_now", lambda: state["now"])
     return state
 
 

@@ -14,7 +14,7 @@ import pandas as pd
 import pytest
 from sqlalchemy import func, select
 
-from app.calls.progress import board_rows
+from app.reports.board import board_rows
 from app.calls.interview import sync_problem
 from app.extensions import db
 from app.filters import pct
@@ -37,7 +37,8 @@ ANSWERS = {"identity": "self", "aware": "yes", "knows_doctor": "yes", "services"
 
 @pytest.fixture(autouse=True)
 def pinned_clock(monkeypatch):
-    monkeypatch.setattr("app.reports.excel.clock_now", lambda: NOW)
+    monkeypatch.setattr("app.reports.routes.clock_now", lambda: NOW)
+    monkeypatch.setattr("app.reports.cli.clock_now", lambda: NOW)
 
 
 def sat(score: int, **extra) -> dict:

@@ -57,7 +57,7 @@ def _home_url() -> str:
     if role == "caller":
         return url_for("calls.home")
     if role == "supervisor":
-        return url_for("calls.board")
+        return url_for("reports.board")
     if role == "admin":
         return url_for("overview.city")
     return url_for("org.counties")

@@ -1,5 +1,6 @@
 """The caller's workspace: home (the queue), the case screen, the questionnaire, the case
-list, supervisors' assignment, progress board and answer corrections.
+list, supervisors' assignment and answer corrections. (The supervisors' progress board is a
+report: app/reports/routes.py.)
 
 Thin views: they check scope (another county's case is 404), validate the form, call
 the services in app/calls (queue, attempts, interview, corrections) and redirect.
@@ -13,14 +14,13 @@ from flask import abort, current_app, flash, jsonify, redirect, render_template,
 from flask_login import current_user, login_required
 from sqlalchemy import or_, select
 
-from app.auth.scope import county_filter, require_county, roles_required
+from app.auth.scope import require_county, roles_required
 from app.calls import bp
 from app.calls import outcomes as oc
 from app.calls.forms import ActionForm, AssignForm, AttemptForm, EditAnswerForm, FinishForm
-from app.calls.progress import board_rows, caller_stats
 from app.calls.rules import CallSettings
 from app.core.transactions import transaction
-from app.core.clock import clock_now, current_month, local, TZ
+from app.core.clock import clock_now, local, TZ
 from app.calls.corrections import edit_answer
 from app.calls.interview import answers_of, context_for, finish_interview, save_answer, start_interview
 from app.calls.attempts import record_attempt
@@ -30,7 +30,6 @@ from app.extensions import db
 from app.models import CASE_STATE_LABELS, AnswerEdit, Attempt, Case, County, Response, Round, User
 from app.questionnaires import FLAGS, opening
 from app.questionnaires.forms import build_form
-from app.reports.problems import EMPTY_COUNTS, problem_counts
 
 CALLERS = ("caller", "supervisor")
 STAFF = ("admin", "supervisor")
@@ -74,7 +73,7 @@ def _fail(exc: CallError, target: str):
 @login_required
 def home():
     if current_user.is_admin:
-        return redirect(url_for("calls.board"))
+        return redirect(url_for("reports.board"))
     now = clock_now()
     round_ = current_round(db.session, current_user.county_id, now)
     counts = mine = callbacks = None
@@ -387,7 +386,7 @@ def edit(response_id: int, code: str):
 
 
 # ---------------------------------------------------------------------------
-# Case list, assignment, the supervisors' board
+# Case list, assignment
 # ---------------------------------------------------------------------------
 
 
@@ -496,23 +495,3 @@ def assign_cases(round_id: int):
     who = caller.display_name if caller else "（不指定）"
     flash(f"已将 {changed} 个样本分配给 {who}。", "success")
     return redirect(url_for("calls.cases", round=round_.id))
-
-
-@bp.route("/board")
-@login_required
-@roles_required(*STAFF)
-def board():
-    now = clock_now()
-    month = request.args.get("month") or current_month(now)
-    stmt = county_filter(current_user, select(Round).join(County), Round.county_id).where(Round.month == month)
-    # one county of the city (the overview's links); a supervisor's board is their county anyway
-    county_id = request.args.get("county", type=int) if current_user.is_admin else None
-    county = db.session.get(County, county_id) if county_id else None
-    if county is not None:
-        stmt = stmt.where(Round.county_id == county.id)
-    rounds = db.session.scalars(stmt.order_by(County.code)).all()
-    data = board_rows(db.session, [r.id for r in rounds], now)
-    callers = {r.id: caller_stats(db.session, [r.id]) for r in rounds}
-    problems = problem_counts(db.session, [r.id for r in rounds])
-    return render_template("calls/board.html", rounds=rounds, data=data, month=month, callers=callers,
-                           problems=problems, no_problems=EMPTY_COUNTS, county=county)

@@ -2,7 +2,7 @@
 interviews, RR1, unresolved problems, newest roster import) and the city's total.
 
 A fixed number of aggregate queries whatever the number of counties: the progress figures come
-from the supervisors' board (app/calls/progress.py: board_rows, whose AAPOR classes give RR1
+from the supervisors' board (app/reports/board.py: board_rows, whose AAPOR classes give RR1
 through app/reports/metrics.py), the problems from app/reports/problems.py.
 """
 from __future__ import annotations
@@ -13,8 +13,8 @@ from dataclasses import dataclass, field
 from sqlalchemy import and_, func, select
 from sqlalchemy.orm import Session
 
-from app.calls.progress import Progress, board_rows
 from app.models import County, ImportBatch, Institution, Resident, Round, Team
+from app.reports.board import Progress, board_rows
 from app.reports.problems import problem_counts
 
 ROUND_STATUS_LABELS = {None: "未抽样", "open": "进行中", "closed": "已结束"}

@@ -4,16 +4,21 @@ from __future__ import annotations
 import getpass
 import io
 import json
+from pathlib import Path
 
 import click
 from flask import current_app
 from flask.cli import AppGroup
 from sqlalchemy import select
 
+from app.core.transactions import transaction
+from app.core.clock import clock_now
+from app.draws.services import DrawError, counties_for, parse_month
 from app.extensions import db
-from app.models import AuditLog, County
+from app.models import audit, County, Round
+from app.reports.excel import CITY, audit_export, build_monthly_report, is_inside, report_filename, reports_dir
 from app.reports.indicators import RATES
-from app.reports.rankings import build_ranking
+from app.reports.rankings import DEFAULT_WINDOW, MAX_WINDOW, MONTH_PATTERN, RANK_LEVELS, build_ranking
 from app.reports.tables import ranking_dict, write_csv
 
 report_cli = AppGroup("report", help="报表：排名、月度报告")
@@ -38,8 +43,6 @@ def _write(text: str) -> None:
 @click.option("--format", "fmt", default="csv", show_default=True, help="输出格式：csv 或 json")
 def rankings_command(month, level, window, county_name, indicator, fmt):
     """把排名表输出到标准输出（csv：中文表头，UTF-8；json：与 /reports/api/rankings 相同），并记入操作日志。"""
-    from app.reports.routes import DEFAULT_WINDOW, MAX_WINDOW, MONTH_PATTERN, RANK_LEVELS
-
     month = (month or "").strip()
     if not MONTH_PATTERN.match(month):
         raise click.ClickException(f"月份格式应为 YYYY-MM（例如 2026-11），收到：{month or '空'}")
@@ -76,13 +79,50 @@ def rankings_command(month, level, window, county_name, indicator, fmt):
         write_csv(table, buffer)
         text = buffer.getvalue()
 
-    db.session.add(AuditLog(
-        actor=_actor(), action="export_rankings",
-        target=f"rankings {level} {month}" + (f" {county.name}" if county else ""),
-        detail=json.dumps({"via": "cli", "level": level, "month": month, "window": window, "indicator": indicator,
-                           "county": county.name if county else None, "format": fmt,
-                           "ranked": len(table["ranked"]), "insufficient": len(table["insufficient"])},
-                          ensure_ascii=False),
-    ))
-    db.session.commit()
+    with transaction(db.session):
+        audit(db.session, "export_rankings", _actor(),
+              target=f"rankings {level} {month}" + (f" {county.name}" if county else ""),
+              detail={"via": "cli", "level": level, "month": month, "window": window, "indicator": indicator,
+                      "county": county.name if county else None, "format": fmt,
+                      "ranked": len(table["ranked"]), "insufficient": len(table["insufficient"])})
     _write(text)
+
+
+@report_cli.command("monthly")
+@click.option("--month", help="月份 YYYY-MM")
+@click.option("--county", default=None, help="县市区名称（不填为全市）")
+@click.option("--output", type=click.Path(dir_okay=False), default=None, help="输出文件路径（默认放在报告目录）")
+def monthly_command(month, county, output):
+    """生成月度报告（汇总、机构排名、团队排名、问题清单、明细）的 Excel 文件，并打印路径。"""
+    try:
+        month = parse_month(month)
+        county_obj = counties_for(db.session, [county])[0] if county else None
+    except DrawError as exc:
+        raise click.ClickException(str(exc)) from exc
+    scope = county_obj.name if county_obj else CITY
+    config = current_app.config
+    if output:
+        path = Path(output)
+        if path.suffix.lower() != ".xlsx":
+            raise click.ClickException(f"输出文件应以 .xlsx 结尾：{output}")
+        if is_inside(path, config.get("SAMPLE_LISTS_DIR")):
+            raise click.ClickException("月度报告含居民信息，不能写入呼叫名单目录（SAMPLE_LISTS_DIR）。")
+    else:
+        path = reports_dir(config) / report_filename(month, scope)
+    stmt = select(Round.id).where(Round.month == month)
+    if county_obj is not None:
+        stmt = stmt.where(Round.county_id == county_obj.id)
+    has_rounds = db.session.scalar(stmt.limit(1))
+    try:
+        build_monthly_report(
+            db.session, month, county_obj.id if county_obj else None, path, config=config,
+            settings=current_app.extensions["report_settings"], questionnaires=current_app.extensions["questionnaires"],
+            now=clock_now(),
+        )
+    except OSError as exc:
+        raise click.ClickException(f"无法写入文件 {path}：{exc.strerror or exc}") from exc
+    with transaction(db.session):
+        audit_export(db.session, month, scope, path, actor=_actor())
+    if has_rounds is None:
+        click.echo(f"注意：{scope} {month} 没有抽样轮次，报告中没有数据。")
+    click.echo(f"月度报告：{path}")

@@ -15,13 +15,12 @@ Phones are masked everywhere (also inside free text), every workbook is written 
 ``app.core.spreadsheets.write_xlsx`` (formula injection neutralised, atomic write), files are
 mode 0600 and never inside sample_lists, and every export is written to the audit log.
 
-Entry points: ``build_monthly_report``; GET /reports/monthly.xlsx?month=YYYY-MM&county=<id>
-(endpoint ``reports.monthly_report``); ``flask report monthly --month YYYY-MM [--county NAME]
-[--output PATH]``.
+Entry point: ``build_monthly_report``, used by GET /reports/monthly.xlsx?month=YYYY-MM&county=<id>
+(endpoint ``reports.monthly_report``, app/reports/routes.py) and ``flask report monthly --month
+YYYY-MM [--county NAME] [--output PATH]`` (app/reports/cli.py).
 """
 from __future__ import annotations
 
-import getpass
 import json
 import os
 import re
@@ -30,30 +29,22 @@ from collections.abc import Mapping
 from datetime import datetime, timezone
 from pathlib import Path
 
-import click
 import pandas as pd
-from flask import abort, current_app, request, send_file
-from flask_login import current_user, login_required
 from sqlalchemy import case as sql_case
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from app.auth.scope import require_county, roles_required
 from app.calls.outcomes import AAPOR_LABELS, aapor_class, label
-from app.calls.progress import Progress, board_rows
+from app.core.clock import to_local
+from app.core.masking import mask_phone
+from app.core.spreadsheets import write_xlsx
 from app.draws.calllists import SEX, safe_dirname, sample_label
-from app.core.clock import clock_now, to_local
-from app.draws.services import DrawError, counties_for, parse_month
-from app.extensions import db
-from app.models import AuditLog, Case, County, Institution, Problem, Response, Round, Team
+from app.models import audit, Case, County, Institution, Problem, Response, Round, Team
 from app.questionnaires import FLAGS, Questionnaire, load_questionnaires
-from app.reports import bp
-from app.reports.cli import report_cli
+from app.reports.board import Progress, board_rows
 from app.reports.indicators import LEVEL_LABELS, RATES, Unit, unit_indicators
 from app.reports.rankings import POSITION_LABELS, Ranking, build_ranking
 from app.reports.settings import ReportSettings
-from app.core.masking import mask_phone
-from app.core.spreadsheets import write_xlsx
 
 AUDIT_ACTION = "export_monthly_report"
 CITY = "全市"
@@ -527,7 +518,7 @@ def _answer_widths(detail: pd.DataFrame) -> dict[str, int]:
     return widths
 
 
-def _inside(path: Path, folder: str | Path | None) -> bool:
+def is_inside(path: Path, folder: str | Path | None) -> bool:
     if not folder:
         return False
     try:
@@ -541,7 +532,7 @@ def reports_dir(config: Mapping) -> Path:
     """Where monthly reports are kept: beside IMPORT_REPORTS_DIR, never inside sample_lists
     (a temporary folder if the configuration would put them there)."""
     folder = Path(config["IMPORT_REPORTS_DIR"]).parent / REPORTS_FOLDER
-    if _inside(folder, config.get("SAMPLE_LISTS_DIR")):
+    if is_inside(folder, config.get("SAMPLE_LISTS_DIR")):
         folder = Path(tempfile.gettempdir()) / f"survey-{REPORTS_FOLDER}"
     folder.mkdir(mode=0o700, parents=True, exist_ok=True)
     return folder
@@ -551,93 +542,6 @@ def report_filename(month: str, scope: str) -> str:
     return f"{month}-{safe_dirname(scope)}-月度报告.xlsx"
 
 
-def _audit(month: str, scope: str, path: Path, *, actor: str, user_id: int | None) -> None:
-    db.session.add(AuditLog(user_id=user_id, actor=actor, action=AUDIT_ACTION, target=f"{scope} {month}",
-                            detail=str(path)))
-    db.session.commit()
-
-
-# ---------------------------------------------------------------------------
-# Download
-# ---------------------------------------------------------------------------
-
-
-@bp.route("/monthly.xlsx")
-@login_required
-@roles_required("admin", "supervisor")
-def monthly_report():
-    """A supervisor gets their own county (another county's id is 404); an admin any county, or
-    the city without ``county``."""
-    now = clock_now()
-    tz_name = current_app.config["DISPLAY_TIMEZONE"]
-    try:
-        month = parse_month(request.args.get("month") or to_local(now, tz_name, "%Y-%m"))
-    except DrawError:
-        abort(400)
-    county_arg = request.args.get("county", "").strip()
-    if county_arg:
-        if not county_arg.isdigit():
-            abort(404)
-        county = require_county(current_user, db.session.get(County, int(county_arg)))
-    elif current_user.is_admin:
-        county = None
-    else:
-        county = require_county(current_user, current_user.county)
-    scope = county.name if county else CITY
-    path = reports_dir(current_app.config) / report_filename(month, scope)
-    build_monthly_report(
-        db.session, month, county.id if county else None, path, config=current_app.config,
-        settings=current_app.extensions["report_settings"], questionnaires=current_app.extensions["questionnaires"],
-        now=now,
-    )
-    _audit(month, scope, path, actor=current_user.username, user_id=current_user.id)
-    return send_file(path, as_attachment=True, download_name=path.name,
-                     mimetype="application/vnd.openxmlformats-officedocument.spreadsheetml.sheet")
-
-
-# ---------------------------------------------------------------------------
-# flask report monthly
-# ---------------------------------------------------------------------------
-
-
-def _cli_actor() -> str:
-    return f"cli:{getpass.getuser()}"
-
-
-@report_cli.command("monthly")
-@click.option("--month", help="月份 YYYY-MM")
-@click.option("--county", default=None, help="县市区名称（不填为全市）")
-@click.option("--output", type=click.Path(dir_okay=False), default=None, help="输出文件路径（默认放在报告目录）")
-def monthly_command(month, county, output):
-    """生成月度报告（汇总、机构排名、团队排名、问题清单、明细）的 Excel 文件，并打印路径。"""
-    try:
-        month = parse_month(month)
-        county_obj = counties_for(db.session, [county])[0] if county else None
-    except DrawError as exc:
-        raise click.ClickException(str(exc)) from exc
-    scope = county_obj.name if county_obj else CITY
-    config = current_app.config
-    if output:
-        path = Path(output)
-        if path.suffix.lower() != ".xlsx":
-            raise click.ClickException(f"输出文件应以 .xlsx 结尾：{output}")
-        if _inside(path, config.get("SAMPLE_LISTS_DIR")):
-            raise click.ClickException("月度报告含居民信息，不能写入呼叫名单目录（SAMPLE_LISTS_DIR）。")
-    else:
-        path = reports_dir(config) / report_filename(month, scope)
-    stmt = select(Round.id).where(Round.month == month)
-    if county_obj is not None:
-        stmt = stmt.where(Round.county_id == county_obj.id)
-    has_rounds = db.session.scalar(stmt.limit(1))
-    try:
-        build_monthly_report(
-            db.session, month, county_obj.id if county_obj else None, path, config=config,
-            settings=current_app.extensions["report_settings"], questionnaires=current_app.extensions["questionnaires"],
-            now=clock_now(),
-        )
-    except OSError as exc:
-        raise click.ClickException(f"无法写入文件 {path}：{exc.strerror or exc}") from exc
-    _audit(month, scope, path, actor=_cli_actor(), user_id=None)
-    if has_rounds is None:
-        click.echo(f"注意：{scope} {month} 没有抽样轮次，报告中没有数据。")
-    click.echo(f"月度报告：{path}")
+def audit_export(session: Session, month: str, scope: str, path: Path, *, actor) -> None:
+    """The export's audit row (a User, or a process named by a string); the boundary commits."""
+    audit(session, AUDIT_ACTION, actor, target=f"{scope} {month}", detail=str(path))

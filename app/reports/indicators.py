@@ -28,7 +28,6 @@ from sqlalchemy.orm import Session
 from app.models import Case, County, Institution, Response, Round, Team
 from app.reports.metrics import composite, wilson
 
-LEVELS = ("team", "institution", "county", "city")
 LEVEL_LABELS = {"team": "团队", "institution": "机构", "county": "县市区", "city": "全市"}
 
 # proportions that can be ranked, in display order

@@ -2,7 +2,7 @@
 rectification recorded, closed, and reopened when it turns out not to be done.
 
 Problem rows are created and kept in step with the response's flags by
-``app.calls.services.sync_problem``; this module only moves them along:
+``app.calls.interview.sync_problem``; this module only moves them along:
 
     open (待处理) --交办--> assigned (已交办) --记录整改并关闭--> closed (已整改)
     open --记录整改并关闭--> closed          (e.g. the supervisor settled it directly)
@@ -17,41 +17,32 @@ pressing the same button at once change the problem once.
 ``problem_counts`` gives open/assigned/closed per institution in one GROUP BY, for the
 institution rows of the progress board and the rankings.
 
-The views (/reports/problems…) follow app/calls/routes.py: supervisors see their own
-county, admins every county; callers get 403; another county's problem is 404.
+What the list and a problem's page show (``problem_rows``, ``ProblemFilters``,
+``filter_choices``, ``problem_history``) is read here too; the views are in
+app/reports/problem_routes.py, the forms in app/reports/forms.py.
 """
 from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from types import MappingProxyType
 
-from flask import abort, current_app, flash, redirect, render_template, request, url_for
-from flask_login import current_user, login_required
-from flask_wtf import FlaskForm
-from sqlalchemy import case as sql_case
 from sqlalchemy import func, literal, or_, select, update
 from sqlalchemy.orm import Session
-from wtforms import SubmitField, TextAreaField
-from wtforms.validators import DataRequired, Length, Optional
 
-from app.auth.scope import can_see_county, county_filter, roles_required
-from app.core.clock import clock_now, local, utc_naive
-from app.extensions import db
-from app.models import PROBLEM_STATUSES, AuditLog, Case, County, Institution, Problem, Response, Team, User
+from app.auth.scope import can_see_county, county_filter
+from app.core.clock import utc_naive
+from app.models import audit, PROBLEM_STATUSES, AuditLog, Case, County, Institution, Problem, Response, Team, User
 from app.questionnaires import FLAGS, Questionnaire
-from app.reports import bp
 from app.reports.excel import scrub_phones
 
 STATUS_LABELS = {"open": "待处理", "assigned": "已交办", "closed": "已整改"}
 ACTION_LABELS = {"problem_assign": "交办机构", "problem_close": "记录整改并关闭", "problem_reopen": "重新打开"}
 NOTE_MAX_LENGTH = 1000
 REASON_MAX_LENGTH = 500
-PER_PAGE = 50
-STAFF = ("admin", "supervisor")
 _MONTH = re.compile(r"^\d{4}-(0[1-9]|1[0-2])$")
 
 
@@ -60,7 +51,7 @@ class ProblemError(ValueError):
 
 
 # ---------------------------------------------------------------------------
-# Services
+# Changes
 # ---------------------------------------------------------------------------
 
 
@@ -77,8 +68,7 @@ def _change(session: Session, problem: Problem, user: User, now: datetime, *, st
     if result.rowcount != 1:
         session.refresh(problem)
         raise ProblemError("该问题的状态刚刚被其他人更改，请刷新页面后重试。")
-    session.add(AuditLog(at=utc_naive(now), user_id=user.id, actor=user.username, action=action,
-                         target=f"problem:{problem.id}", detail=json.dumps(detail, ensure_ascii=False)))
+    audit(session, action, user, target=f"problem:{problem.id}", detail=detail, at=utc_naive(now))
     session.flush()
     session.refresh(problem)
     return problem
@@ -217,12 +207,12 @@ class Row:
         return STATUS_LABELS.get(self.problem.status, self.problem.status)
 
 
-def _rows(problem_ids: list[int]) -> list[Row]:
+def problem_rows(session: Session, questionnaires: Mapping[str, Questionnaire], problem_ids: list[int]) -> list[Row]:
+    """What the list shows of each problem, in the order of ``problem_ids``."""
     if not problem_ids:
         return []
-    questionnaires = current_app.extensions["questionnaires"]
     found = {}
-    for problem, response, case, county, institution, team in db.session.execute(
+    for problem, response, case, county, institution, team in session.execute(
         select(Problem, Response, Case, County.name, Institution.name, Team.name)
         .join(Response, Response.id == Problem.response_id)
         .join(Case, Case.id == Response.case_id)
@@ -237,34 +227,34 @@ def _rows(problem_ids: list[int]) -> list[Row]:
     return [found[i] for i in problem_ids if i in found]
 
 
-# ---------------------------------------------------------------------------
-# Forms
-# ---------------------------------------------------------------------------
-
-
-def _strip(value):
-    return value.strip() if isinstance(value, str) else value
-
-
-class ProblemActionForm(FlaskForm):
-    """交办机构: CSRF only."""
-
-    submit = SubmitField("交办机构")
-
-
-class CloseProblemForm(FlaskForm):
-    note = TextAreaField("整改情况", filters=[_strip], validators=[
-        DataRequired("请填写整改情况。"),
-        Length(max=NOTE_MAX_LENGTH, message=f"整改情况不能超过{NOTE_MAX_LENGTH}字。"),
-    ])
-    submit = SubmitField("记录整改并关闭")
-
-
-class ReopenProblemForm(FlaskForm):
-    reason = TextAreaField("重新打开的原因（可选）", filters=[_strip], validators=[
-        Optional(), Length(max=REASON_MAX_LENGTH, message=f"原因不能超过{REASON_MAX_LENGTH}字。"),
-    ])
-    submit = SubmitField("重新打开")
+def problem_history(session: Session, problem: Problem) -> list[dict]:
+    """The problem's changes from the audit log, oldest first, in words."""
+    entries = session.scalars(
+        select(AuditLog).where(AuditLog.target == f"problem:{problem.id}").order_by(AuditLog.at, AuditLog.id)
+    ).all()
+    # the audit row keeps the user name (the stable identifier); people read the real name
+    names = {u.id: u.display_name for u in session.scalars(
+        select(User).where(User.id.in_({e.user_id for e in entries if e.user_id}))
+    )}
+    history = []
+    for entry in entries:
+        try:
+            detail = json.loads(entry.detail or "{}")
+        except ValueError:
+            detail = {}
+        if entry.action == "problem_assign":
+            text = f"交办给{detail.get('institution') or '所属机构'}"
+        elif entry.action == "problem_close":
+            text = f"整改情况：{detail.get('note') or ''}"
+        elif entry.action == "problem_reopen":
+            text = f"原整改情况：{detail.get('old_note') or '（无）'}"
+            if detail.get("reason"):
+                text += f"；重新打开原因：{detail['reason']}"
+        else:
+            text = entry.detail or ""
+        history.append({"at": entry.at, "actor": names.get(entry.user_id, entry.actor), "action": ACTION_LABELS.get(entry.action, entry.action),
+                        "text": text})
+    return history
 
 
 # ---------------------------------------------------------------------------
@@ -273,7 +263,9 @@ class ReopenProblemForm(FlaskForm):
 
 
 @dataclass
-class Filters:
+class ProblemFilters:
+    """The problem list's filters, read from the query string."""
+
     month: str  # "" = open ones of any month and all of this month; "all"; or "YYYY-MM"
     county_id: int | None
     institution_id: int | None
@@ -283,7 +275,7 @@ class Filters:
     this_month: str
 
     @classmethod
-    def from_args(cls, args, user: User, this_month: str) -> Filters:
+    def from_args(cls, args, user: User, this_month: str) -> ProblemFilters:
         month = (args.get("month") or "").strip()
         if month != "all" and not _MONTH.match(month):
             month = ""
@@ -318,167 +310,21 @@ class Filters:
         return stmt
 
 
-def _choices(f: Filters):
+def filter_choices(session: Session, user: User, f: ProblemFilters):
     """What the filter selects offer, within the user's scope."""
-    counties = db.session.scalars(select(County).order_by(County.code)).all() if current_user.is_admin else []
-    months = db.session.scalars(
-        county_filter(current_user, select(Problem.month).distinct(), Problem.county_id).order_by(Problem.month.desc())
+    counties = session.scalars(select(County).order_by(County.code)).all() if user.is_admin else []
+    months = session.scalars(
+        county_filter(user, select(Problem.month).distinct(), Problem.county_id).order_by(Problem.month.desc())
     ).all()
     institutions, teams = [], []
-    if f.county_id and can_see_county(current_user, f.county_id):
-        institutions = db.session.scalars(
+    if f.county_id and can_see_county(user, f.county_id):
+        institutions = session.scalars(
             select(Institution).where(Institution.county_id == f.county_id).order_by(Institution.name)
         ).all()
     if f.institution_id:
-        institution = db.session.get(Institution, f.institution_id)
-        if institution is not None and can_see_county(current_user, institution.county_id):
-            teams = db.session.scalars(
+        institution = session.get(Institution, f.institution_id)
+        if institution is not None and can_see_county(user, institution.county_id):
+            teams = session.scalars(
                 select(Team).where(Team.institution_id == institution.id).order_by(Team.name)
             ).all()
     return counties, months, institutions, teams
-
-
-@bp.route("/problems")
-@login_required
-@roles_required(*STAFF)
-def problem_list():
-    f = Filters.from_args(request.args, current_user, local(clock_now()).strftime("%Y-%m"))
-    status_rank = sql_case((Problem.status == "open", 0), (Problem.status == "assigned", 1), else_=2)
-    stmt = (
-        f.apply(select(Problem.id), current_user)
-        .join(County, County.id == Problem.county_id)
-        .join(Institution, Institution.id == Problem.institution_id)
-        .order_by(status_rank, Problem.month.desc(), County.code, Institution.name, Problem.id)
-    )
-    page = db.paginate(stmt, per_page=PER_PAGE, error_out=False)
-    totals = dict.fromkeys(PROBLEM_STATUSES, 0)
-    totals.update(db.session.execute(
-        f.apply(select(Problem.status, func.count()), current_user, with_status=False).group_by(Problem.status)
-    ).all())
-    counties, months, institutions, teams = _choices(f)
-    return render_template(
-        "reports/problems.html", page=page, rows=_rows(list(page.items)), f=f, totals=totals, counties=counties,
-        months=months, institutions=institutions, teams=teams, flags=FLAGS, statuses=STATUS_LABELS,
-    )
-
-
-# ---------------------------------------------------------------------------
-# One problem: its page and the actions
-# ---------------------------------------------------------------------------
-
-
-def _problem_or_404(problem_id: int) -> Problem:
-    problem = db.get_or_404(Problem, problem_id)
-    if not can_see_county(current_user, problem.county_id):
-        abort(404)
-    return problem
-
-
-def _history(problem: Problem) -> list[dict]:
-    entries = db.session.scalars(
-        select(AuditLog).where(AuditLog.target == f"problem:{problem.id}").order_by(AuditLog.at, AuditLog.id)
-    ).all()
-    # the audit row keeps the user name (the stable identifier); people read the real name
-    names = {u.id: u.display_name for u in db.session.scalars(
-        select(User).where(User.id.in_({e.user_id for e in entries if e.user_id}))
-    )}
-    history = []
-    for entry in entries:
-        try:
-            detail = json.loads(entry.detail or "{}")
-        except ValueError:
-            detail = {}
-        if entry.action == "problem_assign":
-            text = f"交办给{detail.get('institution') or '所属机构'}"
-        elif entry.action == "problem_close":
-            text = f"整改情况：{detail.get('note') or ''}"
-        elif entry.action == "problem_reopen":
-            text = f"原整改情况：{detail.get('old_note') or '（无）'}"
-            if detail.get("reason"):
-                text += f"；重新打开原因：{detail['reason']}"
-        else:
-            text = entry.detail or ""
-        history.append({"at": entry.at, "actor": names.get(entry.user_id, entry.actor), "action": ACTION_LABELS.get(entry.action, entry.action),
-                        "text": text})
-    return history
-
-
-def _render_page(problem: Problem, *, close_form: CloseProblemForm | None = None,
-                 reopen_form: ReopenProblemForm | None = None, code: int = 200):
-    row = _rows([problem.id])[0]
-    users = {u.id: u.display_name for u in db.session.scalars(
-        select(User).where(User.id.in_([i for i in (problem.assigned_by_id, problem.closed_by_id) if i]))
-    )}
-    return render_template(
-        "reports/problem.html", row=row, problem=problem, history=_history(problem), users=users,
-        action_form=ProblemActionForm(), close_form=close_form or CloseProblemForm(formdata=None),
-        reopen_form=reopen_form or ReopenProblemForm(formdata=None), note_max=NOTE_MAX_LENGTH,
-        reason_max=REASON_MAX_LENGTH,
-    ), code
-
-
-@bp.route("/problems/<int:problem_id>")
-@login_required
-@roles_required(*STAFF)
-def problem_view(problem_id: int):
-    return _render_page(_problem_or_404(problem_id))
-
-
-def _done(problem: Problem, message: str):
-    db.session.commit()
-    flash(message, "success")
-    return redirect(url_for("reports.problem_view", problem_id=problem.id))
-
-
-def _refused(problem_id: int, exc: ProblemError):
-    db.session.rollback()
-    flash(str(exc), "error")
-    return redirect(url_for("reports.problem_view", problem_id=problem_id))
-
-
-@bp.route("/problems/<int:problem_id>/assign", methods=["POST"])
-@login_required
-@roles_required(*STAFF)
-def problem_assign(problem_id: int):
-    problem = _problem_or_404(problem_id)
-    if not ProblemActionForm().validate_on_submit():
-        abort(400)
-    try:
-        assign_problem(db.session, problem, current_user, clock_now())
-    except ProblemError as exc:
-        return _refused(problem_id, exc)
-    return _done(problem, "已交办机构。")
-
-
-@bp.route("/problems/<int:problem_id>/close", methods=["POST"])
-@login_required
-@roles_required(*STAFF)
-def problem_close(problem_id: int):
-    problem = _problem_or_404(problem_id)
-    form = CloseProblemForm()
-    if not form.validate_on_submit():
-        if form.csrf_token.errors:
-            abort(400)
-        return _render_page(problem, close_form=form, code=400)
-    try:
-        close_problem(db.session, problem, current_user, clock_now(), form.note.data)
-    except ProblemError as exc:
-        return _refused(problem_id, exc)
-    return _done(problem, "已记录整改情况，问题已关闭。")
-
-
-@bp.route("/problems/<int:problem_id>/reopen", methods=["POST"])
-@login_required
-@roles_required(*STAFF)
-def problem_reopen(problem_id: int):
-    problem = _problem_or_404(problem_id)
-    form = ReopenProblemForm()
-    if not form.validate_on_submit():
-        if form.csrf_token.errors:
-            abort(400)
-        return _render_page(problem, reopen_form=form, code=400)
-    try:
-        reopen_problem(db.session, problem, current_user, clock_now(), form.reason.data)
-    except ProblemError as exc:
-        return _refused(problem_id, exc)
-    return _done(problem, "问题已重新打开，重新交办机构整改。")

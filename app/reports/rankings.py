@@ -7,6 +7,7 @@ The previous period is the one of the same length just before (a month: the mont
 """
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -17,6 +18,14 @@ from app.reports.indicators import DEFAULT_SCORES, DEFAULT_WEIGHTS, RATES, Rate,
 from app.reports.metrics import BetaPrior, fit_beta_binomial, funnel_curve, funnel_position
 
 DEFAULT_MIN_N = {"team": 20, "institution": 10, "county": 30}
+# the levels a ranking can be asked for (the page, the API and `flask report rankings`)
+RANK_LEVELS = ("team", "institution", "county")
+# the window (months) used when none is asked for: a team gets 2–3 interviews a month, so a
+# year; institutions and counties the month itself
+DEFAULT_WINDOW = {"team": 12, "institution": 1, "county": 1}
+RECOMMENDED_WINDOW = {"team": 12, "institution": 3, "county": 1}
+MAX_WINDOW = 12
+MONTH_PATTERN = re.compile(r"^(20\d\d)-(0[1-9]|1[0-2])$")
 POSITION_LABELS = {
     "high99": "显著偏高（99.8%）",
     "high95": "偏高（95%）",

@@ -5,7 +5,12 @@
 - ``/reports/unit/<level>/<id>``: one county, institution or team: its indicators, its place in
   its ranking, the ranking of its children (county → institutions, institution → teams) and, for
   a team, the interviews themselves;
-- ``/reports/api/rankings``: the same table as JSON for the city's platform (audit-logged).
+- ``/reports/api/rankings``: the same table as JSON for the city's platform (audit-logged);
+- ``/reports/monthly.xlsx``: the monthly workbook (app/reports/excel.py), audit-logged;
+- ``/calls/board`` (调查进度, the supervisors' landing page): the month's progress per
+  institution and county, per caller, and the problems (app/reports/board.py).
+
+The rectification list's views are in app/reports/problem_routes.py.
 
 Scope as everywhere (app/auth/scope.py): a supervisor sees only their own county, and another
 county's unit answers 404; the city administrator sees all. Callers have no reports (403).
@@ -14,39 +19,43 @@ turned into dicts in one place, app/reports/tables.py.
 """
 from __future__ import annotations
 
-import json
-import re
 from dataclasses import dataclass, replace
-from zoneinfo import ZoneInfo
 
-from flask import abort, current_app, flash, jsonify, render_template, request, url_for
+from flask import abort, current_app, flash, jsonify, render_template, request, send_file, url_for
 from flask_login import current_user, login_required
 from sqlalchemy import func, select
 from werkzeug.exceptions import NotFound
 
-from app.auth.scope import require_county, roles_required
-from app.core.clock import clock_now
+from app.core.transactions import transaction
+from app.auth.scope import county_filter, require_county, roles_required
+from app.core.clock import clock_now, current_month, to_local
+from app.draws.services import DrawError, parse_month
 from app.extensions import db
-from app.core.locks import begin_write
-from app.models import AuditLog, Case, County, Institution, Response, Round, Team, User
+from app.models import audit, Case, County, Institution, Response, Round, Team, User
 from app.questionnaires import FLAGS
 from app.reports import bp
+from app.reports.board import board_rows, caller_stats
+from app.reports.excel import CITY, audit_export, build_monthly_report, report_filename, reports_dir
 from app.reports.indicators import LEVEL_LABELS, RATES, Counts, Unit, aggregate, months_of, unit_indicators
-from app.reports.rankings import POSITION_LABELS, Ranking, RankRow, build_ranking
+from app.reports.problems import EMPTY_COUNTS, problem_counts
+from app.reports.rankings import (
+    DEFAULT_WINDOW,
+    MAX_WINDOW,
+    MONTH_PATTERN,
+    POSITION_LABELS,
+    RANK_LEVELS,
+    RECOMMENDED_WINDOW,
+    Ranking,
+    RankRow,
+    build_ranking,
+)
 from app.reports.settings import ReportSettings
 from app.reports.tables import INDICATORS, indicators_dict, ranking_dict
 
 STAFF = ("admin", "supervisor")
-RANK_LEVELS = ("team", "institution", "county")
-# the window (months) used when none is asked for: a team gets 2–3 interviews a month, so a
-# year; institutions and counties the month itself
-DEFAULT_WINDOW = {"team": 12, "institution": 1, "county": 1}
-RECOMMENDED_WINDOW = {"team": 12, "institution": 3, "county": 1}
-MAX_WINDOW = 12
 TREND_MONTHS = 12
 TREND_MAX_SERIES = 50  # more units than this: the best and the worst 25
 TREND_SHOWN = 5  # lines shown at first at each end of the ranking; the legend shows the rest
-MONTH_PATTERN = re.compile(r"^(20\d\d)-(0[1-9]|1[0-2])$")
 CHILD_LEVEL = {"county": "institution", "institution": "team"}
 SATISFACTION_LABELS = {5: "非常满意", 4: "满意", 3: "一般", 2: "不满意", 1: "非常不满意"}
 EFFECT_LABELS = {5: "很有帮助", 4: "有帮助", 3: "一般", 2: "帮助不大", 1: "没有帮助"}
@@ -56,18 +65,13 @@ def _settings() -> ReportSettings:
     return current_app.extensions["report_settings"]
 
 
-def current_month() -> str:
-    """This month in Asia/Shanghai (the survey's calendar)."""
-    return clock_now().astimezone(ZoneInfo(current_app.config["DISPLAY_TIMEZONE"])).strftime("%Y-%m")
-
-
 # ---------------------------------------------------------------------------
 # Filters from the query string
 # ---------------------------------------------------------------------------
 
 
 @dataclass
-class Filters:
+class RankingFilters:
     level: str
     month: str
     window: int
@@ -98,10 +102,10 @@ def default_month() -> str:
     """The month a page opens on: the latest month with a closed round in the user's scope
     (its figures are final; the month in progress has only its first interviews), else this
     month."""
-    stmt = select(func.max(Round.month)).where(Round.status == "closed", Round.month <= current_month())
+    stmt = select(func.max(Round.month)).where(Round.status == "closed", Round.month <= current_month(clock_now()))
     if not current_user.is_admin:
         stmt = stmt.where(Round.county_id == current_user.county_id)
-    return db.session.scalar(stmt) or current_month()
+    return db.session.scalar(stmt) or current_month(clock_now())
 
 
 def _read_month(args, errors: list[BadInput]) -> str:
@@ -111,7 +115,7 @@ def _read_month(args, errors: list[BadInput]) -> str:
     if MONTH_PATTERN.match(value):
         return value
     errors.append(BadInput(f"月份格式应为 YYYY-MM（例如 2026-11），收到“{_shown(value)}”", "已改为本月"))
-    return current_month()
+    return current_month(clock_now())
 
 
 def _read_window(args, level: str, errors: list[BadInput]) -> tuple[int, bool]:
@@ -167,7 +171,7 @@ def _read_county(args, errors: list[BadInput]) -> County | None:
     return county
 
 
-def read_filters(args) -> tuple[Filters, list[BadInput]]:
+def read_filters(args) -> tuple[RankingFilters, list[BadInput]]:
     """The rankings' filters, each bad one replaced by its default with a Chinese message."""
     errors: list[BadInput] = []
     level = _read_level(args, errors)
@@ -177,7 +181,7 @@ def read_filters(args) -> tuple[Filters, list[BadInput]]:
     county = _read_county(args, errors)
     if level == "county" and county is not None:
         county = None  # counties are ranked against each other, never within one county
-    return Filters(level, month, window, given, indicator, county), errors
+    return RankingFilters(level, month, window, given, indicator, county), errors
 
 
 # ---------------------------------------------------------------------------
@@ -185,7 +189,7 @@ def read_filters(args) -> tuple[Filters, list[BadInput]]:
 # ---------------------------------------------------------------------------
 
 
-def _ranking(level: str, f: Filters, county_id: int | None) -> Ranking:
+def _ranking(level: str, f: RankingFilters, county_id: int | None) -> Ranking:
     settings = _settings()
     return build_ranking(db.session, level, f.month, window=f.window, indicator=f.indicator, county_id=county_id,
                          min_n=settings.min_n.get(level), scores=settings.scores, weights=settings.weights)
@@ -268,7 +272,7 @@ def _trend_data(level: str, month: str, indicator: str, units: list[tuple[int, s
             "total": {"name": total_label, "values": total_values, "n": total_ns}}
 
 
-def _ranking_trend(level: str, f: Filters, ranking: Ranking, county_id: int | None, *,
+def _ranking_trend(level: str, f: RankingFilters, ranking: Ranking, county_id: int | None, *,
                    institution_id: int | None = None, total_label: str = "总体") -> dict:
     pool, shown = _trend_pool(ranking)
     # the same unit name can occur in two institutions ("张伟家庭医生团队"): keep the legend apart
@@ -323,7 +327,7 @@ def _counties() -> list[County]:
 # ---------------------------------------------------------------------------
 
 
-@bp.route("/rankings")
+@bp.route("/reports/rankings")
 @login_required
 @roles_required(*STAFF)
 def rankings():
@@ -396,7 +400,7 @@ def _service_labels() -> dict[str, str]:
     return labels
 
 
-@bp.route("/unit/<level>/<int:unit_id>")
+@bp.route("/reports/unit/<level>/<int:unit_id>")
 @login_required
 @roles_required(*STAFF)
 def unit(level: str, unit_id: int):
@@ -407,7 +411,7 @@ def unit(level: str, unit_id: int):
     indicator = _read_indicator(request.args, errors)
     for error in errors:
         flash(f"{error}。", "error")
-    f = Filters(level, month, window, given, indicator, county)
+    f = RankingFilters(level, month, window, given, indicator, county)
     institution_id = obj.id if level == "institution" else (obj.institution_id if level == "team" else None)
 
     # the unit's place among its peers (a county among counties: administrators only)
@@ -471,7 +475,7 @@ def _api_error(status: int, message: str):
     return jsonify({"error": message}), status
 
 
-@bp.route("/api/rankings")
+@bp.route("/reports/api/rankings")
 def api_rankings():
     """The rankings table as JSON (same filters and scope as the page). Bad input is a 400 with a
     Chinese message instead of a silent default: a program should not get another table than
@@ -490,19 +494,79 @@ def api_rankings():
         return _api_error(400, "；".join(e.problem for e in errors) + "。")
     ranking = _ranking(f.level, f, f.county.id if f.county else None)
     table = ranking_dict(ranking, county=_county_dict(f.county))
-    begin_write(db.session)
-    db.session.add(AuditLog(
-        user_id=current_user.id, actor=current_user.username, action="export_rankings",
-        target=f"rankings {f.level} {f.month}" + (f" {f.county.name}" if f.county else ""),
-        detail=json.dumps({"via": "api", "level": f.level, "month": f.month, "window": f.window,
-                           "indicator": f.indicator, "county": f.county.name if f.county else None,
-                           "ranked": len(table["ranked"]), "insufficient": len(table["insufficient"])},
-                          ensure_ascii=False),
-    ))
-    db.session.commit()
+    with transaction(db.session, write=True):
+        audit(db.session, "export_rankings", current_user,
+              target=f"rankings {f.level} {f.month}" + (f" {f.county.name}" if f.county else ""),
+              detail={"via": "api", "level": f.level, "month": f.month, "window": f.window,
+                      "indicator": f.indicator, "county": f.county.name if f.county else None,
+                      "ranked": len(table["ranked"]), "insufficient": len(table["insufficient"])})
     return jsonify(table)
 
 
 @bp.app_template_global()
-def report_url(level: str, unit_id: int, f: Filters) -> str:
+def report_url(level: str, unit_id: int, f: RankingFilters) -> str:
     return url_for("reports.unit", level=level, unit_id=unit_id, **f.args())
+
+
+# ---------------------------------------------------------------------------
+# The monthly workbook
+# ---------------------------------------------------------------------------
+
+
+@bp.route("/reports/monthly.xlsx")
+@login_required
+@roles_required("admin", "supervisor")
+def monthly_report():
+    """A supervisor gets their own county (another county's id is 404); an admin any county, or
+    the city without ``county``."""
+    now = clock_now()
+    tz_name = current_app.config["DISPLAY_TIMEZONE"]
+    try:
+        month = parse_month(request.args.get("month") or to_local(now, tz_name, "%Y-%m"))
+    except DrawError:
+        abort(400)
+    county_arg = request.args.get("county", "").strip()
+    if county_arg:
+        if not county_arg.isdigit():
+            abort(404)
+        county = require_county(current_user, db.session.get(County, int(county_arg)))
+    elif current_user.is_admin:
+        county = None
+    else:
+        county = require_county(current_user, current_user.county)
+    scope = county.name if county else CITY
+    path = reports_dir(current_app.config) / report_filename(month, scope)
+    build_monthly_report(
+        db.session, month, county.id if county else None, path, config=current_app.config,
+        settings=current_app.extensions["report_settings"], questionnaires=current_app.extensions["questionnaires"],
+        now=now,
+    )
+    with transaction(db.session):
+        audit_export(db.session, month, scope, path, actor=current_user)
+    return send_file(path, as_attachment=True, download_name=path.name,
+                     mimetype="application/vnd.openxmlformats-officedocument.spreadsheetml.sheet")
+
+
+# ---------------------------------------------------------------------------
+# The progress board (调查进度)
+# ---------------------------------------------------------------------------
+
+
+@bp.route("/calls/board")
+@login_required
+@roles_required(*STAFF)
+def board():
+    now = clock_now()
+    month = request.args.get("month") or current_month(now)
+    stmt = county_filter(current_user, select(Round).join(County), Round.county_id).where(Round.month == month)
+    # one county of the city (the overview's links); a supervisor's board is their county anyway
+    county_id = request.args.get("county", type=int) if current_user.is_admin else None
+    county = db.session.get(County, county_id) if county_id else None
+    if county is not None:
+        stmt = stmt.where(Round.county_id == county.id)
+    rounds = db.session.scalars(stmt.order_by(County.code)).all()
+    data = board_rows(db.session, [r.id for r in rounds], now)
+    callers = {r.id: caller_stats(db.session, [r.id]) for r in rounds}
+    problems = problem_counts(db.session, [r.id for r in rounds])
+    return render_template("reports/board.html", rounds=rounds, data=data, month=month, callers=callers,
+                           problems=problems, no_problems=EMPTY_COUNTS, county=county)

@@ -1,4 +1,5 @@
-"""The month's progress per institution and county, for the supervisors' board."""
+"""The month's progress per institution and county, and per caller, for the supervisors'
+progress board (调查进度), the city overview and the monthly workbook."""
 from __future__ import annotations
 
 from collections import Counter, defaultdict
@@ -26,7 +27,6 @@ class Progress:
     attempts: int = 0
     callbacks: int = 0  # callbacks pending
     replacements: int = 0  # backups activated
-    no_backup: int = 0  # ended cases that needed a backup when none was left
     shortfall: int = 0  # draw shortfall plus replacements that found no backup
     ended: int = 0  # ended without an interview
     institution_id: int | None = None
@@ -83,7 +83,7 @@ def board_rows(session: Session, round_ids: list[int], now: datetime) -> list[Ro
         if row is None:
             continue
         row.completed, row.in_progress, row.untouched = completed, active, untouched
-        row.callbacks, row.replacements, row.no_backup, row.ended = callbacks, replacements, none_left, ended
+        row.callbacks, row.replacements, row.ended = callbacks, replacements, ended
         row.shortfall += none_left
     for round_id, inst, outcome, count in session.execute(
         select(Case.round_id, Case.institution_id, Case.outcome, func.count())
