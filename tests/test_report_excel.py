@@ -157,7 +157,7 @@ def _check_summary(frame: pd.DataFrame, progress_rounds) -> None:
         for (_name, p), (_, row) in zip(expected, mine.iterrows()):
             assert (row["目标"], row["已完成"], row["已拨未结束"], row["未拨打"], row["尚缺"], row["拨打次数"],
                     row["待回访"], row["已替换"], row["样本缺口"]) == (
-                p.target, p.completed, p.in_progress, p.untouched, p.remaining, p.attempts, p.callbacks,
+                p.target, p.completed, p.underway, p.untouched, p.remaining, p.attempts, p.callbacks,
                 p.replacements, p.shortfall)
             a = p.aapor
             assert (row["完成(I)"], row["部分完成(P)"], row["拒访/中断(R)"], row["未联系上本人(NC)"], row["其他原因(O)"],

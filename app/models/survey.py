@@ -31,7 +31,7 @@ CASE_STATUSES = ("queued", "reserve", "done", "closed")
 CASE_STATE_LABELS = {
     "reserve": "备用未启用",
     "untried": "未拨打",
-    "dialled": "已拨未结束",
+    "dialled": "待再拨",
     "on_call": "通话中",
     "done": "已结束",
     "closed": "月末关闭",

@@ -6,7 +6,7 @@ from collections import Counter, defaultdict
 from dataclasses import dataclass, field, fields
 from datetime import datetime
 
-from sqlalchemy import func, select
+from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
 
 from app.calls.outcomes import OUTCOMES, aapor_class
@@ -21,7 +21,7 @@ class Progress:
     target: int = 0  # interviews wanted: the sample size per institution
     drawn: int = 0  # primaries drawn (less than the target when the roster fell short)
     completed: int = 0
-    in_progress: int = 0  # dialled at least once, not ended
+    underway: int = 0  # dialled at least once, not ended (states dialled and on_call)
     untouched: int = 0  # active, never dialled
     remaining: int = 0  # target minus completed
     attempts: int = 0
@@ -68,8 +68,8 @@ def board_rows(session: Session, round_ids: list[int], now: datetime) -> list[Ro
             Case.round_id,
             Case.institution_id,
             func.count().filter(Case.outcome == "complete"),
-            func.count().filter(Case.status == "queued", Case.attempt_count > 0),
-            func.count().filter(Case.status == "queued", Case.attempt_count == 0),
+            func.count().filter(or_(Case.in_state("dialled"), Case.in_state("on_call"))),
+            func.count().filter(Case.in_state("untried")),
             func.count().filter(Case.status == "queued", Case.callback_at.is_not(None)),
             func.count().filter(Case.replaces_case_id.is_not(None)),
             func.count().filter(Case.replacement_state == "none_left"),
@@ -78,11 +78,11 @@ def board_rows(session: Session, round_ids: list[int], now: datetime) -> list[Ro
         .where(Case.round_id.in_(round_ids))
         .group_by(Case.round_id, Case.institution_id)
     )
-    for round_id, inst, completed, active, untouched, callbacks, replacements, none_left, ended in counts:
+    for round_id, inst, completed, underway, untouched, callbacks, replacements, none_left, ended in counts:
         row = per.get((round_id, inst))
         if row is None:
             continue
-        row.completed, row.in_progress, row.untouched = completed, active, untouched
+        row.completed, row.underway, row.untouched = completed, underway, untouched
         row.callbacks, row.replacements, row.ended = callbacks, replacements, ended
         row.shortfall += none_left
     for round_id, inst, outcome, count in session.execute(

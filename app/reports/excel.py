@@ -54,7 +54,6 @@ INSTITUTION_WINDOW = 1
 TEAM_WINDOW = 12
 RANK_INDICATOR = "satisfaction"
 PROBLEM_STATUS_LABELS = {"open": "待处理", "assigned": "已交办", "closed": "已整改"}
-CASE_STATUS_LABELS = {"done": "已结束", "closed": "月末关闭"}
 REPORTS_FOLDER = "monthly_reports"  # a sibling of IMPORT_REPORTS_DIR
 
 PERCENT = "0.0%"
@@ -64,7 +63,7 @@ ONE_DECIMAL = "0.0"
 # 汇总: the board's columns (same labels as the board screen), AAPOR counts and rates,
 # then the month's indicators
 PROGRESS_COLUMNS = {
-    "目标": "target", "已完成": "completed", "已拨未结束": "in_progress", "未拨打": "untouched",
+    "目标": "target", "已完成": "completed", "已拨未结束": "underway", "未拨打": "untouched",
     "尚缺": "remaining", "拨打次数": "attempts", "待回访": "callbacks", "已替换": "replacements",
     "样本缺口": "shortfall",
 }
@@ -275,12 +274,6 @@ DETAIL_COLUMNS = ("序号", "县市区", "机构", "团队", "姓名", "性别",
 DETAIL_TAIL = ("问题标记",)
 
 
-def _case_state(case: Case) -> str:
-    if case.status == "queued":
-        return "进行中" if case.attempt_count else "未拨打"
-    return CASE_STATUS_LABELS.get(case.status, case.status)
-
-
 def _outcome_label(case: Case) -> str:
     if case.outcome is None and not case.attempt_count:
         return "未拨打"
@@ -428,7 +421,7 @@ def detail_frame(session: Session, rounds: list[Round], questionnaires: Mapping[
             "人群类别": case.population_labels,
             "联系电话": _phones(case),
             "样本类型": sample_label(case.kind, case.position),
-            "状态": _case_state(case),
+            "状态": case.state_label,
             "拨打次数": case.attempt_count,
             "结果": _outcome_label(case),
             "AAPOR类别": _aapor_label(case),
