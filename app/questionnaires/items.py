@@ -57,6 +57,7 @@ class Item:
     """An item of the questionnaire; a subclass per kind (see ``ITEM_TYPES``)."""
 
     kind: ClassVar[str]  # the "kind" of the JSON file
+    name: ClassVar[str]  # what the loader's messages call it
     widget: ClassVar[str]  # the macro of calls/_ask.html and calls/_correct.html that draws the field
 
     code: str
@@ -145,6 +146,7 @@ class Item:
 
 class SingleChoice(Item):
     kind = "single"
+    name = "单选题"
     widget = "choices"
 
     def _clean(self, value, raw, context, answers, questionnaire) -> Cleaned:
@@ -189,6 +191,7 @@ class SingleChoice(Item):
 
 class MultiChoice(Item):
     kind = "multi"
+    name = "多选题"
     widget = "choices"
 
     def _clean(self, value, raw, context, answers, questionnaire) -> Cleaned:
@@ -227,6 +230,7 @@ class MultiChoice(Item):
 
 class IntegerItem(Item):
     kind = "integer"
+    name = "整数题"
     widget = "integer"
 
     def range_message(self) -> str:
@@ -285,6 +289,7 @@ def _services_received(questionnaire: Questionnaire, answers: Mapping) -> bool:
 
 class TextItem(Item):
     kind = "text"
+    name = "文字题"
     widget = "text"
 
     def _clean(self, value, raw, context, answers, questionnaire) -> Cleaned:

@@ -125,7 +125,7 @@ def _check_max_length(raw: dict, cls: type[Item], role, where: str, fail) -> dic
 
 def _check_options(raw: dict, cls: type[Item], role, where: str, fail) -> dict:
     if not isinstance(raw.get("options"), list) or not raw["options"]:
-        fail(f"{where}是{'单选' if cls.kind == 'single' else '多选'}题，必须有选项")
+        fail(f"{where}是{cls.name}，必须有选项")
     if len(raw["options"]) > MAX_OPTIONS:
         fail(f"{where}的选项超过{MAX_OPTIONS}个（界面用数字键1-9选择）")
     options = tuple(_load_option(o, cls.kind, role, where, fail) for o in raw["options"])
