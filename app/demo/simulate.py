@@ -740,14 +740,8 @@ class _RoundWork:
             sat = answers.get(self.q.role_item("satisfaction").code)
             p = 0.45 if sat in ("dissatisfied", "very_dissatisfied") else 0.3 if answers.get("aware") == "no" else 0.04
             return {"value": "yes" if rng.random() < p else "no"}
-        # an item without a known role: the first option, or nothing for a free text
-        if item.kind == "single":
-            return {"value": item.options_for(context)[0].value}
-        if item.kind == "multi":
-            return {"value": [item.options_for(context)[0].value]}
-        if item.kind == "integer":
-            return {"value": str(item.minimum or 0)}
-        return {"value": ""}
+        # an item without a known role: the first option, the minimum, or nothing for a free text
+        return item.plain_answer(context)
 
 
 def _scale(value: float, cuts: tuple[float, ...], labels: tuple[str, ...]) -> str:

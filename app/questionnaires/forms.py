@@ -9,28 +9,12 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from flask_wtf import FlaskForm
-from wtforms import IntegerField, RadioField, SelectMultipleField, StringField, SubmitField, TextAreaField, widgets
-from wtforms.fields.choices import SelectChoice
+from wtforms import StringField, SubmitField
 
-from app.questionnaires import DETAIL_MAX_LENGTH, Context, Item, Questionnaire
+from app.questionnaires.items import Item
+from app.questionnaires.model import DETAIL_MAX_LENGTH, Context, Questionnaire, detail_key
 
 CSRF_MESSAGE = "表单已过期或来源无效，请刷新页面后重试。"
-
-
-class _IntegerField(IntegerField):
-    """Never raises WTForms' English "Not a valid integer value."; clean() judges the raw text."""
-
-    def process_formdata(self, valuelist):
-        if valuelist:
-            try:
-                self.data = int(valuelist[0])
-            except (TypeError, ValueError):
-                self.data = None
-
-
-class _CheckboxField(SelectMultipleField):
-    widget = widgets.ListWidget(prefix_label=False)
-    option_widget = widgets.CheckboxInput()
 
 
 class ItemForm(FlaskForm):
@@ -43,17 +27,6 @@ class ItemForm(FlaskForm):
     answers: Mapping
     cleaned: dict | None = None
 
-    def _raw(self, field):
-        raw = getattr(field, "raw_data", None)
-        if raw is None:  # built from data only
-            raw = field.data
-            if self.item.kind == "multi":
-                return list(raw or [])
-            return "" if raw is None else raw
-        if self.item.kind == "multi":
-            return list(raw)
-        return raw[0] if raw else ""
-
     def validate(self, extra_validators=None) -> bool:
         self.cleaned = None
         ok = super().validate(extra_validators)
@@ -61,7 +34,7 @@ class ItemForm(FlaskForm):
         if csrf is not None and csrf.errors:
             csrf.errors = [CSRF_MESSAGE]
             self.form_errors.append(CSRF_MESSAGE)
-        raw = {"value": self._raw(self.value), "detail": (self.detail.data or "") if "detail" in self else ""}
+        raw = {"value": self.item.form_input(self.value), "detail": (self.detail.data or "") if "detail" in self else ""}
         cleaned, errors = self.questionnaire.clean(self.item.code, raw, self.context, self.answers)
         if errors:
             self.value.errors = list(self.value.errors) + errors
@@ -88,22 +61,7 @@ def build_form(
     cross-item check (service count against the services chosen)."""
     if isinstance(item, str):
         item = questionnaire.item(item)
-    fields: dict = {}
-    choices = [SelectChoice(o.value, o.label) for o in item.options_for(context)]
-    if item.kind == "single":
-        fields["value"] = RadioField(item.title, choices=choices, validate_choice=False)
-    elif item.kind == "multi":
-        fields["value"] = _CheckboxField(item.title, choices=choices, validate_choice=False)
-    elif item.kind == "integer":
-        render_kw = {"inputmode": "numeric"}
-        if item.minimum is not None:
-            render_kw["min"] = item.minimum
-        if item.maximum is not None:
-            render_kw["max"] = item.maximum
-        fields["value"] = _IntegerField(item.title, render_kw=render_kw)
-    else:
-        render_kw = {"maxlength": item.max_length} if item.max_length else {}
-        fields["value"] = TextAreaField(item.title, render_kw=render_kw)
+    fields: dict = {"value": item.form_field(context)}
     if item.has_detail:
         label = next(o.detail_label for o in item.options if o.detail_label)
         fields["detail"] = StringField(label, render_kw={"maxlength": DETAIL_MAX_LENGTH})
@@ -111,7 +69,7 @@ def build_form(
 
     answers = dict(answers or {})
     if data is None and item.code in answers:
-        data = {"value": answers[item.code], "detail": answers.get(f"{item.code}.detail") or ""}
+        data = {"value": answers[item.code], "detail": answers.get(detail_key(item.code)) or ""}
     kwargs = {"data": data}
     if formdata is not None:
         kwargs["formdata"] = formdata
