@@ -26,12 +26,15 @@ run: $(STAMP)
 	trap 'kill $$SCHEDULER_PID 2>/dev/null' EXIT INT TERM; \
 	$(FLASK) run --host 127.0.0.1 --port 5000
 
-## make test: the whole suite (SQLite; set TEST_DATABASE_URL for PostgreSQL)
+## make test: the import layers (.importlinter), then the whole suite (SQLite; set
+## TEST_DATABASE_URL for PostgreSQL)
 test: $(STAMP)
+	$(BIN)/lint-imports --no-cache
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
 
 ## the same suite against the local PostgreSQL server
 test-pg: $(STAMP)
+	$(BIN)/lint-imports --no-cache
 	TEST_DATABASE_URL=$${TEST_DATABASE_URL:-postgresql+psycopg://postgres@127.0.0.1:5432/test} $(BIN)/python -m pytest -q $(PYTEST_ARGS)
 
 bench: $(STAMP)
