@@ -37,52 +37,11 @@ def create_app(config: dict | None = None) -> Flask:
     app.extensions["vocabulary"] = load_vocabulary(app.config["POPULATIONS_FILE"])
     _load_call_rules(app)
 
-    from app import filters
-    from app.auth import bp as auth_bp
-    from app.auth import routes as _auth_routes  # noqa: F401
-    from app.org import routes as _org_routes  # noqa: F401
-    from app.roster import routes as _roster_routes  # noqa: F401
-    from app.auth.cli import users_cli
-    from app.demo.cli import demo_cli
-    from app.draws import bp as draws_bp
-    from app.draws import routes as _draw_routes  # noqa: F401
-    from app.draws.cli import draw_cli, export_cli
-    from app.scheduler import bp as scheduler_bp
-    from app.scheduler import routes as _scheduler_routes  # noqa: F401
-    from app.scheduler.cli import scheduler_cli
-    from app.admin import bp as admin_bp
-    from app.admin import routes as _admin_routes  # noqa: F401
-    from app.calls import bp as calls_bp
-    from app.calls import routes as _calls_routes  # noqa: F401
-    from app.reports import bp as reports_bp
-    from app.reports import problem_routes as _problem_routes  # noqa: F401
-    from app.reports.cli import report_cli
-    from app.reports import routes as _report_routes  # noqa: F401
-    from app.org import bp as org_bp
-    from app.overview import bp as overview_bp
-    from app.overview import routes as _overview_routes  # noqa: F401
-    from app.roster import bp as roster_bp
-    from app.roster.cli import roster_cli
-    from app.org.cli import org_cli
+    from app import admin, auth, calls, demo, draws, filters, org, overview, reports, roster, scheduler
 
     filters.register(app)
-    app.register_blueprint(auth_bp)
-    app.register_blueprint(roster_bp)
-    app.register_blueprint(org_bp)
-    app.register_blueprint(draws_bp)
-    app.register_blueprint(scheduler_bp)
-    app.register_blueprint(calls_bp)
-    app.register_blueprint(admin_bp)
-    app.register_blueprint(reports_bp)
-    app.register_blueprint(overview_bp)
-    app.cli.add_command(roster_cli)
-    app.cli.add_command(users_cli)
-    app.cli.add_command(demo_cli)
-    app.cli.add_command(draw_cli)
-    app.cli.add_command(export_cli)
-    app.cli.add_command(scheduler_cli)
-    app.cli.add_command(report_cli)
-    app.cli.add_command(org_cli)
+    for area in (auth, roster, org, draws, scheduler, calls, admin, reports, overview, demo):
+        area.register(app)
     _register_error_pages(app)
     _security_headers(app)
     if not app.debug and not app.testing:

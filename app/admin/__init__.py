@@ -1,4 +1,11 @@
 from flask import Blueprint
 
-# Views are attached in routes.py, imported by create_app() (keeps services importable alone).
+# Views are attached in routes.py, imported by register() (keeps services importable alone).
 bp = Blueprint("admin", __name__, url_prefix="/admin")
+
+
+def register(app) -> None:
+    """Attach this area's views and commands to the application."""
+    from app.admin import routes  # noqa: F401  (its views attach themselves to bp)
+
+    app.register_blueprint(bp)
