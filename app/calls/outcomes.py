@@ -14,40 +14,39 @@ from dataclasses import dataclass
 from app.models.survey import CASE_STATE_LABELS
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Outcome:
     code: str
     label: str
     aapor: str  # I, P, R, NC, O, UH, NE
-    aapor_code: str  # the AAPOR Standard Definitions disposition code
-    connected: bool  # offered after "接通了" (someone answered) rather than "未接通"
-    final: bool  # ends the case
-    contact: bool  # contact with the sampled resident (or their proxy) was made
-    replace: bool  # a case ending with it is replaced by the next backup
-    note_required: bool
     rank: int  # precedence when a case's disposition is derived from several attempts
+    connected: bool = False  # offered after "接通了" (someone answered) rather than "未接通"
+    final: bool = False  # ends the case
+    contact: bool = False  # contact with the sampled resident (or their proxy) was made
+    replace: bool = False  # a case ending with it is replaced by the next backup
+    note_required: bool = False
     by_questionnaire: bool = False  # recorded by the questionnaire, not chosen from the list
     callback: bool = False  # needs a date and time for the callback
 
 
 _OUTCOMES = (
     # connected: someone picked up
-    Outcome("complete", "完成访问", "I", "1.1", True, True, True, False, False, 100, by_questionnaire=True),
-    Outcome("partial", "部分完成", "P", "1.2", True, True, True, False, False, 95, by_questionnaire=True),
-    Outcome("breakoff", "中途挂断", "R", "2.12", True, True, True, False, False, 90, by_questionnaire=True),
-    Outcome("refusal", "拒访", "R", "2.11", True, True, True, False, False, 90),
-    Outcome("callback", "约定回访", "NC", "2.21", True, False, False, False, False, 40, callback=True),
-    Outcome("not_available", "本人不在", "NC", "2.20", True, False, False, False, False, 35),
-    Outcome("wrong_person", "号码错误/非本人", "UH", "3.9", True, True, False, True, True, 60),
-    Outcome("incapable", "听力或语言障碍", "O", "2.32", True, True, True, True, True, 80),
-    Outcome("deceased", "本人已故", "O", "2.31", True, True, True, True, True, 80),
-    Outcome("moved", "已迁出/已解约", "NE", "4.10", True, True, False, True, True, 70),
+    Outcome(code="complete", label="完成访问", aapor="I", rank=100, connected=True, final=True, contact=True, by_questionnaire=True),
+    Outcome(code="partial", label="部分完成", aapor="P", rank=95, connected=True, final=True, contact=True, by_questionnaire=True),
+    Outcome(code="breakoff", label="中途挂断", aapor="R", rank=90, connected=True, final=True, contact=True, by_questionnaire=True),
+    Outcome(code="refusal", label="拒访", aapor="R", rank=90, connected=True, final=True, contact=True),
+    Outcome(code="callback", label="约定回访", aapor="NC", rank=40, connected=True, callback=True),
+    Outcome(code="not_available", label="本人不在", aapor="NC", rank=35, connected=True),
+    Outcome(code="wrong_person", label="号码错误/非本人", aapor="UH", rank=60, connected=True, final=True, replace=True, note_required=True),
+    Outcome(code="incapable", label="听力或语言障碍", aapor="O", rank=80, connected=True, final=True, contact=True, replace=True, note_required=True),
+    Outcome(code="deceased", label="本人已故", aapor="O", rank=80, connected=True, final=True, contact=True, replace=True, note_required=True),
+    Outcome(code="moved", label="已迁出/已解约", aapor="NE", rank=70, connected=True, final=True, replace=True, note_required=True),
     # not connected
-    Outcome("no_answer", "无人接听", "UH", "3.13", False, False, False, False, False, 20),
-    Outcome("busy", "占线", "UH", "3.12", False, False, False, False, False, 15),
-    Outcome("powered_off", "关机", "UH", "3.9", False, False, False, False, False, 25),
-    Outcome("suspended", "停机", "UH", "3.9", False, True, False, True, False, 55),
-    Outcome("vacant", "空号", "UH", "3.9", False, True, False, True, False, 55),
+    Outcome(code="no_answer", label="无人接听", aapor="UH", rank=20),
+    Outcome(code="busy", label="占线", aapor="UH", rank=15),
+    Outcome(code="powered_off", label="关机", aapor="UH", rank=25),
+    Outcome(code="suspended", label="停机", aapor="UH", rank=55, final=True, replace=True),
+    Outcome(code="vacant", label="空号", aapor="UH", rank=55, final=True, replace=True),
 )
 
 OUTCOMES: dict[str, Outcome] = {o.code: o for o in _OUTCOMES}

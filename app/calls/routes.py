@@ -418,7 +418,7 @@ def _round_for_list() -> Round | None:
 @login_required
 def cases():
     round_ = _round_for_list()
-    q = (request.args.get("q") or "").strip()[:50]
+    search = (request.args.get("q") or "").strip()[:50]
     status = request.args.get("status", "")
     if status not in STATUS_FILTERS:
         status = ""
@@ -439,11 +439,11 @@ def cases():
             stmt = stmt.where(Case.in_state("reserve"))
         else:
             stmt = stmt.where(~Case.in_state("reserve"))
-        if q:
-            like = f"%{q}%"
+        if search:
+            like = f"%{search}%"
             conditions = [Case.name.like(like), Case.institution_name.like(like), Case.team_name.like(like)]
-            if q.isdigit() and len(q) >= 4:
-                conditions.append(Case.phone.like(f"%{q}"))
+            if search.isdigit() and len(search) >= 4:
+                conditions.append(Case.phone.like(f"%{search}"))
             stmt = stmt.where(or_(*conditions))
         stmt = stmt.order_by(Case.institution_name, Case.kind.desc(), Case.position)
         page = db.paginate(stmt, per_page=50, error_out=False)
@@ -458,7 +458,7 @@ def cases():
     counties = []
     if current_user.is_admin:
         counties = db.session.scalars(select(County).order_by(County.code)).all()
-    return render_template("calls/cases.html", round=round_, page=page, q=q, status=status, filters=STATUS_FILTERS,
+    return render_template("calls/cases.html", round=round_, page=page, search=search, status=status, filters=STATUS_FILTERS,
                            form=form, callers=callers, label=oc.label, action=ActionForm(), counties=counties,
                            staff=current_user.role in STAFF)
 
