@@ -13,7 +13,21 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, timezone
 
 import numpy as np
-from sqlalchemy import and_, case, delete, func, insert, not_, select, text
+from sqlalchemy import (
+    BigInteger,
+    ColumnElement,
+    Date,
+    and_,
+    bindparam,
+    case,
+    cast,
+    delete,
+    func,
+    insert,
+    literal_column,
+    not_,
+    select,
+)
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -151,10 +165,6 @@ class Eligible:
     key_flags: np.ndarray
 
 
-def _in_contract(day: date):
-    return and_(Resident.contract_start <= day, Resident.contract_end >= day)
-
-
 def _completed_in_window(month: str, exclusion_months: int):
     """SELECT of residents with a completed interview in the window (the months before)."""
     return (
@@ -179,19 +189,34 @@ def key_label_ids(session: Session, general_code: str) -> list[int]:
     return list(session.scalars(select(PopulationLabel.id).where(PopulationLabel.code != general_code)))
 
 
-# The eligibility query is hand-written: the draw reads every eligible resident of a county (a
-# million rows for a city), and building a SQLAlchemy Row (or even a tuple) per resident costs
-# several times the query itself.
-_ELIGIBLE_FROM = """
-FROM residents r
-JOIN teams t ON t.id = r.team_id
-JOIN institutions i ON i.id = t.institution_id
-WHERE i.county_id = :county_id
-  AND i.active AND t.active
-  AND r.active AND NOT r.do_not_call
-  AND r.contract_start <= :day AND r.contract_end >= :day
-  AND r.phone <> ''
-"""
+def eligibility_rules(day) -> tuple[tuple[str, ColumnElement[bool]], ...]:
+    """Who may be drawn: each rule is the condition a resident must meet, named by the reason
+    it gives when it excludes someone (EXCLUSION_REASONS). ``day`` is a date or a bind
+    parameter. The draw's query and the shortfall's breakdown both read these rules; the
+    exclusion window ("recent") is applied apart, from the completes already recorded."""
+    return (
+        ("team", Team.active),
+        ("inactive", Resident.active),
+        ("contract", and_(Resident.contract_start <= day, Resident.contract_end >= day)),
+        ("phone", Resident.phone != ""),
+        ("dnc", not_(Resident.do_not_call)),
+    )
+
+
+def _eligible(*columns):
+    """The county's eligible residents (without the exclusion window), as a SELECT with the
+    bind parameters ``county_id`` and ``day``."""
+    return (
+        select(*columns)
+        .select_from(Resident)
+        .join(Team, Team.id == Resident.team_id)
+        .join(Institution, Institution.id == Team.institution_id)
+        .where(
+            Institution.county_id == bindparam("county_id"),
+            Institution.active,
+            *(keep for _reason, keep in eligibility_rules(bindparam("day", type_=Date))),
+        )
+    )
 
 
 def _key_flag_sql(key_labels: list[int] | None) -> str:
@@ -199,18 +224,19 @@ def _key_flag_sql(key_labels: list[int] | None) -> str:
         return "0"
     ids = ", ".join(str(int(label)) for label in key_labels)
     return (
-        "CASE WHEN EXISTS (SELECT 1 FROM resident_labels rl WHERE rl.resident_id = r.id "
+        "CASE WHEN EXISTS (SELECT 1 FROM resident_labels rl WHERE rl.resident_id = residents.id "
         f"AND rl.label_id IN ({ids})) THEN 1 ELSE 0 END"
     )
 
 
+# The draw reads every eligible resident of a county (a million rows for a city); building a
+# SQLAlchemy Row (or even a tuple) per resident would cost several times the query itself.
 def _eligible_rows_sqlite(session: Session, county_id: int, day: date, key_flag: str) -> np.ndarray:
     """SQLite: the driver's own cursor returns plain tuples (no Row objects)."""
     connection = session.connection()
-    compiled = text(f"SELECT r.id, r.team_id, t.institution_id, {key_flag} {_ELIGIBLE_FROM}").compile(
-        dialect=connection.dialect
-    )
-    params = {"county_id": county_id, "day": day.isoformat()}  # dates are ISO text in SQLite
+    stmt = _eligible(Resident.id, Resident.team_id, Team.institution_id, literal_column(key_flag))
+    compiled = stmt.compile(dialect=connection.dialect)
+    params = {**compiled.params, "county_id": county_id, "day": day.isoformat()}  # dates are ISO text in SQLite
     cursor = connection.connection.driver_connection.cursor()
     try:
         cursor.execute(compiled.string, tuple(params[name] for name in compiled.positiontup))
@@ -224,13 +250,11 @@ def _eligible_rows_postgresql(session: Session, county_id: int, day: date, key_f
     """PostgreSQL: one row per team, its residents packed by the server into one bytea of
     8-byte big-endian integers (int8send of id * 2 + key flag) that numpy reads as it is.
     One aggregate carries both, so no ORDER BY is needed to keep ids and flags aligned."""
-    rows = session.execute(
-        text(
-            f"SELECT t.id, t.institution_id, string_agg(int8send(r.id::int8 * 2 + {key_flag}), ''::bytea) "
-            f"{_ELIGIBLE_FROM} GROUP BY t.id, t.institution_id"
-        ),
-        {"county_id": county_id, "day": day},
-    ).all()
+    packed_ids = func.string_agg(
+        func.int8send(cast(Resident.id, BigInteger) * 2 + literal_column(key_flag)), literal_column("''::bytea")
+    )
+    stmt = _eligible(Team.id, Team.institution_id, packed_ids).group_by(Team.id, Team.institution_id)
+    rows = session.execute(stmt, {"county_id": county_id, "day": day}).all()
     parts = []
     for team_id, institution_id, packed in rows:
         values = np.frombuffer(packed, dtype=">i8").astype(np.int64)
@@ -273,13 +297,7 @@ def exclusion_breakdown(
     if not institution_ids:
         return {}
     recent = Resident.id.in_(_completed_in_window(month, exclusion_months)) if exclusion_months > 0 else None
-    whens = [
-        (Team.active.is_(False), "team"),
-        (Resident.active.is_(False), "inactive"),
-        (not_(_in_contract(day)), "contract"),
-        (Resident.phone == "", "phone"),
-        (Resident.do_not_call.is_(True), "dnc"),
-    ]
+    whens = [(not_(keep), reason) for reason, keep in eligibility_rules(day)]
     if recent is not None:
         whens.append((recent, "recent"))
     reason = case(*whens, else_="eligible")
