@@ -20,7 +20,8 @@ from app.models import AuditLog, County, ImportBatch, Institution, Resident, Tea
 from app.roster.context import import_context
 from app.core.masking import hash_id, mask_id
 from app.roster.reader import open_roster
-from app.roster.services import REPORT_COLUMNS, ImportFailed, ImportOptions, execute_import
+from app.roster.services import ImportFailed, ImportOptions, execute_import
+from app.core.spreadsheets import REPORT_COLUMNS
 from tests.conftest import TODAY, resident_count
 from tests.rosters import (
     HEADER,

@@ -16,7 +16,6 @@ import hashlib
 import itertools
 import logging
 import multiprocessing
-import uuid
 from array import array
 from collections import deque
 from collections.abc import Iterable, Iterator
@@ -60,7 +59,7 @@ from app.roster.normalize import infer_institution_type
 from app.core.populations import Vocabulary
 from app.roster.reader import Chunk, CsvBlock, CsvLayout, RosterFileError, RosterSource, open_roster
 from app.roster.validate import Rejection, ValidatedChunk, validate_frame
-from app.core.spreadsheets import write_csv, write_xlsx
+from app.core.spreadsheets import write_error_report
 
 log = logging.getLogger(__name__)
 
@@ -247,27 +246,6 @@ def _audit(session: Session, ctx: ImportContext, action: str, batch: ImportBatch
             detail=detail,
         )
     )
-
-
-# ---------------------------------------------------------------------------
-# Error report
-# ---------------------------------------------------------------------------
-
-REPORT_COLUMNS = ["工作表", "行号", "列", "值", "原因"]
-
-
-def write_error_report(reports_dir: Path, sha: str, rejections: list[Rejection]) -> Path | None:
-    """xlsx and csv side by side; returns the xlsx path, or None when nothing was rejected."""
-    if not rejections:
-        return None
-    stem = f"{datetime.now():%Y%m%d-%H%M%S}-{sha[:8]}-{uuid.uuid4().hex[:6]}-错误报告"
-    frame = pd.DataFrame(
-        [(r.sheet, r.row, r.column, r.value, r.reason) for r in rejections], columns=REPORT_COLUMNS
-    )
-    frame = frame.sort_values(["工作表", "行号"], kind="stable")
-    reports_dir = Path(reports_dir)
-    write_csv(reports_dir / f"{stem}.csv", frame)
-    return write_xlsx(reports_dir / f"{stem}.xlsx", {"错误行": frame}, {"原因": 60, "值": 30})
 
 
 # ---------------------------------------------------------------------------
