@@ -276,33 +276,33 @@ class StepTimer:
 
     def install(self, engine) -> None:
 
-        import app.roster.services as services
+        import app.roster.fresh_load as fresh_load
+        import app.roster.importer as importer
         import app.roster.validate as validate
 
-        # validate_frame is timed directly when the importer calls it inline; an importer that
-        # sends chunks to worker processes (_validated_chunks) is timed by what it waits for
-        parallel = hasattr(services, "_validated_chunks")
+        # The steps live in app.roster.{staging,units,pipeline,fresh_load} and app.core.spreadsheets,
+        # but the import calls them by the names app.roster.importer imported: they are
+        # wrapped there. Validation runs in worker processes for large files (validate_frame
+        # is sent to them by reference and must stay unwrapped): it is timed by what the
+        # importer waits for (validated_chunks, below).
         for name in (
-            *(() if parallel else ("validate_frame",)),
             "file_sha256",
             "sync_labels",
             "OrgIndex",
-            "_create_stage",
-            "_stage_rows",
-            "_stage_labels",
-            "_stage_seen",
-            "_reject_duplicates",
-            "_merge",
-            "_drop_stage",
+            "create_stage",
+            "stage_rows",
+            "stage_labels",
+            "stage_seen",
+            "reject_duplicates",
+            "merge",
+            "drop_stage",
             "write_error_report",
         ):
-            self.wrap(services, name)
+            self.wrap(importer, name)
         # a first import into an empty residents table writes its rows as the chunks come
-        fresh = getattr(services, "_FreshLoad", None)
-        if fresh is not None:
-            self.wrap(fresh, "start", "_FreshLoad.start (check empty, drop keys)")
-            self.wrap(fresh, "insert", "_FreshLoad.insert (rows + labels straight in)")
-            self.wrap(fresh, "finish", "_FreshLoad.finish (keys back)")
+        self.wrap(fresh_load.FreshLoad, "start", "FreshLoad.start (check empty, drop keys)")
+        self.wrap(fresh_load.FreshLoad, "insert", "FreshLoad.insert (rows + labels straight in)")
+        self.wrap(fresh_load.FreshLoad, "finish", "FreshLoad.finish (keys back)")
         # parts of validate_frame: the helpers it calls by name (nested calls inside
         # app.roster.normalize go through that module's globals and are not double counted)
         for name in (
@@ -318,7 +318,7 @@ class StepTimer:
         ):
             self.wrap(validate, name, f"validate_frame/{name}")
 
-        original_open = services.open_roster
+        original_open = importer.open_roster
         timer = self
 
         def open_roster(*a, **k):
@@ -343,13 +343,13 @@ class StepTimer:
                 source._blocks = timed(source._blocks)
             return source
 
-        services.open_roster = open_roster
+        importer.open_roster = open_roster
 
         # validation runs in forked worker processes for large files (validate_frame itself is
         # sent to them by reference and must stay unwrapped): time what the importer waits for
-        original_validated = getattr(services, "_validated_chunks", None)
+        original_validated = importer.validated_chunks
 
-        # the reader's chunks are pulled from inside _validated_chunks: that time is counted
+        # the reader's chunks are pulled from inside validated_chunks: that time is counted
         # as reading, not twice
         wait_label = "validate (waiting for workers, or inline; reading excluded)"
 
@@ -368,8 +368,7 @@ class StepTimer:
                     return
                 yield item
 
-        if parallel:
-            services._validated_chunks = validated_chunks
+        importer.validated_chunks = validated_chunks
 
         def record(statement, elapsed, _executemany):
             if timer.active and elapsed >= 0.005:
@@ -424,9 +423,7 @@ def phase_import(args) -> dict:
     from app.extensions import db
     from app.models import County, Resident, resident_labels
     from app.roster.context import import_context
-    from app.roster.services import ImportOptions
-
-    import app.roster.services as services
+    from app.roster.importer import ImportOptions, import_and_commit
 
     app = _make_app(args.url)
     out: dict = {}
@@ -451,7 +448,7 @@ def phase_import(args) -> dict:
         timer.active = True
         with TreeMemory() as tree:
             t0 = time.perf_counter()
-            result = services.execute_import(db.session, path, ImportOptions(create_missing=True), ctx, path.name)
+            result = import_and_commit(db.session, path, ImportOptions(create_missing=True), ctx, path.name)
             seconds = time.perf_counter() - t0
         timer.active = False
         if profiler is not None:
@@ -882,7 +879,7 @@ def report(results: list[dict], args) -> None:
         )
     print_table(f"RESULTS: {args.rows:,}-row CSV, {args.xlsx_rows:,}-row xlsx{scaled}", head, table, {2, 3, 4, 5, 6, 7})
     print(
-        "rows = rows read from the file; seconds = wall time of execute_import (commit included) or of the floor;"
+        "rows = rows read from the file; seconds = wall time of import_and_commit (commit included) or of the floor;"
         "\npeak RSS = the phase process's ru_maxrss, or the sampled PSS of it plus any worker processes if larger"
         "\n  (PostgreSQL server memory not included);"
         "\nfloor = same file, same database kind, same run: bare read + bulk_load into a plain TEXT table, no index but the PK."
@@ -923,7 +920,7 @@ def report(results: list[dict], args) -> None:
                     print(f"    {sub.split('/', 1)[1]:<56s} {ssec:7.2f} s")
                 print(f"    {'(rest of validate_frame: errors, labels, strftime, ...)':<56s} {sec - sum(v for _, v in subs):7.2f} s")
             for step, label, ssec, n in r.get("sql", []):
-                if step == name and name in ("_merge", "_reject_duplicates", "_drop_stage"):
+                if step == name and name in ("merge", "reject_duplicates", "drop_stage"):
                     times = f" ({n} statements)" if n > 1 else ""
                     print(f"    SQL {label + times:<52s} {ssec:7.2f} s")
 

@@ -1,4 +1,4 @@
-"""Roster import (app.roster.services.execute_import) against the real database: messy
+"""Roster import (app.roster.importer.import_and_commit) against the real database: messy
 export formats, validation and the error report, idempotent upserts, --full, atomicity,
 dry runs and unreadable files."""
 from __future__ import annotations
@@ -14,13 +14,14 @@ from sqlalchemy import String, Text, func, select
 from sqlalchemy import inspect as sa_inspect
 from sqlalchemy import text as text_
 
-import app.roster.services as services
 from app.extensions import db
 from app.models import AuditLog, County, ImportBatch, Institution, Resident, Team, resident_labels
+from app.roster import fresh_load, importer, staging
 from app.roster.context import import_context
 from app.core.masking import hash_id, mask_id
 from app.roster.reader import open_roster
-from app.roster.services import REPORT_COLUMNS, ImportFailed, ImportOptions, execute_import
+from app.core.spreadsheets import REPORT_COLUMNS
+from app.roster.importer import ImportFailed, ImportOptions, import_and_commit
 from tests.conftest import TODAY, resident_count
 from tests.rosters import (
     HEADER,
@@ -63,7 +64,7 @@ def other_team(county, team, make_team):
 
 
 def run(path, ctx, **options):
-    result = execute_import(db.session, path, ImportOptions(**options), ctx)
+    result = import_and_commit(db.session, path, ImportOptions(**options), ctx)
     assert result.read == result.imported + result.updated + result.unchanged + result.rejected
     assert result.rejected == len({(r.sheet, r.row) for r in result.rejections})
     return result
@@ -289,15 +290,14 @@ def test_duplicate_check_is_exact_when_hash_values_collide(app, ctx, team, tmp_p
     every value colliding, every row is a candidate, yet only the real repeats are rejected
     (a first import writes rows as it goes, a later one stages them: both paths; a big first
     import does it without the hash index, which it builds at the end)."""
-    from app.roster import services
-
     first_import = path_taken != "staged"
     if not first_import:
         run(write_csv(tmp_path / "earlier.csv", rows_of(people(1, first_seq=900))), ctx)
     if path_taken == "direct_load_big":
-        monkeypatch.setattr(services, "BULK_KEYS_MIN_NEW", 2)
-    watch = services._DuplicateWatch
-    monkeypatch.setattr(services, "_DuplicateWatch", lambda: watch(key=lambda _value: 0))
+        monkeypatch.setattr(fresh_load, "BULK_KEYS_MIN_NEW", 2)
+    watch = staging.DuplicateWatch
+    for module in (importer, fresh_load):  # the staged path's watch, and the first import's
+        monkeypatch.setattr(module, "DuplicateWatch", lambda: watch(key=lambda _value: 0))
     ctx.chunk_rows = 3
     persons = people(6)
     rows = rows_of(persons)
@@ -810,22 +810,22 @@ def test_failure_mid_import_changes_nothing(app, ctx, county, team, other_team, 
     newcomers = people(3, first_seq=400, institution="东塘镇中心卫生院", team="新团队")
     path = write_xlsx(tmp_path / "second.xlsx", rows_of(changed + newcomers))
     if where == "merge":
-        monkeypatch.setattr(services, "_merge", _fail_after(services._merge))
+        monkeypatch.setattr(importer, "merge", _fail_after(importer.merge))
     elif where == "stage_labels":
-        monkeypatch.setattr(services, "_stage_labels", _fail_after(services._stage_labels))
+        monkeypatch.setattr(importer, "stage_labels", _fail_after(importer.stage_labels))
     elif where == "bulk_load_second_call":
-        monkeypatch.setattr(services, "bulk_load", _fail_after(services.bulk_load, calls_before_failure=1))
+        monkeypatch.setattr(staging, "bulk_load", _fail_after(staging.bulk_load, calls_before_failure=1))
     else:
-        original = services._reject_duplicates
+        original = importer.reject_duplicates
 
         def fail(session, rejections, candidates):
             original(session, rejections, candidates)
             raise ImportFailed("名册数据有误，导入已取消。")
 
-        monkeypatch.setattr(services, "_reject_duplicates", fail)
+        monkeypatch.setattr(importer, "reject_duplicates", fail)
 
     with pytest.raises(ImportFailed) as failed:
-        execute_import(db.session, path, ImportOptions(county="岳阳县", create_missing=True), ctx)
+        import_and_commit(db.session, path, ImportOptions(county="岳阳县", create_missing=True), ctx)
 
     if where == "user_error_mid_batch":
         assert str(failed.value) == "名册数据有误，导入已取消。"
@@ -866,9 +866,9 @@ def test_big_import_on_postgresql_checks_the_keys_once(app, ctx, county, team, t
                 "fk_resident_labels_resident_id_residents"}
     assert _foreign_keys() >= expected
     run(write_csv(tmp_path / "earlier.csv", rows_of(people(1, first_seq=900))), ctx)  # not a first import
-    monkeypatch.setattr(services, "BULK_KEYS_MIN_NEW", 3)
+    monkeypatch.setattr(staging, "BULK_KEYS_MIN_NEW", 3)
     statements: list[str] = []
-    monkeypatch.setattr(services, "AddConstraint", _recording(services.AddConstraint, statements, fail))
+    monkeypatch.setattr(staging, "AddConstraint", _recording(staging.AddConstraint, statements, fail))
     persons = people(5, labels="高血压、残疾人")
     path = write_csv(tmp_path / "big.csv", rows_of(persons))
 
@@ -891,10 +891,10 @@ def test_a_big_import_keeps_its_keys_when_the_tables_are_in_use(app, ctx, county
         pytest.skip("the keys are dropped on PostgreSQL only")
     run(write_csv(tmp_path / "earlier.csv", rows_of(people(1, first_seq=900))), ctx)
     db.session.commit()
-    monkeypatch.setattr(services, "BULK_KEYS_MIN_NEW", 3)
-    monkeypatch.setattr(services, "BULK_LOCK_WAIT", "200ms")
+    monkeypatch.setattr(staging, "BULK_KEYS_MIN_NEW", 3)
+    monkeypatch.setattr(staging, "BULK_LOCK_WAIT", "200ms")
     statements: list[str] = []
-    monkeypatch.setattr(services, "AddConstraint", _recording(services.AddConstraint, statements, False))
+    monkeypatch.setattr(staging, "AddConstraint", _recording(staging.AddConstraint, statements, False))
     with db.engine.connect() as reader:  # a page in the middle of reading the residents
         reader.execute(select(func.count()).select_from(Resident)).scalar()
         result = run(write_csv(tmp_path / "big.csv", rows_of(people(5))), ctx)
@@ -905,16 +905,16 @@ def test_a_big_import_keeps_its_keys_when_the_tables_are_in_use(app, ctx, county
 
 
 def test_a_big_first_import_builds_the_team_index_at_the_end(app, ctx, county, team, tmp_path, monkeypatch):
-    monkeypatch.setattr(services, "BULK_KEYS_MIN_NEW", 2)  # a "big" file: its first chunk has >= 1 row
+    monkeypatch.setattr(fresh_load, "BULK_KEYS_MIN_NEW", 2)  # a "big" file: its first chunk has >= 1 row
     dropped: list[str] = []
-    real_take = services._SetAside.take
+    real_take = staging.SetAside.take
 
     def take(session, keys, indexes):
         aside = real_take(session, keys, indexes)
         dropped.extend(index.name for index in aside.indexes)
         return aside
 
-    monkeypatch.setattr(services._SetAside, "take", staticmethod(take))
+    monkeypatch.setattr(staging.SetAside, "take", staticmethod(take))
     result = run(write_csv(tmp_path / "first.csv", rows_of(people(4, labels="高血压"))), ctx)
 
     assert result.imported == 4 and dropped == ["ix_residents_team_id_active", "uq_residents_id_hash"]
@@ -928,8 +928,8 @@ def test_a_repeat_let_through_a_big_first_import_fails_it_at_the_hash_index(app,
                                                                           monkeypatch):
     """The big first import checks repeats without the hash index; should that check ever let
     one through, building the unique index at the end fails the import, which leaves nothing."""
-    monkeypatch.setattr(services, "BULK_KEYS_MIN_NEW", 2)
-    monkeypatch.setattr(services._DuplicateWatch, "earlier", lambda self, hashes: {})  # sees no repeat
+    monkeypatch.setattr(fresh_load, "BULK_KEYS_MIN_NEW", 2)
+    monkeypatch.setattr(staging.DuplicateWatch, "earlier", lambda self, hashes: {})  # sees no repeat
     ctx.chunk_rows = 3
     persons = people(4)
     rows = rows_of(persons) + rows_of([persons[0]])  # line 6 repeats line 2, in another chunk
@@ -954,13 +954,13 @@ def _recording(original, statements: list[str], fail: bool):
 @pytest.mark.parametrize("where", ["finish", "labels_of_the_second_chunk"])
 def test_failure_on_the_first_import_leaves_an_empty_database(app, ctx, county, tmp_path, monkeypatch, where):
     """A first import (empty residents table) writes its rows straight into the tables as the
-    chunks come (_FreshLoad): a failure at its end or halfway still leaves nothing behind."""
+    chunks come (FreshLoad): a failure at its end or halfway still leaves nothing behind."""
     ctx.chunk_rows = 2
     path = write_csv(tmp_path / "new.csv", rows_of(people(3, institution="东塘镇中心卫生院", team="甲团队")))
     if where == "finish":
-        monkeypatch.setattr(services._FreshLoad, "finish", _fail_after(services._FreshLoad.finish))
+        monkeypatch.setattr(fresh_load.FreshLoad, "finish", _fail_after(fresh_load.FreshLoad.finish))
     else:  # residents, labels, residents, labels: the 4th bulk load fails after writing
-        monkeypatch.setattr(services, "bulk_load", _fail_after(services.bulk_load, calls_before_failure=3))
+        monkeypatch.setattr(fresh_load, "bulk_load", _fail_after(fresh_load.bulk_load, calls_before_failure=3))
 
     with pytest.raises(ImportFailed):
         run(path, ctx, county="岳阳县", create_missing=True)

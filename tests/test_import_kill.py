@@ -17,19 +17,20 @@ from app.demo.synth import make_roster, make_units
 from app.extensions import db
 from app.models import ImportBatch, Resident
 from app.roster.context import import_context
-from app.roster.services import ImportOptions, execute_import
+from app.roster.importer import ImportOptions, import_and_commit
 from tests.conftest import TODAY
 
 CHILD = textwrap.dedent(
     """
     import os, signal, sys
     from datetime import date
-    import app.roster.services as services
+    import app.roster.fresh_load as fresh_load
+    import app.roster.importer as importer
     from app import create_app
     from app.extensions import db
     from app.roster.context import import_context
 
-    real_merge = services._merge
+    real_merge = importer.merge
 
     def merge_then_die(session, *args, **kwargs):
         real_merge(session, *args, **kwargs)
@@ -37,7 +38,7 @@ CHILD = textwrap.dedent(
         sys.stdout.write("merged\\n"); sys.stdout.flush()
         os.kill(os.getpid(), signal.SIGKILL)
 
-    real_finish = services._FreshLoad.finish
+    real_finish = fresh_load.FreshLoad.finish
 
     def finish_then_die(self, session):
         real_finish(self, session)
@@ -45,14 +46,14 @@ CHILD = textwrap.dedent(
         sys.stdout.write("loaded\\n"); sys.stdout.flush()
         os.kill(os.getpid(), signal.SIGKILL)
 
-    services._merge = merge_then_die
-    services._FreshLoad.finish = finish_then_die
+    importer.merge = merge_then_die
+    fresh_load.FreshLoad.finish = finish_then_die
     app = create_app({"SQLALCHEMY_DATABASE_URI": sys.argv[1], "ID_HASH_KEY": sys.argv[3],
                       "IMPORT_REPORTS_DIR": sys.argv[4], "UPLOAD_DIR": sys.argv[4], "SAMPLE_LISTS_DIR": sys.argv[4]})
     with app.app_context():
         ctx = import_context(app, actor="child")
         ctx.today = date(2026, 11, 23)
-        services.execute_import(db.session, sys.argv[2], services.ImportOptions(create_missing=True), ctx)
+        importer.import_and_commit(db.session, sys.argv[2], importer.ImportOptions(create_missing=True), ctx)
     print("committed")
     """
 )
@@ -83,7 +84,7 @@ def test_sigkill_mid_import_changes_nothing(app, make_county, tmp_path):
     make_roster(300, seed=1, today=TODAY, units=units).to_csv(first, index=False)
     ctx = import_context(app, actor="test")
     ctx.today = TODAY
-    execute_import(db.session, first, ImportOptions(create_missing=True), ctx)
+    import_and_commit(db.session, first, ImportOptions(create_missing=True), ctx)
     before_residents = db.session.scalar(select(func.count()).select_from(Resident))
     before_batches = db.session.scalar(select(func.count()).select_from(ImportBatch))
     db.session.commit()
@@ -96,13 +97,13 @@ def test_sigkill_mid_import_changes_nothing(app, make_county, tmp_path):
     assert db.session.scalar(select(func.count()).select_from(Resident)) == before_residents == 300
     assert db.session.scalar(select(func.count()).select_from(ImportBatch)) == before_batches == 1
     # and the database is usable: the same file imports normally afterwards
-    result = execute_import(db.session, second, ImportOptions(create_missing=True), ctx)
+    result = import_and_commit(db.session, second, ImportOptions(create_missing=True), ctx)
     assert result.imported == 2000 - result.rejected
     assert db.session.scalar(select(func.count()).select_from(Resident)) == 300 + result.imported
 
 
 def test_sigkill_at_the_end_of_a_first_import_leaves_the_tables_empty(app, make_county, tmp_path):
-    """The first import into an empty residents table writes its rows as it goes (_FreshLoad):
+    """The first import into an empty residents table writes its rows as it goes (FreshLoad):
     killed after the last of them, before the commit, it leaves nothing."""
     make_county("岳阳县", "430621")
     units = [u for u in make_units(3) if u.county == "岳阳县"][:8]
@@ -119,7 +120,7 @@ def test_sigkill_at_the_end_of_a_first_import_leaves_the_tables_empty(app, make_
     # the keys are still there (PostgreSQL) and the same file imports normally afterwards
     ctx = import_context(app, actor="test")
     ctx.today = TODAY
-    result = execute_import(db.session, first, ImportOptions(create_missing=True), ctx)
+    result = import_and_commit(db.session, first, ImportOptions(create_missing=True), ctx)
     assert result.imported == 2000 - result.rejected and result.imported > 1900
 
 

@@ -8,7 +8,7 @@ from app.demo.synth import inject_typical_errors, make_roster, make_units
 from app.extensions import db
 from app.models import Resident
 from app.roster.context import import_context
-from app.roster.services import ImportOptions, execute_import
+from app.roster.importer import ImportOptions, import_and_commit
 from tests.conftest import TODAY
 
 
@@ -24,8 +24,8 @@ def test_parallel_validation_gives_the_same_import_as_inline(app, make_county, t
     inline = dataclasses.replace(base, workers=0, chunk_rows=3000)
     parallel = dataclasses.replace(base, workers=2, chunk_rows=3000)
 
-    preview = execute_import(db.session, path, ImportOptions(create_missing=True, dry_run=True), inline)
-    applied = execute_import(db.session, path, ImportOptions(create_missing=True), parallel)
+    preview = import_and_commit(db.session, path, ImportOptions(create_missing=True, dry_run=True), inline)
+    applied = import_and_commit(db.session, path, ImportOptions(create_missing=True), parallel)
 
     assert applied.read == preview.read == 12_000
     assert (applied.imported, applied.rejected) == (preview.imported, preview.rejected)
@@ -44,5 +44,5 @@ def test_parallel_validation_gives_the_same_import_as_inline(app, make_county, t
     assert applied.rejections == preview.rejections
     assert db.session.scalar(select(db.func.count()).select_from(Resident)) == applied.imported
 
-    again = execute_import(db.session, path, ImportOptions(create_missing=True), parallel)
+    again = import_and_commit(db.session, path, ImportOptions(create_missing=True), parallel)
     assert (again.imported, again.updated, again.unchanged) == (0, 0, applied.imported)

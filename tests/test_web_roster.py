@@ -15,7 +15,7 @@ from sqlalchemy import func, select
 from app.extensions import db
 from app.models import AuditLog, ImportBatch, Institution, Resident
 from app.roster.context import import_context
-from app.roster.services import ImportOptions, execute_import
+from app.roster.importer import ImportOptions, import_and_commit
 from tests.conftest import TODAY, csrf_token, resident_count
 from tests.rosters import HEADER, INSTITUTION, TEAM, Person, make_id, people, rows_of, write_csv, write_xlsx
 
@@ -303,7 +303,7 @@ def test_county_staff_cannot_import(client, make_user, login, county, team, tmp_
     ctx = import_context(client.application, actor="test")
     ctx.today = TODAY
     path, _ = roster_with_one_bad_row(tmp_path)
-    preview = execute_import(db.session, path, ImportOptions(dry_run=True), ctx)
+    preview = import_and_commit(db.session, path, ImportOptions(dry_run=True), ctx)
     login("staff")
     token = csrf_token(text(client.get("/org/")))
     before = counts()
@@ -381,9 +381,9 @@ def two_counties(app, make_county, make_team, tmp_path):
         Person("钱七", make_id("19500101", "555", "430623"), phone="13600136000", institution="东山镇卫生院", team="刘洋家庭医生团队"),
         Person("孙八", make_id("19550101", "666", "430623"), phone="13500135000", institution="东山镇卫生院", team="刘洋家庭医生团队"),
     ]
-    execute_import(db.session, write_csv(tmp_path / "all.csv", rows_of(a + b)), ImportOptions(), ctx)
+    import_and_commit(db.session, write_csv(tmp_path / "all.csv", rows_of(a + b)), ImportOptions(), ctx)
     # 赵六 leaves the roster of 新墙镇卫生院
-    execute_import(db.session, write_csv(tmp_path / "a.csv", rows_of(a[:3])), ImportOptions(full=True), ctx)
+    import_and_commit(db.session, write_csv(tmp_path / "a.csv", rows_of(a[:3])), ImportOptions(full=True), ctx)
     assert db.session.scalar(select(func.count()).select_from(Resident).where(Resident.active.is_(True))) == 5
     return {"A": yyx, "B": hrx, "a_team": a_team, "a_team2": a_team2, "b_team": b_team, "a": a, "b": b}
 
@@ -478,8 +478,8 @@ def test_team_page_masks_phones_and_ids(client, make_user, login, two_counties):
 def test_team_search_keeps_its_query_across_pages(client, make_user, login, team, tmp_path):
     ctx = import_context(client.application, actor="test")
     ctx.today = TODAY
-    execute_import(db.session, write_csv(tmp_path / "many.csv", rows_of(people(55))), ImportOptions(), ctx)
-    execute_import(
+    import_and_commit(db.session, write_csv(tmp_path / "many.csv", rows_of(people(55))), ImportOptions(), ctx)
+    import_and_commit(
         db.session,
         write_csv(tmp_path / "one.csv", [Person("外人", make_id("19990101", "901"), phone="13512345678").row()]),
         ImportOptions(),

@@ -34,7 +34,7 @@ from app.core.transactions import transaction
 from app.core.clock import utcnow
 from app.core.masking import mask_phone
 from app.roster.reader import SUPPORTED_SUFFIXES
-from app.roster.services import write_error_report
+from app.core.spreadsheets import write_error_report
 
 
 def _counties() -> list[County]:

@@ -46,9 +46,8 @@ from app.models import audit, ROLES, County, User, username_key
 from app.roster.normalize import HeaderSpec
 from app.core.masking import mask_phone
 from app.roster.reader import RosterFileError, open_roster
-from app.roster.services import write_error_report
 from app.roster.validate import Rejection
-from app.core.spreadsheets import write_xlsx
+from app.core.spreadsheets import write_error_report, write_xlsx
 
 USER_SHEET = HeaderSpec(
     aliases={

@@ -3,12 +3,17 @@
 Cells that start with = + - @ (or a tab / carriage return) are prefixed with an apostrophe
 so a resident's name or a note can never run as a formula in Excel (CSV/formula injection).
 Files are written to a temporary name and renamed, so a failed export never leaves half a file.
+Imports write their error report (the rejected rows, and why) through it too.
 """
 from __future__ import annotations
 
 import os
 import tempfile
+import uuid
+from collections.abc import Sequence
+from datetime import datetime
 from pathlib import Path
+from typing import Protocol
 
 import pandas as pd
 
@@ -90,3 +95,43 @@ def write_csv(path: str | Path, frame: pd.DataFrame) -> Path:
         Path(tmp).unlink(missing_ok=True)
         raise
     return path
+
+
+# ---------------------------------------------------------------------------
+# The error report of an import (rejected rows of a roster, user or organisation sheet)
+# ---------------------------------------------------------------------------
+
+REPORT_COLUMNS = ["工作表", "行号", "列", "值", "原因"]
+
+
+class RejectedRow(Protocol):
+    """A row an import turned down, and why (app.roster.validate.Rejection is one)."""
+
+    @property
+    def sheet(self) -> str: ...
+
+    @property
+    def row(self) -> int: ...
+
+    @property
+    def column(self) -> str: ...
+
+    @property
+    def value(self) -> str: ...
+
+    @property
+    def reason(self) -> str: ...
+
+
+def write_error_report(reports_dir: Path, sha: str, rejections: Sequence[RejectedRow]) -> Path | None:
+    """xlsx and csv side by side; returns the xlsx path, or None when nothing was rejected."""
+    if not rejections:
+        return None
+    stem = f"{datetime.now():%Y%m%d-%H%M%S}-{sha[:8]}-{uuid.uuid4().hex[:6]}-错误报告"
+    frame = pd.DataFrame(
+        [(r.sheet, r.row, r.column, r.value, r.reason) for r in rejections], columns=REPORT_COLUMNS
+    )
+    frame = frame.sort_values(["工作表", "行号"], kind="stable")
+    reports_dir = Path(reports_dir)
+    write_csv(reports_dir / f"{stem}.csv", frame)
+    return write_xlsx(reports_dir / f"{stem}.xlsx", {"错误行": frame}, {"原因": 60, "值": 30})

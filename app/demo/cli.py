@@ -30,7 +30,7 @@ from app.extensions import db
 from app.models import County, Institution, Resident, Team, User
 from app.roster.normalize import infer_institution_type
 from app.roster.context import import_context
-from app.roster.services import ImportFailed, ImportOptions, execute_import
+from app.roster.importer import ImportFailed, ImportOptions, import_and_commit
 
 demo_cli = AppGroup("demo", help="演示数据")
 
@@ -94,7 +94,7 @@ def seed_city(app, *, residents: int, seed: int, now: datetime, months: int, cou
         roster.to_csv(path, index=False, encoding="utf-8")
         ctx = replace(import_context(app, actor="demo-seed"), today=today)
         try:
-            result = execute_import(db.session, path, ImportOptions(), ctx, "演示数据.csv")
+            result = import_and_commit(db.session, path, ImportOptions(), ctx, "演示数据.csv")
         except ImportFailed as exc:
             raise click.ClickException(f"演示数据导入失败：{exc}") from exc
     n_inst = db.session.scalar(select(func.count()).select_from(Institution))

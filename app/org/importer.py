@@ -35,8 +35,8 @@ from app.org.maintenance import (
 )
 from app.roster.normalize import HeaderSpec, infer_institution_type
 from app.roster.reader import RosterFileError, open_roster
-from app.roster.services import write_error_report
 from app.roster.validate import Rejection
+from app.core.spreadsheets import write_error_report
 
 ORG_SHEET = HeaderSpec(
     aliases={

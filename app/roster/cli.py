@@ -6,7 +6,7 @@ from flask.cli import AppGroup
 
 from app.extensions import db
 from app.roster.context import import_context
-from app.roster.services import ImportFailed, ImportOptions, execute_import
+from app.roster.importer import ImportFailed, ImportOptions, import_and_commit
 
 roster_cli = AppGroup("roster", help="签约居民名册")
 
@@ -22,7 +22,7 @@ def import_command(path, county, create_missing, full, dry_run):
     options = ImportOptions(county=county, create_missing=create_missing, full=full, dry_run=dry_run)
     ctx = import_context(current_app, actor=f"cli:{getpass.getuser()}")
     try:
-        result = execute_import(db.session, path, options, ctx)
+        result = import_and_commit(db.session, path, options, ctx)
     except ImportFailed as exc:
         raise click.ClickException(f"导入失败：{exc}") from exc
     click.echo(result.summary_line() + (f" deactivated={result.deactivated}" if full else ""))

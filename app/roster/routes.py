@@ -12,7 +12,7 @@ from app.roster import bp
 from app.roster.context import import_context
 from app.roster.forms import ConfirmForm, UploadForm
 from app.roster.reader import SUPPORTED_SUFFIXES
-from app.roster.services import ImportFailed, ImportOptions, execute_import, file_sha256
+from app.roster.importer import ImportFailed, ImportOptions, file_sha256, import_and_commit
 
 PREVIEW_ROWS = 200
 
@@ -47,7 +47,9 @@ def upload():
             dry_run=True,
         )
         try:
-            result = execute_import(db.session, upload_dir / stored, options, _context(), original, source_file=stored)
+            result = import_and_commit(
+                db.session, upload_dir / stored, options, _context(), original, source_file=stored
+            )
         except ImportFailed as exc:
             flash(f"文件无法导入：{exc}", "error")
             return render_template("roster/upload.html", form=form), 400
@@ -100,7 +102,7 @@ def confirm(batch_id: int):
         full=preview.full,
     )
     try:
-        result = execute_import(
+        result = import_and_commit(
             db.session, path, options, _context(), preview.filename, source_file=preview.source_file, preview_of_id=preview.id
         )
     except ImportFailed as exc:
