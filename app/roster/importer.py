@@ -28,7 +28,7 @@ from sqlalchemy.orm import Session
 from app.core.clock import utcnow
 from app.core.populations import Vocabulary
 from app.core.spreadsheets import write_error_report
-from app.models import AuditLog, County, ImportBatch
+from app.models import audit, County, ImportBatch
 from app.org.maintenance import Actor
 from app.roster.fresh_load import FreshLoad
 from app.roster.labels import sync_labels
@@ -224,15 +224,8 @@ def _copy_counts(result: ImportResult, batch: ImportBatch) -> None:
 
 
 def _audit(session: Session, ctx: ImportContext, action: str, batch: ImportBatch, detail: str) -> None:
-    session.add(
-        AuditLog(
-            user_id=ctx.user_id,
-            actor=ctx.actor,
-            action=action,
-            target=f"import_batch:{batch.id} {batch.filename}",
-            detail=detail,
-        )
-    )
+    audit(session, action, ctx.actor, user_id=ctx.user_id, target=f"import_batch:{batch.id} {batch.filename}",
+          detail=detail)
 
 
 def _run(session: Session, path: Path, options: ImportOptions, ctx: ImportContext, batch: ImportBatch) -> ImportResult:

@@ -104,7 +104,7 @@ class RosterSource:
     sheets: list[str]
     skipped_sheets: list[str] = field(default_factory=list)
     _chunks: Iterator[Chunk] | None = None
-    # CSV files: the same rows as raw blocks, and how to parse one (see _validated_chunks)
+    # CSV files: the same rows as raw blocks, and how to parse one (see app.roster.pipeline.validated_chunks)
     csv: CsvLayout | None = None
     _blocks: Iterator[CsvBlock] | None = None
 

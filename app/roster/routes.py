@@ -5,9 +5,10 @@ from flask import abort, current_app, flash, redirect, render_template, send_fil
 from flask_login import current_user, login_required
 from sqlalchemy import select
 
+from app.core.transactions import transaction
 from app.auth.scope import roles_required
 from app.extensions import db
-from app.models import AuditLog, County, ImportBatch
+from app.models import audit, County, ImportBatch
 from app.roster import bp
 from app.roster.context import import_context
 from app.roster.forms import ConfirmForm, UploadForm
@@ -122,16 +123,8 @@ def report(batch_id: int, fmt: str):
     path = Path(current_app.config["IMPORT_REPORTS_DIR"]) / f"{batch.error_report}.{fmt}"
     if not path.exists():
         abort(404)
-    db.session.add(
-        AuditLog(
-            user_id=current_user.id,
-            actor=current_user.username,
-            action="export.import_errors",
-            target=f"import_batch:{batch.id}",
-            detail=path.name,
-        )
-    )
-    db.session.commit()
+    with transaction(db.session):
+        audit(db.session, "export.import_errors", current_user, target=f"import_batch:{batch.id}", detail=path.name)
     return send_file(path, as_attachment=True, download_name=f"导入错误报告-{batch.id}.{fmt}")
 
 
