@@ -712,7 +712,7 @@ def measure(url: str, work: Path, scale: str, args) -> dict:
     from app.extensions import db
     from app.models import County, Institution, User
     from app.reports import excel as report_excel
-    from app.reports.indicators import months_of
+    from app.core.clock import months_of
     from app.reports.rankings import build_ranking
 
     app = make_app(url, work)
@@ -993,7 +993,7 @@ def main(argv=None) -> int:
     from sqlalchemy import create_engine, make_url, text
 
     from app.core.clock import local_date, month_of
-    from app.reports.indicators import months_of
+    from app.core.clock import months_of
 
     for sig in (signal.SIGTERM, signal.SIGHUP):
         signal.signal(sig, exit_on_signal)

@@ -16,14 +16,8 @@ from sqlalchemy import select, update
 
 from app.extensions import db
 from app.models import Case, Response
-from app.reports.indicators import (
-    DEFAULT_SCORES,
-    DEFAULT_WEIGHTS,
-    RATES,
-    aggregate,
-    months_of,
-    unit_indicators,
-)
+from app.reports.indicators import DEFAULT_SCORES, DEFAULT_WEIGHTS, RATES, aggregate, unit_indicators
+from app.core.clock import months_of
 from app.reports.rankings import DEFAULT_MIN_N, build_ranking
 from tests.reports_support import add_results
 

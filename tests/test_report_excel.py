@@ -19,7 +19,8 @@ from app.calls.interview import sync_problem
 from app.extensions import db
 from app.filters import pct
 from app.models import AuditLog, Case, Problem, Resident, Response, Round, RoundInstitution
-from app.reports.excel import SHEETS, build_monthly_report, scrub_phones
+from app.reports.excel import SHEETS, build_monthly_report
+from app.core.masking import scrub_phones
 from app.reports.indicators import unit_indicators
 from app.reports.rankings import build_ranking
 from tests.conftest import PASSWORD, csrf_token

@@ -19,7 +19,8 @@ from sqlalchemy import select, update
 from app.extensions import db
 from app.filters import pct
 from app.models import AuditLog, County, Institution, Response, Team
-from app.reports.indicators import Unit, aggregate, months_of
+from app.reports.indicators import Unit, aggregate
+from app.core.clock import months_of
 from app.reports.rankings import build_ranking
 from app.reports.tables import INDICATORS, ranking_dict
 from tests.conftest import PASSWORD, csrf_token

@@ -72,3 +72,23 @@ def mask_phone(phone: str | None) -> str:
     if len(phone) >= 7:
         return phone[:3] + "****" + phone[-4:]
     return "****"
+
+
+# mobile (1xx xxxx xxxx) and landline (0xxx-xxxxxxx) numbers typed into free text
+_PHONE_IN_TEXT = re.compile(
+    r"(?<!\d)(1[3-9]\d)[\s-]?(\d{4})[\s-]?(\d{4})(?!\d)"  # mobile
+    r"|(?<!\d)(0\d{2,3})[\s-]?(\d{3,4})(\d{4})(?!\d)"  # landline with its area code
+)
+
+
+def scrub_phones(text: str | None) -> str:
+    """Free text (a note, a suggestion) with any phone number in it masked."""
+    if not text:
+        return ""
+
+    def mask(match: re.Match) -> str:
+        if match.group(1):
+            return f"{match.group(1)}****{match.group(3)}"
+        return f"{match.group(4)}-****{match.group(6)}"
+
+    return _PHONE_IN_TEXT.sub(mask, text)

@@ -99,6 +99,7 @@ class AnswerEdit(db.Model):
 
 
 PROBLEM_STATUSES = ("open", "assigned", "closed")
+PROBLEM_STATUS_LABELS = {"open": "待处理", "assigned": "已交办", "closed": "已整改"}
 
 
 class Problem(db.Model):

@@ -36,10 +36,10 @@ from sqlalchemy.orm import Session
 
 from app.calls.outcomes import AAPOR_LABELS, aapor_class, label
 from app.core.clock import to_local
-from app.core.masking import mask_phone
+from app.core.masking import mask_phone, scrub_phones
 from app.core.spreadsheets import write_xlsx
 from app.draws.calllists import SEX, safe_dirname, sample_label
-from app.models import audit, Case, County, Institution, Problem, Response, Round, Team
+from app.models import PROBLEM_STATUS_LABELS, audit, Case, County, Institution, Problem, Response, Round, Team
 from app.questionnaires import FLAGS, Questionnaire, load_questionnaires
 from app.reports.board import Progress, board_rows
 from app.reports.indicators import LEVEL_LABELS, RATES, Unit, unit_indicators
@@ -53,7 +53,6 @@ SHEETS = ("汇总", "机构排名", "团队排名", "问题清单", "明细")
 INSTITUTION_WINDOW = 1
 TEAM_WINDOW = 12
 RANK_INDICATOR = "satisfaction"
-PROBLEM_STATUS_LABELS = {"open": "待处理", "assigned": "已交办", "closed": "已整改"}
 REPORTS_FOLDER = "monthly_reports"  # a sibling of IMPORT_REPORTS_DIR
 
 PERCENT = "0.0%"
@@ -93,24 +92,6 @@ WIDTHS = {
 }
 
 _MONTH = re.compile(r"\d{4}-(0[1-9]|1[0-2])")
-# mobile (1xx xxxx xxxx) and landline (0xxx-xxxxxxx) numbers typed into free text
-_PHONE_IN_TEXT = re.compile(
-    r"(?<!\d)(1[3-9]\d)[\s-]?(\d{4})[\s-]?(\d{4})(?!\d)"  # mobile
-    r"|(?<!\d)(0\d{2,3})[\s-]?(\d{3,4})(\d{4})(?!\d)"  # landline with its area code
-)
-
-
-def scrub_phones(text: str | None) -> str:
-    """Free text (a note, a suggestion) with any phone number in it masked."""
-    if not text:
-        return ""
-
-    def mask(match: re.Match) -> str:
-        if match.group(1):
-            return f"{match.group(1)}****{match.group(3)}"
-        return f"{match.group(4)}-****{match.group(6)}"
-
-    return _PHONE_IN_TEXT.sub(mask, text)
 
 
 def _flag_labels(codes: str | None) -> str:

@@ -43,13 +43,6 @@ DEFAULT_SCORES = (100, 75, 50, 25, 0)  # 非常满意 … 非常不满意
 DEFAULT_WEIGHTS = {"score": 0.4, "aware": 0.15, "knows_doctor": 0.15, "fulfilment": 0.15, "effect": 0.15}
 
 
-def months_of(end: str, window: int) -> list[str]:
-    """The ``window`` months ending at ``end`` (YYYY-MM), oldest first."""
-    year, month = int(end[:4]), int(end[5:7])
-    index = year * 12 + month - 1
-    return [f"{i // 12:04d}-{i % 12 + 1:02d}" for i in range(index - window + 1, index + 1)]
-
-
 @dataclass(frozen=True)
 class Rate:
     successes: int

@@ -16,19 +16,8 @@ from app.models import PROBLEM_STATUSES, County, Institution, Problem, User
 from app.questionnaires import FLAGS
 from app.reports import bp
 from app.reports.forms import CloseProblemForm, ProblemActionForm, ReopenProblemForm
-from app.reports.problems import (
-    NOTE_MAX_LENGTH,
-    REASON_MAX_LENGTH,
-    STATUS_LABELS,
-    ProblemError,
-    ProblemFilters,
-    assign_problem,
-    close_problem,
-    filter_choices,
-    problem_history,
-    problem_rows,
-    reopen_problem,
-)
+from app.reports.problems import NOTE_MAX_LENGTH, REASON_MAX_LENGTH, ProblemError, ProblemFilters, assign_problem, close_problem, filter_choices, problem_history, problem_rows, reopen_problem
+from app.models import PROBLEM_STATUS_LABELS
 
 PER_PAGE = 50
 STAFF = ("admin", "supervisor")
@@ -63,7 +52,7 @@ def problem_list():
     counties, months, institutions, teams = filter_choices(db.session, current_user, f)
     return render_template(
         "reports/problems.html", page=page, rows=_rows(list(page.items)), f=f, totals=totals, counties=counties,
-        months=months, institutions=institutions, teams=teams, flags=FLAGS, statuses=STATUS_LABELS,
+        months=months, institutions=institutions, teams=teams, flags=FLAGS, statuses=PROBLEM_STATUS_LABELS,
     )
 
 

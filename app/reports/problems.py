@@ -35,11 +35,10 @@ from sqlalchemy.orm import Session
 
 from app.auth.scope import can_see_county, county_filter
 from app.core.clock import utc_naive
-from app.models import audit, PROBLEM_STATUSES, AuditLog, Case, County, Institution, Problem, Response, Team, User
+from app.models import PROBLEM_STATUS_LABELS, audit, PROBLEM_STATUSES, AuditLog, Case, County, Institution, Problem, Response, Team, User
 from app.questionnaires import FLAGS, Questionnaire
-from app.reports.excel import scrub_phones
+from app.core.masking import scrub_phones
 
-STATUS_LABELS = {"open": "待处理", "assigned": "已交办", "closed": "已整改"}
 ACTION_LABELS = {"problem_assign": "交办机构", "problem_close": "记录整改并关闭", "problem_reopen": "重新打开"}
 NOTE_MAX_LENGTH = 1000
 REASON_MAX_LENGTH = 500
@@ -204,7 +203,7 @@ class Row:
 
     @property
     def status_label(self) -> str:
-        return STATUS_LABELS.get(self.problem.status, self.problem.status)
+        return PROBLEM_STATUS_LABELS.get(self.problem.status, self.problem.status)
 
 
 def problem_rows(session: Session, questionnaires: Mapping[str, Questionnaire], problem_ids: list[int]) -> list[Row]:
@@ -287,7 +286,7 @@ class ProblemFilters:
             institution_id=args.get("institution", type=int),
             team_id=args.get("team", type=int),
             flag=flag if flag in FLAGS else "",
-            status=status if status in STATUS_LABELS else "",
+            status=status if status in PROBLEM_STATUS_LABELS else "",
             this_month=this_month,
         )
 

@@ -14,7 +14,8 @@ from functools import cached_property
 
 from sqlalchemy.orm import Session
 
-from app.reports.indicators import DEFAULT_SCORES, DEFAULT_WEIGHTS, RATES, Rate, Unit, months_of, unit_indicators, units_of
+from app.reports.indicators import DEFAULT_SCORES, DEFAULT_WEIGHTS, RATES, Rate, Unit, unit_indicators, units_of
+from app.core.clock import months_of
 from app.reports.metrics import BetaPrior, fit_beta_binomial, funnel_curve, funnel_position
 
 DEFAULT_MIN_N = {"team": 20, "institution": 10, "county": 30}

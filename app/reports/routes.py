@@ -28,7 +28,7 @@ from werkzeug.exceptions import NotFound
 
 from app.core.transactions import transaction
 from app.auth.scope import county_filter, require_county, roles_required
-from app.core.clock import clock_now, current_month, to_local
+from app.core.clock import clock_now, current_month, months_of, to_local
 from app.draws.services import DrawError, parse_month
 from app.extensions import db
 from app.models import audit, Case, County, Institution, Response, Round, Team, User
@@ -36,7 +36,7 @@ from app.questionnaires import FLAGS
 from app.reports import bp
 from app.reports.board import board_rows, caller_stats
 from app.reports.excel import CITY, audit_export, build_monthly_report, report_filename, reports_dir
-from app.reports.indicators import LEVEL_LABELS, RATES, Counts, Unit, aggregate, months_of, unit_indicators
+from app.reports.indicators import LEVEL_LABELS, RATES, Counts, Unit, aggregate, unit_indicators
 from app.reports.problems import EMPTY_COUNTS, problem_counts
 from app.reports.rankings import (
     DEFAULT_WINDOW,
