@@ -423,7 +423,8 @@ def phase_import(args) -> dict:
     from app.extensions import db
     from app.models import County, Resident, resident_labels
     from app.roster.context import import_context
-    from app.roster.importer import ImportOptions, import_and_commit
+    from app.roster.importer import import_and_commit
+    from app.roster.batch import ImportOptions
 
     app = _make_app(args.url)
     out: dict = {}

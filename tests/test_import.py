@@ -21,7 +21,8 @@ from app.roster.context import import_context
 from app.core.masking import hash_id, mask_id
 from app.roster.reader import open_roster
 from app.core.spreadsheets import REPORT_COLUMNS
-from app.roster.importer import ImportFailed, ImportOptions, import_and_commit
+from app.roster.importer import import_and_commit
+from app.roster.batch import ImportFailed, ImportOptions
 from tests.conftest import TODAY, resident_count
 from tests.rosters import (
     HEADER,

@@ -17,7 +17,8 @@ from app.demo.synth import make_roster, make_units
 from app.extensions import db
 from app.models import ImportBatch, Resident
 from app.roster.context import import_context
-from app.roster.importer import ImportOptions, import_and_commit
+from app.roster.importer import import_and_commit
+from app.roster.batch import ImportOptions
 from tests.conftest import TODAY
 
 CHILD = textwrap.dedent(

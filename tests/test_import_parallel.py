@@ -8,7 +8,8 @@ from app.demo.synth import inject_typical_errors, make_roster, make_units
 from app.extensions import db
 from app.models import Resident
 from app.roster.context import import_context
-from app.roster.importer import ImportOptions, import_and_commit
+from app.roster.importer import import_and_commit
+from app.roster.batch import ImportOptions
 from tests.conftest import TODAY
 
 

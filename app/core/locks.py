@@ -7,17 +7,52 @@ Either way the unique constraints remain the final guarantee.
 
 A lock must be its transaction's first act, so these helpers end a transaction that has only
 read (a view has loaded the user, say) and refuse one that holds writes: they never commit
-behind the caller's back. The commit belongs to the boundary (``app.core.transactions``).
+behind the caller's back. To tell the two apart, every session records (in ``session.info``)
+whether its current transaction has written. The commit belongs to the boundary
+(``app.core.transactions``).
 """
 from __future__ import annotations
 
-from sqlalchemy import text
-from sqlalchemy.orm import Session
+from sqlalchemy import event, text
+from sqlalchemy.orm import Session, scoped_session
 
-from app.core.transactions import has_writes, plain, WRITE_LOCKED
+WROTE = "unit_of_work.wrote"  # session.info: the current transaction has written
+WRITE_LOCKED = "unit_of_work.write_locked"  # session.info: it was begun holding the write lock
+
+
+def plain(session: Session) -> Session:
+    return session() if isinstance(session, scoped_session) else session
+
 
 DRAW = 1  # key: county id
 CLOSE = 2  # key: round id
+
+
+def has_writes(session: Session) -> bool:
+    """Whether the session's current transaction holds writes (flushed or pending)."""
+    session = plain(session)
+    return bool(session.new or session.dirty or session.deleted or session.info.get(WROTE))
+
+
+@event.listens_for(Session, "after_flush")
+def _flushed(session, _context):
+    session.info[WROTE] = True
+
+
+@event.listens_for(Session, "do_orm_execute")
+def _executed(state):
+    if state.is_select:
+        return
+    statement = state.statement
+    if getattr(statement, "is_dml", False) or not str(statement).lstrip()[:6].upper() in ("SELECT", "PRAGMA"):
+        state.session.info[WROTE] = True
+
+
+@event.listens_for(Session, "after_transaction_end")
+def _ended(session, transaction):
+    if transaction.parent is None:
+        session.info.pop(WROTE, None)
+        session.info.pop(WRITE_LOCKED, None)
 
 
 class LockOrderError(RuntimeError):

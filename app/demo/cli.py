@@ -30,7 +30,8 @@ from app.extensions import db
 from app.models import County, Institution, Resident, Team, User
 from app.roster.normalize import infer_institution_type
 from app.roster.context import import_context
-from app.roster.importer import ImportFailed, ImportOptions, import_and_commit
+from app.roster.importer import import_and_commit
+from app.roster.batch import ImportFailed, ImportOptions
 
 demo_cli = AppGroup("demo", help="演示数据")
 

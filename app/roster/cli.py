@@ -6,7 +6,8 @@ from flask.cli import AppGroup
 
 from app.extensions import db
 from app.roster.context import import_context
-from app.roster.importer import ImportFailed, ImportOptions, import_and_commit
+from app.roster.importer import import_and_commit
+from app.roster.batch import ImportFailed, ImportOptions
 
 roster_cli = AppGroup("roster", help="签约居民名册")
 

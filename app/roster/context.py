@@ -2,7 +2,7 @@ from pathlib import Path
 
 from flask import Flask
 
-from app.roster.importer import ImportContext
+from app.roster.batch import ImportContext
 
 
 def import_context(app: Flask, actor: str, user_id: int | None = None) -> ImportContext:

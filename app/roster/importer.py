@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
 
@@ -26,10 +25,10 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from app.core.clock import utcnow
-from app.core.populations import Vocabulary
 from app.core.spreadsheets import write_error_report
 from app.models import audit, County, ImportBatch
 from app.org.maintenance import Actor
+from app.roster.batch import ImportContext, ImportFailed, ImportOptions, ImportResult
 from app.roster.fresh_load import FreshLoad
 from app.roster.labels import sync_labels
 from app.roster.pipeline import validated_chunks
@@ -48,59 +47,6 @@ from app.roster.units import OrgIndex
 from app.roster.validate import Rejection
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class ImportOptions:
-    county: str | None = None
-    create_missing: bool = False
-    full: bool = False
-    dry_run: bool = False
-
-
-@dataclass
-class ImportContext:
-    """Everything an import needs from the application, passed explicitly."""
-
-    hash_key: bytes
-    vocabulary: Vocabulary
-    reports_dir: Path
-    actor: str
-    user_id: int | None = None
-    today: date | None = None
-    chunk_rows: int = 100_000
-    workers: int = 2  # processes validating chunks of large files; 0 validates inline
-
-
-@dataclass
-class ImportResult:
-    batch_id: int
-    status: str
-    read: int = 0
-    imported: int = 0
-    updated: int = 0
-    unchanged: int = 0
-    rejected: int = 0
-    deactivated: int = 0
-    institutions_created: int = 0
-    teams_created: int = 0
-    rejections: list[Rejection] = field(default_factory=list)
-    error_report: Path | None = None
-    message: str | None = None
-
-    def summary_line(self) -> str:
-        return (
-            f"read={self.read} imported={self.imported} updated={self.updated} "
-            f"unchanged={self.unchanged} rejected={self.rejected}"
-        )
-
-
-class ImportFailed(Exception):
-    """The import did not run to the end; nothing was changed. Message in Chinese."""
-
-    def __init__(self, message: str, batch_id: int | None = None):
-        super().__init__(message)
-        self.batch_id = batch_id
 
 
 def file_sha256(path: Path) -> str:

@@ -11,13 +11,11 @@ from collections import deque
 from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
 from datetime import date
-from typing import TYPE_CHECKING
 
+from app.roster.batch import ImportContext
 from app.roster.reader import Chunk, CsvBlock, CsvLayout, RosterSource
 from app.roster.validate import ValidatedChunk, validate_frame
 
-if TYPE_CHECKING:
-    from app.roster.importer import ImportContext
 
 
 PARALLEL_MIN_ROWS = 20_000

@@ -13,7 +13,8 @@ from app.roster import bp
 from app.roster.context import import_context
 from app.roster.forms import ConfirmForm, UploadForm
 from app.roster.reader import SUPPORTED_SUFFIXES
-from app.roster.importer import ImportFailed, ImportOptions, file_sha256, import_and_commit
+from app.roster.importer import file_sha256, import_and_commit
+from app.roster.batch import ImportFailed, ImportOptions
 
 PREVIEW_ROWS = 200
 

@@ -12,7 +12,6 @@ import logging
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TYPE_CHECKING
 
 import pandas as pd
 from sqlalchemy import (
@@ -42,10 +41,9 @@ from app.core.bulk import bulk_load
 from app.core.clock import utcnow
 from app.models import ImportBatch, Resident, Team, resident_labels
 from app.models.roster import HASH_TYPE
+from app.roster.batch import ImportOptions, ImportResult
 from app.roster.validate import Rejection
 
-if TYPE_CHECKING:
-    from app.roster.importer import ImportOptions, ImportResult
 
 log = logging.getLogger(__name__)
 
