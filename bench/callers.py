@@ -471,7 +471,7 @@ def build(url: str, work: Path, env: dict, args, now: datetime) -> dict:
     from app.extensions import db
     from app.models import Case, County, Institution, Resident, Team
     from app.roster.labels import sync_labels
-    from app.roster.normalize import infer_institution_type
+    from app.org.maintenance import infer_institution_type
     from draw import RESIDENT_COLUMNS, label_inserts, resident_select
 
     info: dict = {"steps": []}

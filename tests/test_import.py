@@ -19,7 +19,7 @@ from app.models import AuditLog, County, ImportBatch, Institution, Resident, Tea
 from app.roster import fresh_load, importer, staging
 from app.roster.context import import_context
 from app.core.masking import hash_id, mask_id
-from app.roster.reader import open_roster
+from app.roster.normalize import open_roster
 from app.core.spreadsheets import REPORT_COLUMNS
 from app.roster.importer import import_and_commit
 from app.roster.batch import ImportFailed, ImportOptions

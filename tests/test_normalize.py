@@ -16,7 +16,9 @@ import pandas as pd
 import pytest
 
 from app.core.populations import load_vocabulary
-from app.roster.normalize import COLUMN_ALIASES, HEADER_SCAN_ROWS, HeaderError, find_header, id_check_digit, id_check_digits, map_columns, match_column, normalize_phone_values, parse_dates, parse_sex, validate_ids
+from app.roster.normalize import COLUMN_ALIASES, find_header, id_check_digit, id_check_digits, map_columns, match_column, parse_dates, parse_sex, validate_ids
+from app.core.cells import normalize_phone_values
+from app.core.sheets import HEADER_SCAN_ROWS, HeaderError
 from app.core.masking import format_phone, hash_id, hash_ids, mask_id, mask_ids, mask_phone
 from app.roster.validate import OUTPUT_COLUMNS, validate_frame
 

@@ -1,4 +1,4 @@
-"""Unit tests for app/roster/reader.py: every fixture file is built here in tmp_path
+"""Unit tests for app/core/sheets.py (the reader of rosters and other sheets): every fixture file is built here in tmp_path
 (xlsx with xlsxwriter, xls with xlwt, csv by hand) the way real contract-system exports
 look: title rows, blank lines, merged cells, footers, odd encodings.
 """
@@ -17,7 +17,8 @@ import xlwt
 
 from app.core.populations import load_vocabulary
 from app.roster.normalize import validate_ids
-from app.roster.reader import RosterFileError, cell_text, detect_encoding, open_roster
+from app.roster.normalize import open_roster
+from app.core.sheets import cell_text, detect_encoding, SheetFileError
 from app.roster.validate import validate_frame
 
 TODAY = date(2026, 11, 23)
@@ -99,7 +100,7 @@ def test_detect_encoding():
     # a character cut at the end of the sample is not an error
     assert detect_encoding(text.encode("utf-8")[:4]) == "utf-8"
     assert detect_encoding("姓名".encode("utf-8")[:5]) == "utf-8"
-    with pytest.raises(RosterFileError, match="无法识别文件编码"):
+    with pytest.raises(SheetFileError, match="无法识别文件编码"):
         detect_encoding(b"\xff\xfe\x00\x81\x30" * 4)
 
 
@@ -566,7 +567,7 @@ def test_abandoned_csv_iteration_closes_the_file(tmp_path):
 def test_unsupported_extension(tmp_path, name, suffix_shown):
     path = tmp_path / name
     path.write_bytes(b"not a roster")
-    with pytest.raises(RosterFileError) as info:
+    with pytest.raises(SheetFileError) as info:
         open_roster(path)
     assert str(info.value) == f"不支持的文件类型“{suffix_shown}”：请上传 .xlsx、.xls 或 .csv 文件。"
 
@@ -581,12 +582,12 @@ def test_upper_case_extension_is_accepted(tmp_path):
 def test_empty_file(tmp_path, name):
     path = tmp_path / name
     path.write_bytes(b"")
-    with pytest.raises(RosterFileError, match="^文件为空或不存在。$"):
+    with pytest.raises(SheetFileError, match="^文件为空或不存在。$"):
         open_roster(path)
 
 
 def test_missing_file(tmp_path):
-    with pytest.raises(RosterFileError, match="^文件为空或不存在。$"):
+    with pytest.raises(SheetFileError, match="^文件为空或不存在。$"):
         open_roster(tmp_path / "nowhere.xlsx")
 
 
@@ -594,14 +595,14 @@ def test_missing_file(tmp_path):
 def test_corrupt_workbook(tmp_path, name):
     path = tmp_path / name
     path.write_bytes(random_bytes(4096))
-    with pytest.raises(RosterFileError) as info:
+    with pytest.raises(SheetFileError) as info:
         open_roster(path)
     assert str(info.value) == "无法读取 Excel 文件：文件已损坏、被加密或不是有效的 Excel 文件。"
 
 
 def test_csv_renamed_to_xlsx(tmp_path):
     path = write_csv(tmp_path / "really-a-csv.xlsx", CSV_ROWS)
-    with pytest.raises(RosterFileError, match="无法读取 Excel 文件"):
+    with pytest.raises(SheetFileError, match="无法读取 Excel 文件"):
         open_roster(path)
 
 
@@ -619,14 +620,14 @@ NO_HEADER = "未找到表头：前30行中没有同时包含“姓名”和“�
 
 def test_csv_without_header(tmp_path):
     text = f"花名册\n张三,{ID_A},13800138000,新墙镇卫生院,一团队,2025-03-01\n"
-    with pytest.raises(RosterFileError) as info:
+    with pytest.raises(SheetFileError) as info:
         open_roster(write_text(tmp_path / "nohead.csv", text, "gb18030"))
     assert str(info.value) == NO_HEADER
 
 
 def test_csv_header_missing_required_columns(tmp_path):
     text = f"签约居民花名册\n姓名,身份证号,电话,备注\n张三,{ID_A},13800138000,\n"
-    with pytest.raises(RosterFileError) as info:
+    with pytest.raises(SheetFileError) as info:
         open_roster(write_text(tmp_path / "missing.csv", text))
     assert str(info.value) == "表头第2行缺少必需列：签约机构、签约团队、签约日期。"
 
@@ -634,7 +635,7 @@ def test_csv_header_missing_required_columns(tmp_path):
 def test_csv_undecodable(tmp_path):
     path = tmp_path / "binary.csv"
     path.write_bytes(b"\xff\xfe\x00\x81\x30" * 20)
-    with pytest.raises(RosterFileError, match="^无法识别文件编码：请另存为 UTF-8 或 GB18030 编码的 CSV。$"):
+    with pytest.raises(SheetFileError, match="^无法识别文件编码：请另存为 UTF-8 或 GB18030 编码的 CSV。$"):
         open_roster(path)
 
 
@@ -645,7 +646,7 @@ def test_xlsx_without_header(tmp_path):
     ws.write_string(0, 0, "XX县家庭医生签约居民花名册")
     ws.write_row(2, 0, ["张三", ID_A, "13800138000", "新墙镇卫生院"])
     wb.close()
-    with pytest.raises(RosterFileError) as info:
+    with pytest.raises(SheetFileError) as info:
         open_roster(path)
     assert str(info.value) == f"工作表“Sheet1”：{NO_HEADER}"
 
@@ -672,7 +673,7 @@ def test_xlsx_missing_required_columns(tmp_path):
     ws.write_string(0, 0, "标题")
     ws.write_row(1, 0, ["姓名", "身份证号", "联系电话", "签约团队"])
     wb.close()
-    with pytest.raises(RosterFileError) as info:
+    with pytest.raises(SheetFileError) as info:
         open_roster(path)
     assert str(info.value) == "工作表“名册”：表头第2行缺少必需列：签约机构、签约日期。"
 
@@ -682,7 +683,7 @@ def test_workbook_without_any_cells(tmp_path):
     wb = xlsxwriter.Workbook(str(path))
     wb.add_worksheet("Sheet1")
     wb.close()
-    with pytest.raises(RosterFileError, match="^文件中没有数据。$"):
+    with pytest.raises(SheetFileError, match="^文件中没有数据。$"):
         open_roster(path)
 
 
@@ -694,7 +695,7 @@ def test_workbook_without_any_cells(tmp_path):
 from hypothesis import HealthCheck, given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
-import app.roster.reader as reader_module  # noqa: E402
+import app.core.sheets as reader_module  # noqa: E402
 
 CELL = st.text(alphabet=list('张伟村组1-2 ,，"\n、'), max_size=8)
 

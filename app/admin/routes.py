@@ -33,7 +33,7 @@ from app.models import audit, ROLES, County, User
 from app.core.transactions import transaction
 from app.core.clock import utcnow
 from app.core.masking import mask_phone
-from app.roster.reader import SUPPORTED_SUFFIXES
+from app.core.sheets import SUPPORTED_SUFFIXES
 from app.core.spreadsheets import write_error_report
 
 

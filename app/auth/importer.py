@@ -43,10 +43,8 @@ from app.auth.services import (
     taken_message,
 )
 from app.models import audit, ROLES, County, User, username_key
-from app.roster.normalize import HeaderSpec
+from app.core.sheets import CHUNK_ROWS, HeaderSpec, open_sheet, Rejection, SheetFileError
 from app.core.masking import mask_phone
-from app.roster.reader import RosterFileError, open_roster
-from app.roster.validate import Rejection
 from app.core.spreadsheets import write_error_report, write_xlsx
 
 USER_SHEET = HeaderSpec(
@@ -129,9 +127,9 @@ def _read(path: Path) -> tuple[list[dict], set[str]]:
     if path.stat().st_size > MAX_BYTES:
         raise UserImportFailed(f"文件超过 {MAX_BYTES >> 20} MB，不像是用户表。")
     try:
-        source = open_roster(path, find_header=USER_SHEET)
+        source = open_sheet(path, CHUNK_ROWS, USER_SHEET)
         chunks = list(source.chunks())
-    except RosterFileError as exc:
+    except SheetFileError as exc:
         raise UserImportFailed(str(exc)) from exc
     except Exception as exc:  # a broken or disguised file must never crash the process
         raise UserImportFailed("无法读取文件：文件已损坏，或不是 .xlsx、.xls、.csv 表格。") from exc

@@ -18,7 +18,7 @@ from app.auth.passwords import MAX_PASSWORD_LENGTH, MIN_PASSWORD_LENGTH, generat
 from app.auth.throttle import ThrottleSettings, account_locked, normalize_username, unlock_account
 from app.models import audit, ROLES, County, User, username_key
 from app.core.clock import utcnow
-from app.roster.normalize import clean_phone
+from app.core.cells import clean_phone
 from app.core.masking import mask_phone
 
 __all__ = [

@@ -28,7 +28,7 @@ from app.demo.synth import (
 from app.draws.context import draw_settings
 from app.extensions import db
 from app.models import County, Institution, Resident, Team, User
-from app.roster.normalize import infer_institution_type
+from app.org.maintenance import infer_institution_type
 from app.roster.context import import_context
 from app.roster.importer import import_and_commit
 from app.roster.batch import ImportFailed, ImportOptions

@@ -33,9 +33,8 @@ from app.org.maintenance import (
     edit_institution,
     edit_team,
 )
-from app.roster.normalize import HeaderSpec, infer_institution_type
-from app.roster.reader import RosterFileError, open_roster
-from app.roster.validate import Rejection
+from app.org.maintenance import infer_institution_type
+from app.core.sheets import CHUNK_ROWS, HeaderSpec, open_sheet, Rejection, SheetFileError
 from app.core.spreadsheets import write_error_report
 
 ORG_SHEET = HeaderSpec(
@@ -151,9 +150,9 @@ def import_organisation(session: Session, path: str | Path, *, actor: Actor, rep
     back for a preview. Raises OrgImportFailed when the file cannot be read."""
     path = Path(path)
     try:
-        source = open_roster(path, find_header=ORG_SHEET)
+        source = open_sheet(path, CHUNK_ROWS, ORG_SHEET)
         chunks = list(source.chunks())
-    except RosterFileError as exc:
+    except SheetFileError as exc:
         raise OrgImportFailed(str(exc)) from exc
     except Exception as exc:  # a broken file must never crash the process
         raise OrgImportFailed(f"无法读取文件：{type(exc).__name__}") from exc

@@ -28,7 +28,7 @@ from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from app.models import audit, INSTITUTION_TYPES, County, Institution, OrgChange, Resident, Team, User
-from app.roster.normalize import clean_phone
+from app.core.cells import clean_phone
 from app.core.masking import mask_phone
 
 COUNTY_CODE = re.compile(r"^[1-8][0-9]{5}$")
@@ -400,3 +400,15 @@ def county_of(kind: str, unit) -> County:
     if kind == "institution":
         return unit.county
     return unit.institution.county
+
+
+def infer_institution_type(name: str) -> str | None:
+    if "社区卫生服务中心" in name:
+        return "社区卫生服务中心"
+    if "社区卫生服务站" in name:
+        return "社区卫生服务站"
+    if "中心卫生院" in name:
+        return "中心卫生院"
+    if name.endswith("卫生院"):
+        return "乡镇卫生院"
+    return None

@@ -64,7 +64,7 @@ from app.org.maintenance import (
     team_residents,
 )
 from app.org.services import label_names, roster_counts
-from app.roster.reader import SUPPORTED_SUFFIXES
+from app.core.sheets import SUPPORTED_SUFFIXES
 from app.core.spreadsheets import write_xlsx
 
 MANAGERS = ("admin", "supervisor")

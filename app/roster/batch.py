@@ -9,7 +9,7 @@ from pathlib import Path
 
 
 from app.core.populations import Vocabulary
-from app.roster.validate import Rejection
+from app.core.sheets import Rejection
 
 
 @dataclass

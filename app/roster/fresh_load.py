@@ -24,7 +24,7 @@ from app.roster.staging import (
     repeated_id,
     resident_values,
 )
-from app.roster.validate import Rejection
+from app.core.sheets import Rejection
 
 
 class FreshLoad:

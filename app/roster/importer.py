@@ -9,7 +9,7 @@ The upsert is set-based: accepted rows are bulk-loaded into temporary staging ta
 merged with a handful of SQL statements (the same on SQLite and PostgreSQL), so 1.5 million
 rows never travel through the ORM one by one (app.roster.staging). A first import into an
 empty residents table writes its rows straight in instead (app.roster.fresh_load). The files
-are read by app.roster.reader and validated by app.roster.pipeline; institutions and teams
+are read by app.core.sheets and validated by app.roster.pipeline; institutions and teams
 are looked up by app.roster.units.
 """
 from __future__ import annotations
@@ -32,7 +32,8 @@ from app.roster.batch import ImportContext, ImportFailed, ImportOptions, ImportR
 from app.roster.fresh_load import FreshLoad
 from app.roster.labels import sync_labels
 from app.roster.pipeline import validated_chunks
-from app.roster.reader import RosterFileError, open_roster
+from app.roster.normalize import open_roster
+from app.core.sheets import Rejection, SheetFileError
 from app.roster.staging import (
     DuplicateWatch,
     create_stage,
@@ -44,7 +45,6 @@ from app.roster.staging import (
     stage_seen,
 )
 from app.roster.units import OrgIndex
-from app.roster.validate import Rejection
 
 log = logging.getLogger(__name__)
 
@@ -122,7 +122,7 @@ def import_and_commit(
             raise ImportFailed("该预览已经确认导入过，不能重复导入。") from exc
         result = _run(session, path, options, ctx, batch)
         result.error_report = write_error_report(ctx.reports_dir, sha, result.rejections)
-    except (RosterFileError, ImportFailed) as exc:
+    except (SheetFileError, ImportFailed) as exc:
         session.rollback()
         failed = record("failed", None, str(exc))
         _audit(session, ctx, "roster.import.failed", failed, str(exc))

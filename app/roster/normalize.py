@@ -7,12 +7,14 @@ Reasons are in Chinese: they go straight into the error report an administrator 
 from __future__ import annotations
 
 import re
-import unicodedata
 from dataclasses import dataclass
 from datetime import date
 
 import numpy as np
 import pandas as pd
+
+from app.core.cells import clean_one, clean_text, map_values, squeeze_one
+from app.core.sheets import CHUNK_ROWS, Header, header_key, HEADER_SCAN_ROWS, HeaderError, open_sheet, SheetSource
 
 # ---------------------------------------------------------------------------
 # Header detection and column mapping
@@ -59,22 +61,14 @@ FIELD_LABELS = {
     "county": "县区",
 }
 
-HEADER_SCAN_ROWS = 30
-
-
-def _header_key(cell: object) -> str:
-    text = unicodedata.normalize("NFKC", str(cell or ""))
-    return re.sub(r"[\s*※]+", "", text).strip()
-
-
 _ALIAS_INDEX: dict[str, str] = {
-    _header_key(alias): field for field, aliases in COLUMN_ALIASES.items() for alias in aliases
+    header_key(alias): field for field, aliases in COLUMN_ALIASES.items() for alias in aliases
 }
 
 
 def match_column(cell: object) -> str | None:
     """The canonical field a header cell names, or None."""
-    key = _header_key(cell)
+    key = header_key(cell)
     if not key:
         return None
     if key in _ALIAS_INDEX:
@@ -82,16 +76,6 @@ def match_column(cell: object) -> str | None:
     # "联系电话(必填)", "身份证号【18位】": drop a trailing note in brackets
     stripped = re.sub(r"[(\[【][^(\[【]*[)\]】]$", "", key)
     return _ALIAS_INDEX.get(stripped)
-
-
-@dataclass
-class Header:
-    row_index: int  # 0-based index in the rows given
-    columns: dict[str, int]  # field -> 0-based column index
-
-
-class HeaderError(ValueError):
-    pass
 
 
 def map_columns(cells: list[object]) -> dict[str, int]:
@@ -107,39 +91,6 @@ def map_columns(cells: list[object]) -> dict[str, int]:
             continue
         mapping[field] = idx
     return mapping
-
-
-@dataclass(frozen=True)
-class HeaderSpec:
-    """The header of another kind of sheet read by the same reader (the organisation sheet,
-    the user sheet): field -> accepted column names; the header row is the first of the first
-    rows that names every one of ``anchors``; ``required`` fields must then all be there."""
-
-    aliases: dict[str, tuple[str, ...]]
-    labels: dict[str, str]
-    anchors: tuple[str, ...]
-    required: tuple[str, ...]
-
-    def map_columns(self, cells: list[object]) -> dict[str, int]:
-        index = {_header_key(a): f for f, names in self.aliases.items() for a in names}
-        mapping: dict[str, int] = {}
-        for idx, cell in enumerate(cells):
-            key = _header_key(cell)
-            field = index.get(key) or index.get(re.sub(r"[(\[【][^(\[【]*[)\]】]$", "", key))
-            if field is not None and field not in mapping:
-                mapping[field] = idx
-        return mapping
-
-    def __call__(self, rows: list[list[object]]) -> Header:
-        for idx, cells in enumerate(rows[:HEADER_SCAN_ROWS]):
-            mapping = self.map_columns(cells)
-            if all(a in mapping for a in self.anchors):
-                missing = [self.labels[f] for f in self.required if f not in mapping]
-                if missing:
-                    raise HeaderError("表头第%d行缺少必需列：%s。" % (idx + 1, "、".join(missing)))
-                return Header(row_index=idx, columns=mapping)
-        names = "”和“".join(self.labels[a] for a in self.anchors)
-        raise HeaderError(f"未找到表头：前{HEADER_SCAN_ROWS}行中没有包含“{names}”的行。")
 
 
 def find_header(rows: list[list[object]]) -> Header:
@@ -161,61 +112,9 @@ def find_header(rows: list[list[object]]) -> Header:
     return Header(row_index=idx, columns=mapping)
 
 
-# ---------------------------------------------------------------------------
-# Text
-# ---------------------------------------------------------------------------
-
-
-_is_normalized = unicodedata.is_normalized
-_normalize = unicodedata.normalize
-
-
-def _clean_one(value: object) -> str:
-    if type(value) is not str:
-        if value is None or value != value:  # None / NaN
-            return ""
-        value = str(value)
-    if not value.isascii() and not _is_normalized("NFKC", value):
-        value = _normalize("NFKC", value)
-    return value.strip()
-
-
-def _squeeze_one(value: object) -> str:
-    text = _clean_one(value)
-    if " " in text or "\t" in text or "\n" in text or "\r" in text:
-        return "".join(text.split())
-    return text
-
-
-def map_values(series: pd.Series, func, *, few: bool = False) -> pd.Series:
-    """Apply a per-value function, returning an object Series on the same index. With
-    few=True (institution, team, dates, labels: few distinct values) each distinct value is
-    computed once. Plain Python per value beats chains of pandas .str calls here: each of
-    those walks the whole column again."""
-    values = series.to_numpy(dtype=object)
-    if few and len(values):
-        codes, uniques = pd.factorize(values, use_na_sentinel=False)
-        mapped = np.empty(len(uniques), dtype=object)
-        mapped[:] = [func(u) for u in uniques]
-        out = mapped[codes]
-    else:
-        out = np.empty(len(values), dtype=object)
-        out[:] = [func(v) for v in values]
-    return pd.Series(out, index=series.index, dtype=object)
-
-
-def clean_text(series: pd.Series, few: bool = False) -> pd.Series:
-    """Full-width to half-width (NFKC), trimmed; missing values become ''."""
-    return map_values(series, _clean_one, few=few)
-
-
-def squeeze(series: pd.Series, few: bool = False) -> pd.Series:
-    """clean_text and remove every space (for IDs, names of units)."""
-    return map_values(series, _squeeze_one, few=few)
-
-
-def _mask(values, index) -> pd.Series:
-    return pd.Series(np.fromiter(values, dtype=bool, count=len(index)), index=index)
+def open_roster(path, chunk_rows: int = CHUNK_ROWS) -> SheetSource:
+    """A roster file, its header found by the roster's column names."""
+    return open_sheet(path, chunk_rows, find_header)
 
 
 # ---------------------------------------------------------------------------
@@ -263,7 +162,7 @@ def _canonical_id(value: object) -> tuple[str, str, bool]:
             return value, "", False  # the common case, already clean
         if last == "x":
             return value[:17] + "X", "", False
-    text = "".join(_clean_one(value).split()).upper().lstrip("'‘’`")
+    text = "".join(clean_one(value).split()).upper().lstrip("'‘’`")
     if not text:
         return "", _REASON_ID_EMPTY, False
     if text.isascii():
@@ -321,89 +220,6 @@ def validate_ids(raw: pd.Series, today: date) -> IdResult:
 
 
 # ---------------------------------------------------------------------------
-# Phones
-# ---------------------------------------------------------------------------
-
-
-_PHONE_SPLIT = re.compile(r"\s*[/,，;；、|]\s*")
-_PLUS86_MOBILE = re.compile(r"^(?:\+86|0086|86)(?=1[3-9]\d{9}$)")
-_PLUS86_LANDLINE = re.compile(r"^(?:\+86|0086)0?(?=[2-9]\d{8,10}$)")
-_TRAILING_ZERO = re.compile(r"^(\d+)\.0+$")
-_REASON_PHONE_FORMAT = "电话号码格式不正确（应为11位手机号或带区号的固定电话）"
-
-
-_PHONE_NOISE_TABLE = str.maketrans("", "", " \t\u00a0-—()（）.")
-_SEPARATORS = re.compile(r"[/,，;；、|]")
-
-
-def _is_mobile(d: str) -> bool:
-    return len(d) == 11 and d[0] == "1" and d[1] in "3456789" and d.isdigit() and d.isascii()
-
-
-def _is_landline(d: str) -> bool:
-    return 10 <= len(d) <= 12 and d[0] == "0" and d.isdigit() and d.isascii()
-
-
-def _one_phone(text: str) -> tuple[str, str]:
-    """(dialable digits, '') or ('', reason); ('', '') for an empty piece."""
-    if not text:
-        return "", ""
-    if "e+" in text or "E+" in text:
-        return "", "电话号码被存成了科学计数法，无法还原"
-    digits = text.translate(_PHONE_NOISE_TABLE)
-    if digits.startswith(("+", "86", "0086")):
-        digits = _PLUS86_LANDLINE.sub("0", _PLUS86_MOBILE.sub("", digits))
-    if _is_mobile(digits) or _is_landline(digits):
-        return digits, ""
-    if 7 <= len(digits) <= 8 and digits[0] in "23456789" and digits.isdigit():
-        return "", "固定电话缺少区号"
-    return "", _REASON_PHONE_FORMAT
-
-
-def _phone_cell(value: object) -> tuple[str, str, str, bool]:
-    """(phone, second number in the same cell, reason, cell empty)."""
-    if type(value) is str and _is_mobile(value):
-        return value, "", "", False  # the common case, already clean
-    text = _clean_one(value)
-    if not text:
-        return "", "", "", True
-    if "." in text:
-        text = _TRAILING_ZERO.sub(r"\1", text)  # a number stored as 13800138000.0
-    if _SEPARATORS.search(text):
-        parts = _PHONE_SPLIT.split(text, maxsplit=1)
-        phone, reason = _one_phone(parts[0])
-        extra, extra_reason = _one_phone(parts[1]) if len(parts) > 1 else ("", "")
-        if not reason and extra_reason:
-            reason = "同一单元格中的第二个号码无法识别"
-        return phone, extra, reason, False
-    phone, reason = _one_phone(text)
-    return phone, "", reason, False
-
-
-def clean_phone(value: object) -> tuple[str, str]:
-    """One phone cell outside a roster (a doctor's, a user's): (phone, reason); ('', '') when
-    empty, the reason in Chinese when the number cannot be dialled."""
-    phone, _extra, reason, _empty = _phone_cell(value)
-    return phone, reason
-
-
-def normalize_phone_values(raw: pd.Series) -> pd.DataFrame:
-    """Clean phone cells: returns columns phone, extra (a second number in the same cell),
-    reason ('' when dialable or empty) and empty."""
-    cells = [_phone_cell(v) for v in raw.to_numpy(dtype=object)]
-    index = raw.index
-    return pd.DataFrame(
-        {
-            "phone": pd.Series([c[0] for c in cells], index=index, dtype=object),
-            "extra": pd.Series([c[1] for c in cells], index=index, dtype=object),
-            "reason": pd.Series([c[2] for c in cells], index=index, dtype=object),
-            "empty": _mask((c[3] for c in cells), index),
-        },
-        index=index,
-    )
-
-
-# ---------------------------------------------------------------------------
 # Dates
 # ---------------------------------------------------------------------------
 
@@ -451,29 +267,12 @@ _SEX_VALUES = {"男": "M", "女": "F", "M": "M", "F": "F", "1": "M", "2": "F", "
 
 def parse_sex(raw: pd.Series) -> pd.Series:
     """'M' / 'F', '' when empty, '?' when unreadable."""
-    return map_values(raw, lambda v: _SEX_VALUES.get(_squeeze_one(v).upper(), "?") if _squeeze_one(v) else "", few=True)
+    return map_values(raw, lambda v: _SEX_VALUES.get(squeeze_one(v).upper(), "?") if squeeze_one(v) else "", few=True)
 
 
 # ---------------------------------------------------------------------------
 # Key-population labels
 # ---------------------------------------------------------------------------
-
-
-# ---------------------------------------------------------------------------
-# Institutions
-# ---------------------------------------------------------------------------
-
-
-def infer_institution_type(name: str) -> str | None:
-    if "社区卫生服务中心" in name:
-        return "社区卫生服务中心"
-    if "社区卫生服务站" in name:
-        return "社区卫生服务站"
-    if "中心卫生院" in name:
-        return "中心卫生院"
-    if name.endswith("卫生院"):
-        return "乡镇卫生院"
-    return None
 
 
 def default_contract_end(start: pd.Series) -> pd.Series:

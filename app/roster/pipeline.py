@@ -13,7 +13,7 @@ from concurrent.futures import ProcessPoolExecutor
 from datetime import date
 
 from app.roster.batch import ImportContext
-from app.roster.reader import Chunk, CsvBlock, CsvLayout, RosterSource
+from app.core.sheets import Chunk, CsvBlock, CsvLayout, SheetSource
 from app.roster.validate import ValidatedChunk, validate_frame
 
 
@@ -21,7 +21,7 @@ from app.roster.validate import ValidatedChunk, validate_frame
 PARALLEL_MIN_ROWS = 20_000
 
 
-def validated_chunks(source: RosterSource, ctx: ImportContext, today: date
+def validated_chunks(source: SheetSource, ctx: ImportContext, today: date
                      ) -> Iterator[tuple[str, int, ValidatedChunk]]:
     """Each chunk's sheet, rows read and validation. Validation is pure and CPU-bound; for a
     large file it runs in worker processes while this process writes the chunks already

@@ -12,7 +12,7 @@ from app.models import audit, County, ImportBatch
 from app.roster import bp
 from app.roster.context import import_context
 from app.roster.forms import ConfirmForm, UploadForm
-from app.roster.reader import SUPPORTED_SUFFIXES
+from app.core.sheets import SUPPORTED_SUFFIXES
 from app.roster.importer import file_sha256, import_and_commit
 from app.roster.batch import ImportFailed, ImportOptions
 

@@ -42,7 +42,7 @@ from app.core.clock import utcnow
 from app.models import ImportBatch, Resident, Team, resident_labels
 from app.models.roster import HASH_TYPE
 from app.roster.batch import ImportOptions, ImportResult
-from app.roster.validate import Rejection
+from app.core.sheets import Rejection
 
 
 log = logging.getLogger(__name__)

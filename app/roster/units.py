@@ -7,7 +7,7 @@ from sqlalchemy.orm import Session
 
 from app.models import County, Institution, Team
 from app.org.maintenance import Actor, record_change
-from app.roster.normalize import infer_institution_type
+from app.org.maintenance import infer_institution_type
 
 
 class OrgIndex:

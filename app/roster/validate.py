@@ -13,7 +13,9 @@ from datetime import date
 import numpy as np
 import pandas as pd
 
-from app.roster.normalize import FIELD_LABELS, clean_text, default_contract_end, _clean_one, _phone_cell, _squeeze_one, map_values, normalize_phone_values, parse_dates, parse_sex, squeeze, validate_ids
+from app.core.sheets import Rejection
+from app.roster.normalize import FIELD_LABELS, default_contract_end, parse_dates, parse_sex, validate_ids
+from app.core.cells import clean_one, clean_text, map_values, normalize_phone_values, phone_cell, squeeze, squeeze_one
 from app.core.populations import Vocabulary
 from app.core.masking import hash_ids, mask_id, mask_ids
 
@@ -37,15 +39,6 @@ def _iso_dates(values: pd.Series) -> np.ndarray:
     codes, uniques = pd.factorize(days)
     return np.asarray(np.datetime_as_string(np.asarray(uniques, dtype="datetime64[D]"), unit="D"), dtype=object)[codes]
 LONGEST_CONTRACT_YEARS = 5
-
-
-@dataclass(frozen=True)
-class Rejection:
-    sheet: str
-    row: int
-    column: str
-    value: str
-    reason: str
 
 
 @dataclass
@@ -139,7 +132,7 @@ def validate_frame(
     out["birth_date"] = ids.birth_date
 
     # Name
-    name = map_values(column("name"), lambda v: _squeeze_one(v).replace("•", "·"))
+    name = map_values(column("name"), lambda v: squeeze_one(v).replace("•", "·"))
     name_reason = map_values(name, _name_problem)
     errors.add(name_reason != "", "name", name, name_reason)
     out["name"] = name
@@ -179,8 +172,8 @@ def validate_frame(
     errors.add(out["institution"] == "", "institution", out["institution"], "签约机构为空")
     errors.add(out["team"] == "", "team", out["team"], "签约团队为空")
     out["doctor"] = squeeze(column("doctor"), few=True)
-    out["doctor_phone"] = map_values(column("doctor_phone"), lambda v: _phone_cell(v)[0], few=True)
-    out["address"] = map_values(column("address"), lambda v: _clean_one(v)[:200], few=True)
+    out["doctor_phone"] = map_values(column("doctor_phone"), lambda v: phone_cell(v)[0], few=True)
+    out["address"] = map_values(column("address"), lambda v: clean_one(v)[:200], few=True)
 
     # Contract dates
     start, start_empty = parse_dates(column("contract_start"))

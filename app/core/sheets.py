@@ -1,5 +1,7 @@
-"""Read roster exports (.xlsx, .xls, .csv in UTF-8 / UTF-8 with BOM / GB18030) into chunks
-of text cells keyed by canonical field, each row carrying its original sheet row number.
+"""Read the sheets people export from their systems (.xlsx, .xls, .csv in UTF-8 / UTF-8 with
+BOM / GB18030) into chunks of text cells keyed by field, each row carrying its original sheet
+row number: rosters, the organisation sheet and the user sheet. Which columns a sheet has is
+the caller's: a header finder (a ``HeaderSpec``, or the roster's own) names the fields.
 
 Cells are read as text, never as numbers: an ID number that Excel stored as a number has
 already lost its last digits, and that is reported rather than silently "repaired".
@@ -10,6 +12,8 @@ import codecs
 import csv
 import io
 import math
+import re
+import unicodedata
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
@@ -20,13 +24,76 @@ import numpy as np
 import pandas as pd
 import python_calamine
 
-from app.roster.normalize import Header, HeaderError, find_header
 
+HEADER_SCAN_ROWS = 30
+
+
+def header_key(cell: object) -> str:
+    """A header cell as compared with column names: NFKC, no spaces, asterisks or ※."""
+    text = unicodedata.normalize("NFKC", str(cell or ""))
+    return re.sub(r"[\s*※]+", "", text).strip()
+
+
+
+@dataclass
+class Header:
+    row_index: int  # 0-based index in the rows given
+    columns: dict[str, int]  # field -> 0-based column index
+
+
+class HeaderError(ValueError):
+    pass
+
+
+@dataclass(frozen=True)
+class HeaderSpec:
+    """The header of another kind of sheet read by the same reader (the organisation sheet,
+    the user sheet): field -> accepted column names; the header row is the first of the first
+    rows that names every one of ``anchors``; ``required`` fields must then all be there."""
+
+    aliases: dict[str, tuple[str, ...]]
+    labels: dict[str, str]
+    anchors: tuple[str, ...]
+    required: tuple[str, ...]
+
+    def map_columns(self, cells: list[object]) -> dict[str, int]:
+        index = {header_key(a): f for f, names in self.aliases.items() for a in names}
+        mapping: dict[str, int] = {}
+        for idx, cell in enumerate(cells):
+            key = header_key(cell)
+            field = index.get(key) or index.get(re.sub(r"[(\[【][^(\[【]*[)\]】]$", "", key))
+            if field is not None and field not in mapping:
+                mapping[field] = idx
+        return mapping
+
+    def __call__(self, rows: list[list[object]]) -> Header:
+        for idx, cells in enumerate(rows[:HEADER_SCAN_ROWS]):
+            mapping = self.map_columns(cells)
+            if all(a in mapping for a in self.anchors):
+                missing = [self.labels[f] for f in self.required if f not in mapping]
+                if missing:
+                    raise HeaderError("表头第%d行缺少必需列：%s。" % (idx + 1, "、".join(missing)))
+                return Header(row_index=idx, columns=mapping)
+        names = "”和“".join(self.labels[a] for a in self.anchors)
+        raise HeaderError(f"未找到表头：前{HEADER_SCAN_ROWS}行中没有包含“{names}”的行。")
+
+
+@dataclass(frozen=True)
+class Rejection:
+    sheet: str
+    row: int
+    column: str
+    value: str
+    reason: str
+
+
+
+CHUNK_ROWS = 100_000  # rows per chunk where the caller has no reason to choose
 SUPPORTED_SUFFIXES = (".xlsx", ".xlsm", ".xls", ".csv", ".txt")
 HeaderFinder = Callable[[list[list[object]]], Header]
 
 
-class RosterFileError(Exception):
+class SheetFileError(Exception):
     """The file as a whole cannot be read; the message is for the user, in Chinese."""
 
 
@@ -88,9 +155,9 @@ class CsvLayout:
         try:
             yield
         except UnicodeDecodeError as exc:
-            raise RosterFileError(f"文件编码错误：文件中途出现无法按 {self.encoding} 解码的内容。") from exc
+            raise SheetFileError(f"文件编码错误：文件中途出现无法按 {self.encoding} 解码的内容。") from exc
         except (pd.errors.ParserError, ValueError) as exc:
-            raise RosterFileError(f"CSV 格式错误：{_short(exc)}（某行的列数多于表头？）") from exc
+            raise SheetFileError(f"CSV 格式错误：{_short(exc)}（某行的列数多于表头？）") from exc
 
     def parse(self, block: CsvBlock) -> Chunk:
         with self.errors():
@@ -98,7 +165,7 @@ class CsvLayout:
 
 
 @dataclass
-class RosterSource:
+class SheetSource:
     path: Path
     fields: set[str]
     sheets: list[str]
@@ -117,15 +184,14 @@ class RosterSource:
         return self._blocks
 
 
-def open_roster(path: str | Path, chunk_rows: int = 100_000, find_header: HeaderFinder = find_header) -> RosterSource:
-    """Open a roster, or with another ``find_header`` (a HeaderSpec) any sheet of the same
-    kind of export: the organisation sheet and the user sheet are read the same way."""
+def open_sheet(path: str | Path, chunk_rows: int, find_header: HeaderFinder) -> SheetSource:
+    """Open a sheet whose header ``find_header`` recognises (a HeaderSpec, or the roster's)."""
     path = Path(path)
     suffix = path.suffix.lower()
     if suffix not in SUPPORTED_SUFFIXES:
-        raise RosterFileError(f"不支持的文件类型“{suffix or '无扩展名'}”：请上传 .xlsx、.xls 或 .csv 文件。")
+        raise SheetFileError(f"不支持的文件类型“{suffix or '无扩展名'}”：请上传 .xlsx、.xls 或 .csv 文件。")
     if not path.exists() or path.stat().st_size == 0:
-        raise RosterFileError("文件为空或不存在。")
+        raise SheetFileError("文件为空或不存在。")
     if suffix in (".csv", ".txt"):
         return _open_csv(path, chunk_rows, find_header)
     return _open_workbook(path, chunk_rows, find_header)
@@ -149,10 +215,10 @@ def detect_encoding(head: bytes) -> str:
         codecs.getincrementaldecoder("gb18030")().decode(head, final=False)
         return "gb18030"
     except UnicodeDecodeError as exc:
-        raise RosterFileError("无法识别文件编码：请另存为 UTF-8 或 GB18030 编码的 CSV。") from exc
+        raise SheetFileError("无法识别文件编码：请另存为 UTF-8 或 GB18030 编码的 CSV。") from exc
 
 
-def _open_csv(path: Path, chunk_rows: int, find_header: HeaderFinder) -> RosterSource:
+def _open_csv(path: Path, chunk_rows: int, find_header: HeaderFinder) -> SheetSource:
     with path.open("rb") as fh:
         head = fh.read(256 * 1024)
     encoding = detect_encoding(head)
@@ -161,7 +227,7 @@ def _open_csv(path: Path, chunk_rows: int, find_header: HeaderFinder) -> RosterS
     delimiter, rows, header = _find_csv_header(lines, find_header)
     ncols = max(len(r) for r in rows)
     layout = CsvLayout(encoding, delimiter, ncols, {idx: fld for fld, idx in header.columns.items()})
-    source = RosterSource(path=path, fields=set(header.columns), sheets=[""])
+    source = SheetSource(path=path, fields=set(header.columns), sheets=[""])
     first_line = header.row_index + 2  # 1-based line number of the first data line
     start = _data_start(head, encoding, lines, header.row_index + 1)
     if start is not None:
@@ -247,7 +313,7 @@ def _find_csv_header(lines: list[str], find_header: HeaderFinder) -> tuple[str, 
             return sep, rows, find_header(rows)
         except HeaderError as exc:
             first_error = first_error or exc
-    raise RosterFileError(str(first_error or "未找到表头。"))
+    raise SheetFileError(str(first_error or "未找到表头。"))
 
 
 # ---------------------------------------------------------------------------
@@ -275,7 +341,7 @@ def cell_text(value: object) -> str:
     return str(value)
 
 
-def _open_workbook(path: Path, chunk_rows: int, find_header: HeaderFinder) -> RosterSource:
+def _open_workbook(path: Path, chunk_rows: int, find_header: HeaderFinder) -> SheetSource:
     try:
         workbook = python_calamine.CalamineWorkbook.from_path(str(path))
         names = [
@@ -284,7 +350,7 @@ def _open_workbook(path: Path, chunk_rows: int, find_header: HeaderFinder) -> Ro
             if str(meta.typ).endswith("WorkSheet") and str(meta.visible).endswith("Visible")
         ]
     except Exception as exc:  # calamine raises its own error types for broken files
-        raise RosterFileError("无法读取 Excel 文件：文件已损坏、被加密或不是有效的 Excel 文件。") from exc
+        raise SheetFileError("无法读取 Excel 文件：文件已损坏、被加密或不是有效的 Excel 文件。") from exc
 
     found: list[tuple[str, object, Header]] = []
     skipped: list[str] = []
@@ -294,7 +360,7 @@ def _open_workbook(path: Path, chunk_rows: int, find_header: HeaderFinder) -> Ro
             sheet = workbook.get_sheet_by_name(name)
             head = sheet.to_python(skip_empty_area=False, nrows=40)
         except Exception as exc:
-            raise RosterFileError(f"无法读取工作表“{name}”。") from exc
+            raise SheetFileError(f"无法读取工作表“{name}”。") from exc
         if not any(any(cell_text(c).strip() for c in row) for row in head):
             continue
         try:
@@ -305,7 +371,7 @@ def _open_workbook(path: Path, chunk_rows: int, find_header: HeaderFinder) -> Ro
             continue
         found.append((name, sheet, header))
     if not found:
-        raise RosterFileError(first_error or "文件中没有数据。")
+        raise SheetFileError(first_error or "文件中没有数据。")
 
     def generate() -> Iterator[Chunk]:
         for name, sheet, header in found:
@@ -313,7 +379,7 @@ def _open_workbook(path: Path, chunk_rows: int, find_header: HeaderFinder) -> Ro
                 rows = sheet.to_python(skip_empty_area=False)
                 merged = sheet.merged_cell_ranges or []
             except Exception as exc:
-                raise RosterFileError(f"无法读取工作表“{name}”。") from exc
+                raise SheetFileError(f"无法读取工作表“{name}”。") from exc
             columns = header.columns
             data_start = header.row_index + 1
             filled = _fill_merged(rows, merged, data_start)
@@ -339,7 +405,7 @@ def _open_workbook(path: Path, chunk_rows: int, find_header: HeaderFinder) -> Ro
                             original.iloc[positions, original.columns.get_loc(fld)] = ""
                 yield _drop_blank(Chunk(name, numbers, frame), original)
 
-    source = RosterSource(
+    source = SheetSource(
         path=path, fields=set().union(*(set(h.columns) for _, _, h in found)), sheets=[n for n, _, _ in found], skipped_sheets=skipped
     )
     source._chunks = generate()
