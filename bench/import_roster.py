@@ -259,8 +259,8 @@ class StepTimer:
 
     def wrap(self, module, name: str, label: str | None = None) -> None:
         original = getattr(module, name, None)
-        if original is None:  # the importer changed: time what exists
-            return
+        if original is None:  # a step renamed or moved: say so rather than drop its line
+            raise SystemExit(f"bench: {getattr(module, '__name__', module)}.{name} no longer exists; update StepTimer")
         label = label or name
 
         def wrapper(*a, **k):

@@ -420,6 +420,8 @@ def cases():
     round_ = _round_for_list()
     search = (request.args.get("q") or "").strip()[:50]
     status = request.args.get("status", "")
+    if status == "in_progress":  # the filter's former name, in bookmarks
+        status = "on_call"
     if status not in STATUS_FILTERS:
         status = ""
     page = None

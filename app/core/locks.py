@@ -29,9 +29,13 @@ CLOSE = 2  # key: round id
 
 
 def has_writes(session: Session) -> bool:
-    """Whether the session's current transaction holds writes (flushed or pending)."""
+    """Whether the session's current transaction holds writes: pending ORM changes, or
+    statements run through the session (flushes, ``session.execute`` of DML or other SQL).
+    Writes made on the raw connection (``bulk_load``, the driver's cursor) are not seen."""
     session = plain(session)
-    return bool(session.new or session.dirty or session.deleted or session.info.get(WROTE))
+    if session.new or session.deleted or session.info.get(WROTE):
+        return True
+    return any(session.is_modified(obj) for obj in session.dirty)
 
 
 @event.listens_for(Session, "after_flush")
@@ -75,9 +79,13 @@ def begin_write(session: Session) -> Session:
     READ COMMITTED lets each statement see what was committed before it.
     Returns the plain session."""
     session = plain(session)
-    if session.get_bind().dialect.name != "sqlite":
-        return session
     if session.in_transaction() and session.info.get(WRITE_LOCKED):
+        return session
+    if session.get_bind().dialect.name != "sqlite":
+        # nothing to take, but the same mistake is refused as on SQLite
+        if session.in_transaction() and has_writes(session):
+            raise LockOrderError("begin_write must begin its transaction, but this one holds uncommitted writes")
+        session.info[WRITE_LOCKED] = True
         return session
     _fresh_transaction(session, "begin_write")
     session.connection(execution_options={"sqlite_immediate": True})
