@@ -446,7 +446,9 @@ def _drop_blank(chunk: Chunk, original: pd.DataFrame | None = None) -> Chunk:
     `original` is the chunk before merged cells were filled in, when there were any."""
     frame = chunk.frame if original is None else original
     count = frame.ne("").sum(axis=1)
-    sparse = count <= 2  # only these can be blank or footer lines: look closer at them alone
+    # only these can be blank or footer lines: look closer at them alone (a row of spaces has
+    # no empty cell but a first cell of spaces, like every blank row)
+    sparse = (count <= 2) | frame.iloc[:, 0].str.strip().eq("") if len(frame.columns) else count <= 2
     if sparse.any():
         count = count.copy()
         count[sparse] = frame[sparse].apply(lambda col: col.str.strip()).ne("").sum(axis=1)
