@@ -83,7 +83,11 @@ def dialect(app):
 
 
 # ---------------------------------------------------------------------------
-# Factories: callables that create and flush
+# Factories: callables that create rows and commit them. They commit rather than flush
+# because what the tests then call is a boundary (a view, a CLI command, a job,
+# draw_month_and_commit, calls_support.committed): it begins its own write transaction and
+# refuses a session that still holds uncommitted writes (LockOrderError), or it runs in a
+# session, thread or process of its own.
 # ---------------------------------------------------------------------------
 
 
@@ -94,7 +98,7 @@ def make_county(app):
     def make(name: str = "岳阳县", code: str | None = None) -> County:
         county = County(name=name, code=code or f"4306{next(counter):02d}")
         db.session.add(county)
-        db.session.commit()
+        db.session.commit()  # not flush: see "Factories" above
         return county
 
     return make
@@ -112,7 +116,7 @@ def make_team(app):
             db.session.flush()
         obj = Team(institution_id=inst.id, name=team, leader_doctor="张伟")
         db.session.add(obj)
-        db.session.commit()
+        db.session.commit()  # not flush: see "Factories" above
         return obj
 
     return make
@@ -136,7 +140,7 @@ def make_user(app):
                     phone=phone, must_change_password=must_change_password)
         user.set_password(password)
         db.session.add(user)
-        db.session.commit()
+        db.session.commit()  # not flush: see "Factories" above
         return user
 
     return make
