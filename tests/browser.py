@@ -9,6 +9,8 @@ from contextlib import contextmanager
 import pytest
 from werkzeug.serving import make_server
 
+from tests.helpers import PASSWORD
+
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
     "--no-sandbox",
@@ -55,8 +57,6 @@ def chromium():
 
 def sign_in(page, base: str, username: str, password: str | None = None) -> None:
     """Sign in through the real form."""
-    from tests.conftest import PASSWORD
-
     page.goto(base + "/")
     page.fill("input[name=username]", username)
     page.fill("input[name=password]", password or PASSWORD)

@@ -13,8 +13,8 @@ from app.core.transactions import transaction
 from app.draws.services import draw_month_and_commit
 from app.extensions import db
 from app.models import Case, Round, User
-from tests.conftest import PASSWORD
 from tests.draws_support import MONTH, NOW, SETTINGS, TZ, add_residents
+from tests.helpers import PASSWORD
 
 CALLS = CallSettings(hours=parse_hours("08:30-12:00,14:30-20:30"))
 

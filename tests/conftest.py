@@ -6,52 +6,13 @@ the end: nothing relies on what an earlier run left.
 """
 from __future__ import annotations
 
-import os
-import re
-import uuid
-from contextlib import contextmanager
-from datetime import date
-from pathlib import Path
-
 import pytest
-from sqlalchemy import create_engine, make_url, text
 
 from app import create_app
 from app.extensions import db
-from app.models import County, Institution, Resident, Team, User
-
-TODAY = date(2026, 11, 23)
-PASSWORD = "test-password-1"
-OUTPUT_DIR = Path(__file__).parent / "output"
-
-
-def _create_pg_database(url: str) -> tuple[str, callable]:
-    base = make_url(url)
-    name = f"survey_test_{uuid.uuid4().hex[:10]}"
-    admin = create_engine(base, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-
-    def drop() -> None:
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
-
-    return base.set(database=name).render_as_string(hide_password=False), drop
-
-
-@contextmanager
-def fresh_database(folder: Path):
-    """A new empty database: on the PostgreSQL server of TEST_DATABASE_URL, or a SQLite file."""
-    url = os.environ.get("TEST_DATABASE_URL")
-    if url and url.startswith("postgresql"):
-        fresh, drop = _create_pg_database(url)
-        try:
-            yield fresh
-        finally:
-            drop()
-    else:
-        yield f"sqlite:///{folder / 'test.db'}"
+from app.models import County, Institution, Team, User
+from tests.helpers import PASSWORD, csrf_token, empty_tables, fresh_database
+from tests.rosters import INSTITUTION, TEAM
 
 
 @pytest.fixture(scope="session")
@@ -103,17 +64,7 @@ def app(_schema):
     with _schema.app_context():
         yield _schema
         db.session.remove()
-        _empty_tables()
-
-
-def _empty_tables() -> None:
-    tables = [t.name for t in reversed(db.metadata.sorted_tables)]
-    with db.engine.begin() as conn:
-        if conn.dialect.name == "postgresql":
-            conn.execute(text("TRUNCATE " + ", ".join(f'"{t}"' for t in tables) + " RESTART IDENTITY CASCADE"))
-        else:
-            for table in tables:
-                conn.execute(text(f'DELETE FROM "{table}"'))
+        empty_tables()
 
 
 @pytest.fixture
@@ -132,7 +83,11 @@ def dialect(app):
 
 
 # ---------------------------------------------------------------------------
-# Factories: callables that create and flush
+# Factories: callables that create rows and commit them. They commit rather than flush
+# because what the tests then call is a boundary (a view, a CLI command, a job,
+# draw_month_and_commit, calls_support.committed): it begins its own write transaction and
+# refuses a session that still holds uncommitted writes (LockOrderError), or it runs in a
+# session, thread or process of its own.
 # ---------------------------------------------------------------------------
 
 
@@ -143,7 +98,7 @@ def make_county(app):
     def make(name: str = "岳阳县", code: str | None = None) -> County:
         county = County(name=name, code=code or f"4306{next(counter):02d}")
         db.session.add(county)
-        db.session.commit()
+        db.session.commit()  # not flush: see "Factories" above
         return county
 
     return make
@@ -161,7 +116,7 @@ def make_team(app):
             db.session.flush()
         obj = Team(institution_id=inst.id, name=team, leader_doctor="张伟")
         db.session.add(obj)
-        db.session.commit()
+        db.session.commit()  # not flush: see "Factories" above
         return obj
 
     return make
@@ -174,8 +129,6 @@ def county(make_county):
 
 @pytest.fixture
 def team(county, make_team):
-    from tests.rosters import INSTITUTION, TEAM
-
     return make_team(county, INSTITUTION, TEAM)
 
 
@@ -187,18 +140,10 @@ def make_user(app):
                     phone=phone, must_change_password=must_change_password)
         user.set_password(password)
         db.session.add(user)
-        db.session.commit()
+        db.session.commit()  # not flush: see "Factories" above
         return user
 
     return make
-
-
-def csrf_token(html: str) -> str:
-    match = re.search(r'name="csrf_token" type="hidden" value="([^"]+)"', html) or re.search(
-        r'id="csrf_token" name="csrf_token" type="hidden" value="([^"]+)"', html
-    )
-    assert match, "page has no CSRF token"
-    return match.group(1)
 
 
 @pytest.fixture
@@ -213,6 +158,3 @@ def login(client):
 
     return do
 
-
-def resident_count() -> int:
-    return db.session.scalar(db.select(db.func.count()).select_from(Resident))

@@ -50,7 +50,7 @@ def add_residents(team: Team, count: int, labels: tuple[str, ...] = (), **overri
                 db.session.flush()
             label_ids.append(label.id)
         db.session.execute(insert(resident_labels), [{"resident_id": r, "label_id": lid} for r in ids for lid in label_ids])
-    db.session.commit()
+    db.session.commit()  # not flush: the boundaries tested next refuse uncommitted writes
     return ids
 
 
@@ -72,5 +72,5 @@ def past_round(county, month: str, completed: list[int], team: Team) -> Round:
             birth_date=res.birth_date, age=50, phone=res.phone, institution_name="x", team_name=team.name,
             population_labels="", contract_start=res.contract_start, contract_end=res.contract_end,
         ))
-    db.session.commit()
+    db.session.commit()  # not flush: the boundaries tested next refuse uncommitted writes
     return round_

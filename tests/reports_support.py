@@ -80,5 +80,5 @@ def add_results(county, team: Team, month: str, answers: list[dict], *, caller: 
                                     questionnaire_version="v1", status="complete", answers=json.dumps({}),
                                     started_at=stamp, updated_at=stamp, completed_at=stamp, **row))
     round_.primaries = (round_.primaries or 0) + total
-    db.session.commit()
+    db.session.commit()  # not flush: the boundaries tested next refuse uncommitted writes
     return round_

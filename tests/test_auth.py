@@ -25,7 +25,7 @@ from app.auth.throttle import (
 )
 from app.extensions import db
 from app.models import AuditLog, LoginAttempt, User
-from tests.conftest import PASSWORD, csrf_token
+from tests.helpers import PASSWORD, csrf_token
 
 T0 = datetime(2026, 11, 23, 2, 0, 0)  # naive UTC, 10:00 in Asia/Shanghai
 SETTINGS = ThrottleSettings(max_failures_per_account=5, max_failures_per_address=20, lock_minutes=15)

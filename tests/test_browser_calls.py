@@ -11,8 +11,8 @@ from app.extensions import db
 from app.models import Attempt, Case, Response
 from tests.browser import chromium, live_server, require_chromium, sign_in
 from tests.calls_support import drawn_round, later
-from tests.conftest import OUTPUT_DIR
 from tests.draws_support import NOW
+from tests.helpers import OUTPUT_DIR
 
 pytestmark = pytest.mark.browser
 

@@ -9,8 +9,8 @@ from sqlalchemy import func, select
 from app.extensions import db
 from app.models import Case, Round
 from tests.browser import chromium, live_server, require_chromium
-from tests.conftest import OUTPUT_DIR, PASSWORD
 from tests.draws_support import NOW, add_residents
+from tests.helpers import OUTPUT_DIR, PASSWORD
 
 pytestmark = pytest.mark.browser
 

@@ -14,8 +14,8 @@ from app.models import County, Institution, Resident, Team
 from app.roster.labels import sync_labels
 from app.core.spreadsheets import write_xlsx
 from tests.browser import chromium, live_server, require_chromium, sign_in
-from tests.conftest import OUTPUT_DIR
 from tests.draws_support import add_residents
+from tests.helpers import OUTPUT_DIR
 
 pytestmark = pytest.mark.browser
 

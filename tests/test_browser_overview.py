@@ -14,8 +14,8 @@ from app.extensions import db
 from app.models import Case, ImportBatch, Resident
 from tests.browser import chromium, live_server, require_chromium, sign_in
 from tests.calls_support import NOW, drawn_round
-from tests.conftest import OUTPUT_DIR
 from tests.draws_support import add_residents
+from tests.helpers import OUTPUT_DIR
 
 pytestmark = pytest.mark.browser
 

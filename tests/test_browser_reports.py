@@ -13,7 +13,7 @@ import pytest
 
 from app.extensions import db
 from tests.browser import chromium, live_server, require_chromium, sign_in
-from tests.conftest import OUTPUT_DIR
+from tests.helpers import OUTPUT_DIR
 from tests.reports_support import add_results
 
 pytestmark = pytest.mark.browser

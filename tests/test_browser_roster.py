@@ -8,7 +8,7 @@ from app.demo.synth import make_roster, make_units, write_messy_xlsx
 from app.extensions import db
 from app.models import County, Resident
 from tests.browser import chromium, live_server, require_chromium
-from tests.conftest import OUTPUT_DIR, PASSWORD
+from tests.helpers import OUTPUT_DIR, PASSWORD
 
 pytestmark = pytest.mark.browser
 

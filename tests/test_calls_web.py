@@ -10,7 +10,7 @@ from sqlalchemy import func, select
 from app.extensions import db
 from app.models import Attempt, AuditLog, Case, Response
 from tests.calls_support import at, case_by, drawn_round, committed
-from tests.conftest import csrf_token
+from tests.helpers import PASSWORD, csrf_token
 
 
 @pytest.fixture
@@ -34,8 +34,6 @@ def sign_in(app, username):
     """A fresh browser session signed in as ``username``. Call it inside a fresh
     ``app.app_context()``: requests reuse the test's app context, and Flask-Login caches the
     signed-in user in its ``g``."""
-    from tests.conftest import PASSWORD
-
     client = app.test_client()
     reply = client.post("/", data={"username": username, "password": PASSWORD, "csrf_token": token(client, "/")})
     assert reply.status_code == 302

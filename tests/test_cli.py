@@ -12,7 +12,7 @@ from app.demo.synth import YUEYANG_COUNTIES
 from app.extensions import db
 from app.models import AuditLog, County, ImportBatch, Institution, Resident, Team, User
 from app.core.masking import hash_id
-from tests.conftest import resident_count
+from tests.helpers import resident_count
 from tests.rosters import INSTITUTION, TEAM, Person, make_id, people, rows_of, write_csv, write_xlsx
 
 SUMMARY = re.compile(r"^read=(\d+) imported=(\d+) updated=(\d+) unchanged=(\d+) rejected=(\d+)( deactivated=(\d+))?$")

@@ -24,7 +24,7 @@ from app.extensions import db
 from app.models import Attempt, Case, County, Problem, Resident, Response, Round, User
 from app.reports.excel import build_monthly_report
 from app.reports.rankings import build_ranking
-from tests.conftest import _empty_tables
+from tests.helpers import empty_tables
 
 NOW = datetime(2026, 11, 5, 19, 0, tzinfo=TZ)  # a Thursday evening: November in progress
 TWO_COUNTIES = [c for c in YUEYANG_COUNTIES if c[0] in ("岳阳县", "屈原管理区")]
@@ -39,7 +39,7 @@ def city(_schema):
                   echo=lines.append)
         yield lines
         db.session.remove()
-        _empty_tables()
+        empty_tables()
 
 
 def _rounds(month: str) -> list[Round]:
@@ -218,7 +218,7 @@ def test_the_same_seed_gives_the_same_content(app):
     assert {month for month, *_rest in first} == {"2026-10", "2026-11"}
     assert any(answers for *_rest, answers, _attempts in first)
     db.session.remove()
-    _empty_tables()
+    empty_tables()
     assert run() == first
 
 

@@ -27,7 +27,7 @@ from app import create_app
 from app.config import load_config
 from app.extensions import db
 from app.models import County, Resident, User
-from tests.conftest import fresh_database
+from tests.helpers import fresh_database
 from tests.rosters import Person, bad_check_digit, make_id, people, rows_of, write_csv
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -8,8 +8,8 @@ from sqlalchemy import func, select
 
 from app.extensions import db
 from app.models import AuditLog, Case, Round
-from tests.conftest import csrf_token
 from tests.draws_support import MONTH, NOW, add_residents
+from tests.helpers import csrf_token
 
 
 @pytest.fixture(autouse=True)

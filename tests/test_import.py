@@ -23,7 +23,7 @@ from app.roster.normalize import open_roster
 from app.core.spreadsheets import REPORT_COLUMNS
 from app.roster.importer import import_and_commit
 from app.roster.batch import ImportFailed, ImportOptions
-from tests.conftest import TODAY, resident_count
+from tests.helpers import TODAY, resident_count
 from tests.rosters import (
     HEADER,
     INSTITUTION,

@@ -19,7 +19,7 @@ from app.models import ImportBatch, Resident
 from app.roster.context import import_context
 from app.roster.importer import import_and_commit
 from app.roster.batch import ImportOptions
-from tests.conftest import TODAY
+from tests.helpers import TODAY
 
 CHILD = textwrap.dedent(
     """

@@ -10,7 +10,7 @@ from app.models import Resident
 from app.roster.context import import_context
 from app.roster.importer import import_and_commit
 from app.roster.batch import ImportOptions
-from tests.conftest import TODAY
+from tests.helpers import TODAY
 
 
 def test_parallel_validation_gives_the_same_import_as_inline(app, make_county, tmp_path):

@@ -8,7 +8,7 @@ from sqlalchemy import inspect, text
 from app import create_app
 from app.config import ConfigError, load_config
 from app.extensions import db
-from tests.conftest import fresh_database
+from tests.helpers import fresh_database
 
 
 @pytest.fixture

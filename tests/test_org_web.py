@@ -16,8 +16,8 @@ from sqlalchemy import func, select
 from app.extensions import db
 from app.models import AuditLog, County, Institution, OrgChange, Resident, Team
 from app.core.spreadsheets import write_xlsx
-from tests.conftest import csrf_token
 from tests.draws_support import add_residents
+from tests.helpers import PASSWORD, csrf_token
 
 ORG_COLUMNS = ["县区", "县区代码", "机构", "机构代码", "机构类型", "团队", "团队长", "联系电话"]
 
@@ -606,8 +606,6 @@ def test_column_template_downloads_and_previews(client, admin, tmp_path):
 
 def _signed_in(racing, username: str):
     """A client of ``racing`` (an app of its own: each request gets its own session) signed in."""
-    from tests.conftest import PASSWORD
-
     browser = racing.test_client()
     page = browser.get("/")
     assert browser.post("/", data={"username": username, "password": PASSWORD,

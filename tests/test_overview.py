@@ -29,8 +29,8 @@ from app.models import (
 )
 from app.overview.services import city_overview
 from tests.calls_support import MONTH, NOW, drawn_round
-from tests.conftest import PASSWORD, csrf_token
 from tests.draws_support import add_residents
+from tests.helpers import PASSWORD, csrf_token
 from tests.reports_support import add_results
 
 

@@ -23,7 +23,7 @@ from app.extensions import db
 from app.models import Attempt, AuditLog, LoginAttempt, User
 from app.core.clock import utcnow
 from app.core.spreadsheets import write_xlsx
-from tests.conftest import PASSWORD, csrf_token
+from tests.helpers import PASSWORD, csrf_token
 from tests.test_auth import FreshRequestClient  # a client that forgets g between requests
 
 CHANGE = "/account/password"

@@ -23,7 +23,7 @@ from app.reports.problems import (
     reopen_problem,
 )
 from tests.calls_support import CALLS, at, drawn_round, committed
-from tests.conftest import PASSWORD, csrf_token
+from tests.helpers import PASSWORD, csrf_token
 
 # dissatisfied and wants the institution to call back; a phone number in the suggestion
 FLAGGED = {"identity": "self", "aware": "yes", "knows_doctor": "yes", "services": ["follow_up"], "service_count": 2,

@@ -23,8 +23,8 @@ from app.reports.excel import SHEETS, build_monthly_report
 from app.core.masking import scrub_phones
 from app.reports.indicators import unit_indicators
 from app.reports.rankings import build_ranking
-from tests.conftest import PASSWORD, csrf_token
 from tests.draws_support import MONTH, NOW, add_residents
+from tests.helpers import PASSWORD, csrf_token
 from tests.reports_support import add_results
 
 PREVIOUS = "2026-10"

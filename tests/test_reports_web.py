@@ -23,7 +23,7 @@ from app.reports.indicators import Unit, aggregate
 from app.core.clock import months_of
 from app.reports.rankings import build_ranking
 from app.reports.tables import INDICATORS, ranking_dict
-from tests.conftest import PASSWORD, csrf_token
+from tests.helpers import PASSWORD, csrf_token
 from tests.reports_support import add_results
 
 MONTH = "2026-11"

@@ -18,6 +18,7 @@ from app.scheduler.heartbeat import ALIVE_WITHIN, Heartbeat, is_alive, scheduler
 from app.scheduler.jobs import close_due_before, draw_due, fire_time_in_month, next_runs, run_job, triggers
 from app.scheduler.runner import build
 from tests.draws_support import TZ, add_residents
+from tests.helpers import PASSWORD, csrf_token
 
 
 def at(*args) -> datetime:
@@ -298,8 +299,6 @@ def status_clock(monkeypatch):
 
 
 def _signed_in_admin(app, make_user):
-    from tests.conftest import PASSWORD, csrf_token
-
     make_user("schedadmin", "admin")
     client = app.test_client()
     token = csrf_token(client.get("/").get_data(as_text=True))

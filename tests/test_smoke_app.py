@@ -1,4 +1,4 @@
-from tests.conftest import csrf_token
+from tests.helpers import csrf_token
 
 
 def test_front_page_is_sign_in(client):

@@ -17,7 +17,7 @@ from app.models import AuditLog, ImportBatch, Institution, Resident
 from app.roster.context import import_context
 from app.roster.importer import import_and_commit
 from app.roster.batch import ImportOptions
-from tests.conftest import TODAY, csrf_token, resident_count
+from tests.helpers import TODAY, csrf_token, resident_count
 from tests.rosters import HEADER, INSTITUTION, TEAM, Person, make_id, people, rows_of, write_csv, write_xlsx
 
 # ---------------------------------------------------------------------------
