@@ -687,6 +687,13 @@ def test_workbook_without_any_cells(tmp_path):
         open_roster(path)
 
 
+def test_a_row_of_spaces_is_skipped_like_a_blank_line(tmp_path):
+    text = ",".join(HEADER) + "\n张三,430621199001011234,13800138000,新墙镇卫生院,甲团队,2026-01-01,\n" \
+        + ",,,, , , \n" + "  , ,  ,,,,\n" + "李四,430621199001021230,13800138001,新墙镇卫生院,甲团队,2026-01-01,\n"
+    _source, chunks = read_all(write_text(tmp_path / "spaces.csv", text), chunk_rows=1)
+    assert [row["name"] for chunk in chunks for row in chunk.frame.to_dict("records")] == ["张三", "李四"]
+
+
 # ---------------------------------------------------------------------------
 # CSV blocks: the file is cut into raw blocks of whole rows (parsed by the workers that
 # validate them); wherever the cuts fall, the rows must be the ones pandas reads from the file
