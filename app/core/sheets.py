@@ -446,9 +446,11 @@ def _drop_blank(chunk: Chunk, original: pd.DataFrame | None = None) -> Chunk:
     `original` is the chunk before merged cells were filled in, when there were any."""
     frame = chunk.frame if original is None else original
     count = frame.ne("").sum(axis=1)
-    # only these can be blank or footer lines: look closer at them alone (a row of spaces has
-    # no empty cell but a first cell of spaces, like every blank row)
-    sparse = (count <= 2) | frame.iloc[:, 0].str.strip().eq("") if len(frame.columns) else count <= 2
+    # only these can be blank or footer lines: look closer at them alone. A row of spaces has
+    # no empty cell, but its first cell is blank once merged cells are filled in (as every
+    # blank row's is), and few other rows' are.
+    first = chunk.frame.iloc[:, 0] if len(chunk.frame.columns) else None
+    sparse = count <= 2 if first is None else (count <= 2) | first.str.strip().eq("").to_numpy()
     if sparse.any():
         count = count.copy()
         count[sparse] = frame[sparse].apply(lambda col: col.str.strip()).ne("").sum(axis=1)
