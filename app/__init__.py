@@ -9,11 +9,13 @@ from flask import Flask, g, render_template
 from sqlalchemy import event
 
 from app.config import BASE_DIR, INSTANCE_DIR, load_config
+from app.core.ids import IdConverter
 from app.extensions import csrf, db, login_manager, migrate
 
 
 def create_app(config: dict | None = None) -> Flask:
     app = Flask(__name__, instance_path=str(INSTANCE_DIR), instance_relative_config=False)
+    app.url_map.converters["int"] = IdConverter  # an id out of range is "no such page", not a crash
     app.config.update(load_config(config))
     for key in ("IMPORT_REPORTS_DIR", "UPLOAD_DIR", "SAMPLE_LISTS_DIR"):
         Path(app.config[key]).mkdir(parents=True, exist_ok=True)
@@ -113,6 +115,10 @@ def _register_error_pages(app: Flask) -> None:
     }
 
     def render(code: int, message: str | None = None):
+        if code >= 500:
+            # a failed statement may have left the transaction unusable (PostgreSQL): the page
+            # itself reads the signed-in user
+            db.session.rollback()
         return render_template("errors/error.html", code=code, message=message or messages[code]), code
 
     @app.errorhandler(CSRFError)

@@ -14,6 +14,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 from sqlalchemy import func, select
+from werkzeug.routing import IntegerConverter
 
 from app.auth import importer as importer_module
 from app.auth.passwords import COMMON_PASSWORDS, generate_password, password_problem
@@ -241,7 +242,7 @@ def test_a_change_keeps_this_session_ends_the_others_and_clears_the_flag(client,
 
 def _sample_value(converter) -> object:
     name = type(converter).__name__
-    if name == "IntegerConverter":
+    if isinstance(converter, IntegerConverter):
         return 1
     if name == "AnyConverter":
         return next(iter(converter.items)) if hasattr(converter, "items") else "x"

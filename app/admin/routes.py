@@ -7,6 +7,7 @@ from flask_login import current_user, login_required
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
+from app.core.ids import as_id
 from app.admin import bp
 from app.admin.forms import ActionForm, ResetPasswordForm, UserCreateForm, UserEditForm, UserImportForm
 from app.auth.importer import (
@@ -70,8 +71,8 @@ def users():
     stmt = select(User).outerjoin(County, County.id == User.county_id)
     if county_arg == "none":
         stmt = stmt.where(User.county_id.is_(None))
-    elif county_arg.isdigit():
-        stmt = stmt.where(User.county_id == int(county_arg))
+    elif as_id(county_arg) is not None:
+        stmt = stmt.where(User.county_id == as_id(county_arg))
     else:
         county_arg = ""
     if role_arg in ROLES:

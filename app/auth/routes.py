@@ -7,6 +7,7 @@ from flask_login import current_user, login_required, login_user, logout_user
 from sqlalchemy import select
 from werkzeug.security import check_password_hash, generate_password_hash
 
+from app.core.ids import as_id
 from app.core.transactions import transaction
 from app.auth import bp
 from app.auth.forms import ChangePasswordForm, LoginForm, LogoutForm
@@ -39,7 +40,7 @@ def load_user(session_id: str):
     # "<user id>.<mark of the password>": a disabled account, or one whose password changed
     # since the session was opened, loses its open sessions at once
     user_id, _, mark = session_id.partition(".")
-    user = db.session.get(User, int(user_id)) if user_id.isdigit() and mark else None
+    user = db.session.get(User, as_id(user_id)) if as_id(user_id) and mark else None
     if user is None or not user.is_enabled or not hmac.compare_digest(user.session_mark, mark):
         return None
     return user

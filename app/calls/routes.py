@@ -14,6 +14,7 @@ from flask import abort, current_app, flash, jsonify, redirect, render_template,
 from flask_login import current_user, login_required
 from sqlalchemy import or_, select
 
+from app.core.ids import as_id
 from app.auth.scope import require_county, roles_required
 from app.calls import bp
 from app.calls import outcomes as oc
@@ -403,13 +404,13 @@ STATUS_FILTERS = {
 
 def _round_for_list() -> Round | None:
     now = clock_now()
-    round_id = request.args.get("round", type=int)
+    round_id = as_id(request.args.get("round"))
     if round_id:
         round_ = db.get_or_404(Round, round_id)
         require_county(current_user, round_.county)
         return round_
     if current_user.is_admin:
-        county_id = request.args.get("county", type=int)
+        county_id = as_id(request.args.get("county"))
         return current_round(db.session, county_id, now) if county_id else None
     return current_round(db.session, current_user.county_id, now)
 
@@ -484,7 +485,7 @@ def assign_cases(round_id: int):
     ]
     if not form.validate_on_submit():
         abort(400)
-    ids = [int(v) for v in request.form.getlist("case") if v.isdigit()]
+    ids = [case_id for case_id in map(as_id, request.form.getlist("case")) if case_id is not None]
     if not ids:
         flash("请先勾选要分配的样本。", "error")
         return redirect(url_for("calls.cases", round=round_.id))

@@ -24,6 +24,7 @@ from flask_login import current_user, login_required
 from sqlalchemy import func, or_, select
 from sqlalchemy.exc import IntegrityError
 
+from app.core.ids import as_id
 from app.auth.scope import county_filter, require_county, roles_required
 from app.extensions import db
 from app.models import audit, County, Institution, Resident, Team
@@ -521,8 +522,7 @@ def team_merge(team_id: int):
 
 
 def _int(value) -> int | None:
-    value = (value or "").strip()
-    return int(value) if value.isdigit() else None
+    return as_id(value)
 
 
 # ---------------------------------------------------------------------------

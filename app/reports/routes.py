@@ -26,6 +26,7 @@ from flask_login import current_user, login_required
 from sqlalchemy import func, select
 from werkzeug.exceptions import NotFound
 
+from app.core.ids import as_id
 from app.core.transactions import transaction
 from app.auth.scope import county_filter, require_county, roles_required
 from app.core.clock import clock_now, current_month, months_of, to_local
@@ -160,7 +161,7 @@ def _read_county(args, errors: list[BadInput]) -> County | None:
     value = (args.get("county") or "").strip()
     county = None
     if value:
-        county = db.session.get(County, int(value)) if value.isdigit() else db.session.scalar(
+        county = db.session.get(County, as_id(value)) if as_id(value) else None if value.isdigit() else db.session.scalar(
             select(County).where(County.name == value))
     if not current_user.is_admin:
         if value and (county is None or county.id != current_user.county_id):
@@ -527,9 +528,9 @@ def monthly_report():
         abort(400)
     county_arg = request.args.get("county", "").strip()
     if county_arg:
-        if not county_arg.isdigit():
+        if as_id(county_arg) is None:
             abort(404)
-        county = require_county(current_user, db.session.get(County, int(county_arg)))
+        county = require_county(current_user, db.session.get(County, as_id(county_arg)))
     elif current_user.is_admin:
         county = None
     else:
