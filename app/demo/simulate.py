@@ -51,6 +51,9 @@ from app.questionnaires import Context, Item, Questionnaire
 from app.reports.problems import assign_problem, close_problem
 
 ACTOR = "scheduler"  # draws and closes are the scheduler's work
+# what awaits a sampled resident: each fate up to a cumulative share of draws, the rest "normal"
+FATES = (("vacant", 0.02), ("suspended", 0.032), ("wrong_person", 0.044), ("moved", 0.054), ("deceased", 0.058),
+         ("incapable", 0.066), ("refuser", 0.161))
 PLAN_DAYS = 14  # working days over which a county spreads its first calls
 NEW_CASES_UNTIL = time(17, 30)  # later in the day only retries and callbacks (people back from work)
 PILOT = "岳阳县"  # the demo supervisor's county: on the system from the first simulated month
@@ -422,22 +425,7 @@ class _RoundWork:
 
     def _live(self, case_id, institution_id, team_id, age, labels) -> _Live:
         r = self.rng.random()
-        if r < 0.02:
-            fate = "vacant"
-        elif r < 0.032:
-            fate = "suspended"
-        elif r < 0.044:
-            fate = "wrong_person"
-        elif r < 0.054:
-            fate = "moved"
-        elif r < 0.058:
-            fate = "deceased"
-        elif r < 0.066:
-            fate = "incapable"
-        elif r < 0.161:
-            fate = "refuser"
-        else:
-            fate = "normal"
+        fate = next((name for name, below in FATES if r < below), "normal")
         contact = float(self.rng.beta(2.4, 1.4))
         return _Live(case_id, institution_id, team_id, age, labels or "", fate, contact)
 
