@@ -359,3 +359,18 @@ def test_an_erased_resident_is_filled_again_by_a_later_import(app, team, tmp_pat
     assert {k: again[k] for k in ("name", "phone", "address", "id_masked", "birth_date", "id_hash")} == \
         {k: first[k] for k in ("name", "phone", "address", "id_masked", "birth_date", "id_hash")}
     assert _labels(rid) == 1
+
+
+def test_call_lists_and_reports_of_erased_rounds_are_deleted(app, months):
+    from app.draws.calllists import call_list_paths, write_call_list
+    from app.reports.excel import report_filename, reports_dir
+
+    old = write_call_list(db.session, months["old"], app.config["SAMPLE_LISTS_DIR"])
+    recent = write_call_list(db.session, months["recent"], app.config["SAMPLE_LISTS_DIR"])
+    report = reports_dir(app.config) / report_filename(OLD, months["county"].name)
+    report.write_bytes(b"x")
+    assert set(old) == set(call_list_paths(app.config["SAMPLE_LISTS_DIR"], months["county"].name, OLD))
+    result = purge(app)
+    assert not any(p.exists() for p in old) and not report.exists()
+    assert all(p.exists() for p in recent)
+    assert set(result.removed) == {*old, report}

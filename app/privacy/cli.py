@@ -35,14 +35,13 @@ def stale_files(config, pairs: list[tuple[str, str]]) -> list[Path]:
 
 def run_purge(app: Flask, *, now: datetime, actor: str, dry_run: bool = False) -> PurgeResult:
     """One purge as one unit of work (a dry run is rolled back), then the erased rounds' files."""
-    with transaction(db.session, write=not dry_run, commit=not dry_run):
+    with transaction(db.session, commit=not dry_run):
         result = purge(db.session, now=now, months=app.config["PERSONAL_DATA_RETENTION_MONTHS"],
                        questionnaires=app.extensions["questionnaires"], actor=actor, dry_run=dry_run)
-    files = stale_files(app.config, result.files)
     if not dry_run:
-        for path in files:
+        result.removed = stale_files(app.config, result.files)
+        for path in result.removed:
             path.unlink(missing_ok=True)
-    result.removed = files
     return result
 
 
@@ -54,7 +53,7 @@ def summary_lines(result: PurgeResult, months: int) -> list[str]:
         lines.append(f"{m.month}：" + "，".join(f"{label} {counts[key]}" for key, label in LABELS))
     lines.append(f"停用超过保存期限的居民：{plan.residents}")
     if result.removed:
-        lines.append(f"呼叫名单和月度报告文件：{len(result.removed)} 个")
+        lines.append(f"已删除呼叫名单和月度报告文件：{len(result.removed)} 个")
     return lines
 
 

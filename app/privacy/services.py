@@ -23,6 +23,7 @@ from sqlalchemy.dialects.postgresql import ARRAY, JSONB, array
 from sqlalchemy.orm import Session
 from sqlalchemy.sql import ColumnElement
 
+from app.core import locks
 from app.core.clock import TZ, local, utc_naive
 from app.models import (
     ERASED_TEXT,
@@ -313,8 +314,11 @@ class PurgeResult:
 def purge(session: Session, *, now: datetime, months: int, questionnaires: Mapping[str, Questionnaire],
           actor, dry_run: bool = False) -> PurgeResult:
     """Erase what the retention period says is due at ``now`` and log it (counts only). With
-    ``dry_run`` nothing is written: the plan says what would go. Flushes; the boundary commits."""
+    ``dry_run`` nothing is written: the plan says what would go. Begins the transaction holding
+    the purge lock (two scheduler processes erase once); flushes; the boundary commits."""
     cutoff = cutoff_for(now, months)
+    if not dry_run:
+        locks.begin_locked(session, locks.PURGE, 0)
     plan = plan_purge(session, cutoff, questionnaires)
     files = list(session.execute(
         select(County.name, Round.month).join(County, County.id == Round.county_id).where(Round.id.in_(plan.round_ids))
