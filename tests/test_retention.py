@@ -374,3 +374,12 @@ def test_call_lists_and_reports_of_erased_rounds_are_deleted(app, months):
     assert not any(p.exists() for p in old) and not report.exists()
     assert all(p.exists() for p in recent)
     assert set(result.removed) == {*old, report}
+
+
+def test_an_unknown_questionnaire_version_refuses_the_purge_in_chinese(app, months, monkeypatch):
+    monkeypatch.setattr("app.privacy.cli.clock_now", lambda: NOW)
+    monkeypatch.setitem(app.extensions, "questionnaires", {})
+    before = rows(months["old"])
+    result = app.test_cli_runner().invoke(args=["privacy", "purge"])
+    assert result.exit_code == 1 and "找不到问卷版本 v1" in result.output and "Traceback" not in result.output
+    assert rows(months["old"]) == before

@@ -159,13 +159,6 @@ class PurgePlan:
     def empty(self) -> bool:
         return not self.round_ids and not self.residents
 
-    def totals(self) -> dict:
-        total = MonthCounts("")
-        for m in self.months:
-            for key, value in m.as_dict().items():
-                setattr(total, key, getattr(total, key) + value)
-        return {**total.as_dict(), "residents": self.residents}
-
 
 def rounds_due(session: Session, cutoff: datetime) -> list[tuple[int, str]]:
     """(id, month) of the closed rounds closed before ``cutoff`` whose cases are not yet erased."""
