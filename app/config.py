@@ -63,6 +63,10 @@ def load_config(overrides: dict | None = None) -> dict:
         "CLOSE_CRON": env.get("CLOSE_CRON", "59 23 last * *"),
         "CATCH_UP_MINUTES": int(env.get("CATCH_UP_MINUTES", "30")),
         "SCHEDULER_IN_WEB": _bool(env.get("SCHEDULER_IN_WEB")),
+        # retention (app/privacy): personal data of rounds closed, and of residents inactive,
+        # longer ago than this is erased by the nightly purge
+        "PERSONAL_DATA_RETENTION_MONTHS": int(env.get("PERSONAL_DATA_RETENTION_MONTHS", "24")),
+        "PURGE_CRON": env.get("PURGE_CRON", "30 3 * * *"),
         # calling (app/calls): hours in Asia/Shanghai, attempt rules, the case lease
         "CALL_HOURS": env.get("CALL_HOURS", "08:30-12:00,14:30-20:30"),
         "CALL_MAX_ATTEMPTS": int(env.get("CALL_MAX_ATTEMPTS", "3")),
@@ -96,6 +100,8 @@ def load_config(overrides: dict | None = None) -> dict:
         raise ConfigError("DRAW_KEY_POPULATION_MIN_SHARE 应在0到1之间（例如0.5）。")
     if cfg["CALL_MAX_ATTEMPTS"] < 1 or cfg["CALL_LEASE_MINUTES"] < 1 or cfg["CALL_MIN_GAP_MINUTES"] < 0:
         raise ConfigError("CALL_MAX_ATTEMPTS、CALL_LEASE_MINUTES 至少为1，CALL_MIN_GAP_MINUTES 不能为负数。")
+    if cfg["PERSONAL_DATA_RETENTION_MONTHS"] < 1:
+        raise ConfigError("PERSONAL_DATA_RETENTION_MONTHS 至少为1（个人信息的保存月数）。")
     if cfg["APP_ENV"] == "production":
         missing = [
             key

@@ -139,7 +139,7 @@ def test_scheduler_configuration(app):
     scheduler = build(app, background=True)
     assert isinstance(scheduler, BackgroundScheduler)
     found = {job.id: job for job in scheduler.get_jobs()}
-    assert set(found) == {"draw", "close", "catch_up", "heartbeat"}
+    assert set(found) == {"draw", "close", "catch_up", "heartbeat", "purge"}
     # the heartbeat: at start, then every minute
     assert found["heartbeat"].trigger.interval == timedelta(seconds=60)
     assert found["heartbeat"].next_run_time is not None and found["heartbeat"].max_instances == 1
@@ -149,6 +149,7 @@ def test_scheduler_configuration(app):
     start = at(2026, 11, 23, 10, 0)
     assert found["draw"].trigger.get_next_fire_time(None, start) == at(2026, 12, 1, 2, 0)
     assert found["close"].trigger.get_next_fire_time(None, start) == at(2026, 11, 30, 23, 59)
+    assert found["purge"].trigger.get_next_fire_time(None, start) == at(2026, 11, 24, 3, 30)  # nightly
 
 
 def test_scheduler_run_command_catches_up_first(app, two_counties, monkeypatch):

@@ -26,6 +26,7 @@ def plain(session: Session) -> Session:
 
 DRAW = 1  # key: county id
 CLOSE = 2  # key: round id
+PURGE = 3  # key: 0 (one retention purge at a time)
 
 
 def has_writes(session: Session) -> bool:

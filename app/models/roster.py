@@ -80,6 +80,9 @@ class Resident(db.Model):
     last_seen_batch_id: Mapped[int | None]
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # set when the retention period erased this inactive resident's personal data (app/privacy);
+    # the id hash stays, so a later import recognises the person and fills the row again
+    erased_at: Mapped[datetime | None]
 
     team = relationship("Team")
     labels: Mapped[list[PopulationLabel]] = relationship(

@@ -41,6 +41,8 @@ CASE_KINDS = ("primary", "backup")
 OUTCOME_COMPLETE = "complete"
 # The disposition a case still open at month end receives (no final outcome was reached).
 OUTCOME_OPEN_AT_CLOSE = "open_at_close"
+# What a name, a label or a free text reads once the retention period erased it (app/privacy).
+ERASED_TEXT = "已按保存期限删除"
 
 
 class Round(db.Model):
@@ -83,6 +85,8 @@ class Round(db.Model):
     closed_at: Mapped[datetime | None]
     closed_by: Mapped[str | None] = mapped_column(String(80))
     summary: Mapped[str | None] = mapped_column(Text)  # JSON figures frozen at close
+    # when the personal data of its cases was erased (app/privacy: the retention period)
+    erased_at: Mapped[datetime | None]
 
     county = relationship("County")
     units: Mapped[list[RoundInstitution]] = relationship(
@@ -171,6 +175,9 @@ class Case(db.Model):
     key_population: Mapped[bool] = mapped_column(default=False)
     contract_start: Mapped[date]
     contract_end: Mapped[date]
+    # set when the retention period erased the snapshot's personal data (app/privacy): the
+    # name and labels then read ERASED_TEXT, the phones are empty, the birth date is 1 January
+    erased_at: Mapped[datetime | None]
 
     round: Mapped[Round] = relationship()
     leased_by = relationship("User", foreign_keys=[leased_by_id])

@@ -265,7 +265,9 @@ def merge(
     residents = Resident.__table__
     now = utcnow()
     compared = list(CORE_FIELDS) + [f for f, needs in OPTIONAL_FIELDS.items() if any(n in fields for n in needs)]
-    fields_differ = or_(residents.c.active == false(), *[residents.c[f].is_distinct_from(STAGE.c[f]) for f in compared])
+    # a resident erased by the retention period (app/privacy) is filled again from the row
+    fields_differ = or_(residents.c.active == false(), residents.c.erased_at.is_not(None),
+                        *[residents.c[f].is_distinct_from(STAGE.c[f]) for f in compared])
     # equal label sets: the same size, and every staged label is already there
     rl = resident_labels.alias("rl")
     current_count = select(func.count()).select_from(rl).where(rl.c.resident_id == residents.c.id).scalar_subquery()
@@ -298,7 +300,7 @@ def merge(
         session.execute(
             update(residents)
             .where(residents.c.id == MATCH.c.resident_id, MATCH.c.changed == 1, STAGE.c.seq == MATCH.c.seq)
-            .values({**{f: STAGE.c[f] for f in compared}, "active": true(), "updated_at": now})
+            .values({**{f: STAGE.c[f] for f in compared}, "active": true(), "updated_at": now, "erased_at": None})
         )
         # a changed resident's labels are replaced by the staged ones
         session.execute(delete(resident_labels).where(resident_labels.c.resident_id.in_(changed_ids)))

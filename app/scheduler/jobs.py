@@ -21,9 +21,10 @@ from app.draws.services import draw_month_and_commit
 from app.scheduler.month_end import close_round, rounds_to_close
 from app.extensions import db
 from app.models import County, Round, SchedulerRun
+from app.privacy.cli import run_purge, summary_lines
 
 ACTOR = "scheduler"
-JOB_LABELS = {"draw": "每月抽样", "close": "月末关闭", "catch_up": "补做检查"}
+JOB_LABELS = {"draw": "每月抽样", "close": "月末关闭", "catch_up": "补做检查", "purge": "个人信息到期删除"}
 
 
 def cron_trigger(expression: str) -> CronTrigger:
@@ -122,6 +123,19 @@ def run_closes(app: Flask, now: datetime) -> JobResult:
     return JobResult(True, "已关闭：" + "、".join(closed))
 
 
+def purge_trigger(config: dict) -> CronTrigger:
+    """The nightly retention purge (PURGE_CRON), apart from the survey's own jobs."""
+    return cron_trigger(config["PURGE_CRON"])
+
+
+def run_retention_purge(app: Flask, now: datetime) -> JobResult:
+    """The retention period's purge (app/privacy): what it erased, in counts."""
+    result = run_purge(app, now=now, actor=ACTOR)
+    if result.plan.empty:
+        return JobResult(False, "没有超过保存期限的个人信息。")
+    return JobResult(True, "\n".join(summary_lines(result, app.config["PERSONAL_DATA_RETENTION_MONTHS"])))
+
+
 def _record(app: Flask, job: str, scheduled_for: datetime | None, now_fn, body, always: bool) -> RunRecord | None:
     """Run ``body`` and keep its history row (always for the cron jobs; for the catch-up only
     when it did something or failed)."""
@@ -165,6 +179,8 @@ def run_job(app: Flask, job: str, now: datetime | None = None, scheduled_for: da
             return _record(app, job, scheduled_for, now_fn, lambda: run_draws(app, now_fn()), always=True)
         if job == "close":
             return _record(app, job, scheduled_for, now_fn, lambda: run_closes(app, now_fn()), always=True)
+        if job == "purge":
+            return _record(app, job, scheduled_for, now_fn, lambda: run_retention_purge(app, now_fn()), always=True)
         if job == "catch_up":
             def body():
                 closes = run_closes(app, now_fn())

@@ -15,7 +15,7 @@ from flask import Flask
 
 from app.core.clock import TZ
 from app.scheduler.heartbeat import BEAT_SECONDS, Heartbeat
-from app.scheduler.jobs import run_job, triggers
+from app.scheduler.jobs import purge_trigger, run_job, triggers
 
 log = logging.getLogger(__name__)
 
@@ -28,6 +28,7 @@ def configure(app: Flask, scheduler: BaseScheduler, heartbeat: Heartbeat | None 
         run_job, IntervalTrigger(minutes=app.config["CATCH_UP_MINUTES"], timezone=TZ),
         args=[app, "catch_up"], id="catch_up", **common,
     )
+    scheduler.add_job(run_job, purge_trigger(app.config), args=[app, "purge"], id="purge", **common)
     # the heartbeat: once as soon as the scheduler starts, then every minute; a beat missed
     # (the process was suspended) is not worth making up, the next one says the same
     heartbeat = heartbeat or Heartbeat(app)
