@@ -28,6 +28,9 @@ def configure(app: Flask, scheduler: BaseScheduler, heartbeat: Heartbeat | None 
         run_job, IntervalTrigger(minutes=app.config["CATCH_UP_MINUTES"], timezone=TZ),
         args=[app, "catch_up"], id="catch_up", **common,
     )
+    scheduler.add_job(
+        run_job, IntervalTrigger(hours=1, timezone=TZ), args=[app, "uploads"], id="uploads", **common,
+    )
     # the heartbeat: once as soon as the scheduler starts, then every minute; a beat missed
     # (the process was suspended) is not worth making up, the next one says the same
     heartbeat = heartbeat or Heartbeat(app)
