@@ -174,7 +174,9 @@ def test_upload_is_deleted_when_its_preview_is_cancelled(client, admin, team, tm
     assert flashes(page) == ["已取消这次导入，上传的文件已删除。"]
     assert f'action="/roster/batches/{preview_id}/confirm"' not in page and "上传的文件已删除" in page
     db.session.rollback()
-    assert db.session.get(ImportBatch, preview_id).source_file is None
+    cancelled = db.session.get(ImportBatch, preview_id)
+    assert (cancelled.status, cancelled.source_file) == ("cancelled", None)
+    assert "已取消" in text(client.get("/roster/batches"))
     assert db.session.scalar(select(AuditLog.action).where(AuditLog.action == "roster.import.cancelled"))
     # a stale tab still offering 确认导入 gets a clear answer and imports nothing
     response = confirm(client, preview_id, csrf_token(page))
@@ -281,3 +283,17 @@ def test_retention_must_be_at_least_an_hour(make_app):
 
     with pytest.raises(ConfigError, match="UPLOAD_RETENTION_HOURS"):
         make_app(UPLOAD_RETENTION_HOURS=0)
+
+
+def test_a_command_line_preview_has_no_upload_to_confirm(client, admin, team, tmp_path):
+    from app.roster.batch import ImportOptions
+    from app.roster.context import import_context
+    from app.roster.importer import import_and_commit
+
+    path, _ = roster_with_one_bad_row(tmp_path)
+    result = import_and_commit(db.session, path, ImportOptions(dry_run=True), import_context(client.application, "cli"))
+
+    page = text(client.get(f"/roster/batches/{result.batch_id}"))
+
+    assert f'action="/roster/batches/{result.batch_id}/confirm"' not in page and "命令行" in page
+    assert path.exists()  # the command's own file is never deleted

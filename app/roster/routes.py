@@ -108,15 +108,15 @@ def confirm(batch_id: int):
         flash(str(exc), "error")
         return redirect(here)
     preview = db.get_or_404(ImportBatch, batch_id)
-    if preview.status != "preview":
+    if preview.status == "cancelled":
+        db.session.rollback()
+        flash("该批次已取消，上传的文件已删除；如需导入请重新上传。", "error")
+        return redirect(here)
+    if preview.status != "preview" or not preview.source_file:
         abort(404)
     if applied is not None:
         db.session.rollback()
         flash("该批次已确认导入。", "info")
-        return redirect(here)
-    if not preview.source_file:
-        db.session.rollback()
-        flash("该批次已取消，上传的文件已删除；如需导入请重新上传。", "error")
         return redirect(here)
     path = Path(current_app.config["UPLOAD_DIR"]) / preview.source_file
     if not path.exists() or file_sha256(path) != preview.sha256:
@@ -166,11 +166,11 @@ def cancel(batch_id: int):
         applied = lock_preview(db.session, batch_id)  # not while a confirmation imports the file
         with transaction(db.session):
             preview = db.get_or_404(ImportBatch, batch_id)
-            if preview.status != "preview":
+            if preview.status not in ("preview", "cancelled"):
                 abort(404)
             stored = preview.source_file
-            if applied is None and stored:
-                preview.source_file = None
+            if applied is None and preview.status == "preview":
+                preview.status, preview.source_file = "cancelled", None
                 audit(db.session, "roster.import.cancelled", current_user,
                       target=f"import_batch:{preview.id} {preview.filename}")
     except ImportBusy as exc:
