@@ -48,13 +48,17 @@ def private_sqlite_file(database: str | Path) -> None:
     gives the files it adds later the database file's own mode."""
     database = Path(database)
     try:
-        os.close(os.open(database, os.O_WRONLY | os.O_CREAT, PRIVATE_FILE))
-        for suffix in SQLITE_COMPANIONS:
-            companion = database.with_name(database.name + suffix)
-            if companion.exists():
-                make_private(companion)
-    except PermissionError:
-        pass  # not this user's file: SQLite itself will say whether it can be opened
+        os.close(os.open(database, os.O_WRONLY | os.O_CREAT | os.O_EXCL, PRIVATE_FILE))
+    except FileExistsError:
+        pass
+    except OSError:
+        return  # a folder it may not write to: SQLite itself will say whether it can open the file
+    for suffix in SQLITE_COMPANIONS:
+        companion = database.with_name(database.name + suffix)
+        try:
+            make_private(companion)
+        except OSError:
+            pass  # absent, not this user's file, or on a read-only file system
 
 
 def remove_older_than(folder: str | Path, now: datetime, hours: float) -> list[Path]:
