@@ -297,3 +297,20 @@ def test_a_command_line_preview_has_no_upload_to_confirm(client, admin, team, tm
 
     assert f'action="/roster/batches/{result.batch_id}/confirm"' not in page and "命令行" in page
     assert path.exists()  # the command's own file is never deleted
+
+
+def test_cleanup_never_follows_or_deletes_links(tmp_path):
+    from app.core.storage import remove_older_than
+
+    now = datetime.now(timezone.utc)
+    outside = _aged(tmp_path / "outside" / "keep.xlsx", now, 100)
+    folder = tmp_path / "uploads"
+    folder.mkdir()
+    (folder / "link.xlsx").symlink_to(outside)
+    (folder / "linked-folder").symlink_to(outside.parent, target_is_directory=True)
+    old = _aged(folder / "old.csv", now, 100)
+
+    removed = remove_older_than(folder, now.replace(tzinfo=None), 24)
+
+    assert removed == [old] and outside.exists()
+    assert (folder / "link.xlsx").is_symlink() and (folder / "linked-folder").is_symlink()
