@@ -6,21 +6,28 @@ import time
 from pathlib import Path
 
 from flask import Flask, g, render_template
-from sqlalchemy import event
+from sqlalchemy import event, make_url
 
 from app.config import BASE_DIR, INSTANCE_DIR, load_config
 from app.core.ids import IdConverter
+from app.core.storage import private_sqlite_file, restrict_umask
 from app.extensions import csrf, db, login_manager, migrate
 
 
 def create_app(config: dict | None = None) -> Flask:
+    # every file the web workers, commands and the scheduler create is private (0600): all
+    # start here, before anything is written
+    restrict_umask()
     app = Flask(__name__, instance_path=str(INSTANCE_DIR), instance_relative_config=False)
     app.url_map.converters["int"] = IdConverter  # an id out of range is "no such page", not a crash
     app.config.update(load_config(config))
     for key in ("IMPORT_REPORTS_DIR", "UPLOAD_DIR", "SAMPLE_LISTS_DIR"):
         Path(app.config[key]).mkdir(parents=True, exist_ok=True)
     if app.config["SQLALCHEMY_DATABASE_URI"].startswith("sqlite:///"):
-        Path(app.config["SQLALCHEMY_DATABASE_URI"][len("sqlite:///"):]).parent.mkdir(parents=True, exist_ok=True)
+        database = make_url(app.config["SQLALCHEMY_DATABASE_URI"]).database
+        if database and database != ":memory:" and not database.startswith("file:"):
+            Path(database).parent.mkdir(parents=True, exist_ok=True)
+            private_sqlite_file(database)
 
     if app.config["TRUST_PROXY_HOPS"] > 0:
         from werkzeug.middleware.proxy_fix import ProxyFix

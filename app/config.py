@@ -50,6 +50,8 @@ def load_config(overrides: dict | None = None) -> dict:
         "SQLALCHEMY_ENGINE_OPTIONS": {"pool_pre_ping": True},
         "IMPORT_CHUNK_ROWS": int(env.get("IMPORT_CHUNK_ROWS", "100000")),
         "IMPORT_WORKERS": int(env.get("IMPORT_WORKERS", "2")),
+        # uploads (and import error reports) left behind are deleted by the scheduler after this
+        "UPLOAD_RETENTION_HOURS": int(env.get("UPLOAD_RETENTION_HOURS", "24")),
         # the monthly draw
         "DRAW_SAMPLE_SIZE": int(env.get("DRAW_SAMPLE_SIZE", "10")),
         "DRAW_BACKUP_SIZE": int(env.get("DRAW_BACKUP_SIZE", "10")),
@@ -102,6 +104,8 @@ def load_config(overrides: dict | None = None) -> dict:
         raise ConfigError("CALL_MAX_ATTEMPTS、CALL_LEASE_MINUTES 至少为1，CALL_MIN_GAP_MINUTES 不能为负数。")
     if cfg["PERSONAL_DATA_RETENTION_MONTHS"] < 1:
         raise ConfigError("PERSONAL_DATA_RETENTION_MONTHS 至少为1（个人信息的保存月数）。")
+    if cfg["UPLOAD_RETENTION_HOURS"] < 1:
+        raise ConfigError("UPLOAD_RETENTION_HOURS 至少为1（单位：小时）。")
     if cfg["APP_ENV"] == "production":
         missing = [
             key

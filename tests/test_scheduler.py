@@ -139,7 +139,8 @@ def test_scheduler_configuration(app):
     scheduler = build(app, background=True)
     assert isinstance(scheduler, BackgroundScheduler)
     found = {job.id: job for job in scheduler.get_jobs()}
-    assert set(found) == {"draw", "close", "catch_up", "heartbeat", "purge"}
+    assert set(found) == {"draw", "close", "catch_up", "heartbeat", "purge", "uploads"}
+    assert found["uploads"].trigger.interval == timedelta(hours=1)
     # the heartbeat: at start, then every minute
     assert found["heartbeat"].trigger.interval == timedelta(seconds=60)
     assert found["heartbeat"].next_run_time is not None and found["heartbeat"].max_instances == 1

@@ -36,6 +36,7 @@ from app.core.clock import utcnow
 from app.core.masking import mask_phone
 from app.core.sheets import SUPPORTED_SUFFIXES
 from app.core.spreadsheets import write_error_report
+from app.core.storage import save_private
 
 
 def _counties() -> list[County]:
@@ -233,7 +234,7 @@ def user_import():
         return render_template("admin/user_import.html", form=form), 400
     store = _store()
     token, path = store.new(suffix)
-    upload.save(path)
+    save_private(upload.stream, path)
     try:
         with transaction(db.session, commit=False):  # a preview writes nothing
             check = check_user_sheet(db.session, path)

@@ -44,7 +44,7 @@ from app.auth.services import (
 )
 from app.models import audit, ROLES, County, User, username_key
 from app.core.sheets import CHUNK_ROWS, HeaderSpec, open_sheet, Rejection, SheetFileError
-from app.core.masking import mask_phone
+from app.core.masking import mask_phone, scrub_ids
 from app.core.spreadsheets import write_error_report, write_xlsx
 
 USER_SHEET = HeaderSpec(
@@ -419,7 +419,7 @@ def preview_state(check: SheetCheck, *, actor_id: int, filename: str, error_repo
         "accepted": [row.public() for row in check.accepted],
         "accepted_names": [row.username for row in check.accepted],
         "rejected": check.rejected,
-        "rejections": [asdict(r) for r in check.rejections[:PAGE_ROWS]],
+        "rejections": [{**asdict(r), "value": scrub_ids(r.value)} for r in check.rejections[:PAGE_ROWS]],
         "rejection_count": len(check.rejections),
         "error_report": error_report.stem if error_report else None,
         "created_at": datetime.now().isoformat(timespec="seconds"),

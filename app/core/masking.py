@@ -92,3 +92,20 @@ def scrub_phones(text: str | None) -> str:
         return f"{match.group(4)}-****{match.group(6)}"
 
     return _PHONE_IN_TEXT.sub(mask, text)
+
+
+# an ID number anywhere in a text: 18 digits (the last may be X) or the old 15, standing alone
+_ID_IN_TEXT = re.compile(r"(?<![0-9])(?:[0-9]{17}[0-9Xx]|[0-9]{15})(?![0-9])")
+
+
+def scrub_ids(text: str | None) -> str:
+    """Text with every 15- or 18-digit ID-like number masked to its last four digits
+    (**************123X), whatever column or note it was typed into."""
+    if not text:
+        return ""
+    return _ID_IN_TEXT.sub(lambda m: "*" * (len(m.group()) - 4) + m.group()[-4:], text)
+
+
+def scrub_free_text(text: str | None) -> str:
+    """Free text on its way out (an export, a report): ID numbers and phones masked."""
+    return scrub_phones(scrub_ids(text))

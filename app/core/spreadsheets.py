@@ -2,8 +2,10 @@
 
 Cells that start with = + - @ (or a tab / carriage return) are prefixed with an apostrophe
 so a resident's name or a note can never run as a formula in Excel (CSV/formula injection).
-Files are written to a temporary name and renamed, so a failed export never leaves half a file.
-Imports write their error report (the rejected rows, and why) through it too.
+Files are written to a temporary name and renamed, so a failed export never leaves half a file,
+with mode 0600: only the product's own system user can read them. Imports write their error
+report (the rejected rows, and why) through it too, with every ID-like number in any column
+masked.
 """
 from __future__ import annotations
 
@@ -16,6 +18,8 @@ from pathlib import Path
 from typing import Protocol
 
 import pandas as pd
+
+from app.core.masking import scrub_ids
 
 _DANGEROUS_START = ("=", "+", "-", "@", "\t", "\r")
 
@@ -36,7 +40,12 @@ def _safe(frame: pd.DataFrame) -> pd.DataFrame:
 
 def _atomic_target(path: Path) -> tuple[int, str]:
     path.parent.mkdir(parents=True, exist_ok=True)
-    return tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=path.suffix)
+    return tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=path.suffix)  # mode 0600
+
+
+def _publish(tmp: str, path: Path) -> None:
+    os.chmod(tmp, 0o600)  # whatever the writer did to the temporary file, the result is private
+    os.replace(tmp, path)
 
 
 def write_xlsx(
@@ -76,7 +85,7 @@ def write_xlsx(
                     shown = cell_format("num:" + number, {"num_format": number}) if number else None
                     sheet.set_column(idx, idx, width, shown)
                 sheet.freeze_panes(start + 1, 0)
-        os.replace(tmp, path)
+        _publish(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
@@ -90,7 +99,7 @@ def write_csv(path: str | Path, frame: pd.DataFrame) -> Path:
     try:
         with os.fdopen(fd, "w", encoding="utf-8-sig", newline="") as fh:
             _safe(frame).to_csv(fh, index=False)
-        os.replace(tmp, path)
+        _publish(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
@@ -131,6 +140,8 @@ def write_error_report(reports_dir: Path, sha: str, rejections: Sequence[Rejecte
     frame = pd.DataFrame(
         [(r.sheet, r.row, r.column, r.value, r.reason) for r in rejections], columns=REPORT_COLUMNS
     )
+    for column in ("工作表", "列", "值", "原因"):  # an ID typed into any column is masked too
+        frame[column] = [scrub_ids(v) if isinstance(v, str) else v for v in frame[column]]
     frame = frame.sort_values(["工作表", "行号"], kind="stable")
     reports_dir = Path(reports_dir)
     write_csv(reports_dir / f"{stem}.csv", frame)

@@ -91,7 +91,7 @@ class Resident(db.Model):
 
 
 class ImportBatch(db.Model):
-    """One roster import, applied, previewed (dry run) or failed."""
+    """One roster import, applied, previewed (dry run), failed, or a preview cancelled."""
 
     __tablename__ = "import_batches"
 
@@ -103,7 +103,7 @@ class ImportBatch(db.Model):
     created_by: Mapped[str] = mapped_column(String(80))
     started_at: Mapped[datetime] = mapped_column(default=utcnow)
     finished_at: Mapped[datetime | None]
-    status: Mapped[str] = mapped_column(String(10))  # applied / preview / failed
+    status: Mapped[str] = mapped_column(String(10))  # applied / preview / failed / cancelled
     create_missing: Mapped[bool] = mapped_column(default=False)
     full: Mapped[bool] = mapped_column(default=False)
     rows_read: Mapped[int] = mapped_column(default=0)

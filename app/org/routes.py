@@ -67,6 +67,8 @@ from app.org.maintenance import (
 from app.org.services import label_names, roster_counts
 from app.core.sheets import SUPPORTED_SUFFIXES
 from app.core.spreadsheets import write_xlsx
+from app.core.masking import scrub_ids
+from app.core.storage import save_private
 
 MANAGERS = ("admin", "supervisor")
 MODELS = {"county": County, "institution": Institution, "team": Team}
@@ -577,8 +579,8 @@ def _outcome(result) -> dict:
         "rejected": result.rejected,
         "created": result.created,
         "updated": result.updated,
-        "rejections": [{"sheet": r.sheet, "row": r.row, "column": r.column, "value": r.value, "reason": r.reason}
-                       for r in result.rejections[:PREVIEW_ROWS]],
+        "rejections": [{"sheet": r.sheet, "row": r.row, "column": r.column, "value": scrub_ids(r.value),
+                        "reason": r.reason} for r in result.rejections[:PREVIEW_ROWS]],
         "error_report": result.error_report.stem if result.error_report else None,
     }
 
@@ -598,7 +600,7 @@ def org_import():
         return render_template("org/import.html", form=form, sheet=ORG_SHEET), 400
     token = uuid.uuid4().hex
     path = _uploads() / f"org-{token}{suffix}"
-    upload.save(path)
+    save_private(upload.stream, path)
     try:
         with transaction(db.session, commit=False):  # a preview writes nothing
             result = import_organisation(db.session, path, actor=_actor(), reports_dir=_reports_dir())

@@ -11,9 +11,10 @@ numbers are the same by construction:
 - 问题清单: the month's rectification list (Problem rows);
 - 明细: one row per active case (primaries and activated backups) with its outcome and answers.
 
-Phones are masked everywhere (also inside free text), every workbook is written through
-``app.core.spreadsheets.write_xlsx`` (formula injection neutralised, atomic write), files are
-mode 0600 and never inside sample_lists, and every export is written to the audit log.
+Phones are masked everywhere (ID numbers and phones typed into free text too), every workbook
+is written through ``app.core.spreadsheets.write_xlsx`` (formula injection neutralised, atomic
+write), files are mode 0600 and never inside sample_lists, and every export is written to the
+audit log.
 
 Entry point: ``build_monthly_report``, used by GET /reports/monthly.xlsx?month=YYYY-MM&county=<id>
 (endpoint ``reports.monthly_report``, app/reports/routes.py) and ``flask report monthly --month
@@ -36,7 +37,7 @@ from sqlalchemy.orm import Session
 
 from app.calls.outcomes import AAPOR_LABELS, aapor_class, label
 from app.core.clock import to_local
-from app.core.masking import mask_phone, scrub_phones
+from app.core.masking import mask_phone, scrub_free_text
 from app.core.spreadsheets import write_xlsx
 from app.draws.calllists import SEX, safe_dirname, sample_label
 from app.models import PROBLEM_STATUS_LABELS, audit, Case, County, Institution, Problem, Response, Round, Team
@@ -238,7 +239,7 @@ def problems_frame(session: Session, month: str, county_id: int | None, tz_name:
             "联系电话": _phones(case),
             "问题": _flag_labels(problem.flags),
             "状态": PROBLEM_STATUS_LABELS.get(problem.status, problem.status),
-            "整改情况": scrub_phones(problem.note),
+            "整改情况": scrub_free_text(problem.note),
             "发现时间": to_local(problem.created_at, tz_name),
             "交办时间": to_local(problem.assigned_at, tz_name),
             "整改时间": to_local(problem.closed_at, tz_name),
@@ -344,7 +345,7 @@ def _answers(q: Questionnaire | None, response: Response) -> dict[str, str]:
         answers = json.loads(response.answers or "{}")
     except ValueError:
         answers = {}
-    shown = {title: scrub_phones(text) for _code, title, text in q.display(answers)} if answers else {}
+    shown = {title: scrub_free_text(text) for _code, title, text in q.display(answers)} if answers else {}
     return shown or _derived_answers(q, response)
 
 

@@ -37,7 +37,7 @@ from app.auth.scope import can_see_county, county_filter
 from app.core.clock import utc_naive
 from app.models import PROBLEM_STATUS_LABELS, audit, PROBLEM_STATUSES, AuditLog, Case, County, Institution, Problem, Response, Team, User
 from app.questionnaires import FLAGS, Questionnaire
-from app.core.masking import scrub_phones
+from app.core.masking import scrub_free_text
 
 ACTION_LABELS = {"problem_assign": "交办机构", "problem_close": "记录整改并关闭", "problem_reopen": "重新打开"}
 NOTE_MAX_LENGTH = 1000
@@ -174,12 +174,12 @@ def flag_labels(flags: str | None) -> list[str]:
 
 
 def suggestion_of(q: Questionnaire | None, response: Response) -> str:
-    """The respondent's suggestion (the item with role "suggestion"), phones masked."""
+    """The respondent's suggestion (the item with role "suggestion"), IDs and phones masked."""
     item = q.role_item("suggestion") if q else None
     if item is None:
         return ""
     text = json.loads(response.answers or "{}").get(item.code)
-    return scrub_phones(text.strip()) if isinstance(text, str) else ""
+    return scrub_free_text(text.strip()) if isinstance(text, str) else ""
 
 
 def satisfaction_label(q: Questionnaire | None, score: int | None) -> str:

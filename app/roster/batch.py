@@ -63,3 +63,19 @@ class ImportFailed(Exception):
     def __init__(self, message: str, batch_id: int | None = None):
         super().__init__(message)
         self.batch_id = batch_id
+
+
+class AlreadyConfirmed(ImportFailed):
+    """The preview was confirmed already (a double click, a second tab): nothing was done and
+    no failed batch is recorded. ``batch_id`` is the batch that applied it."""
+
+    def __init__(self, batch_id: int):
+        super().__init__("该批次已确认导入。", batch_id)
+
+
+class ImportBusy(ImportFailed):
+    """The database stayed busy with another write (SQLite's lock) longer than the wait allows:
+    nothing was done and no failed batch is recorded."""
+
+    def __init__(self):
+        super().__init__("数据库正忙（可能有另一项导入正在进行），本次没有导入任何数据。请稍后刷新页面查看结果，或再试一次。")

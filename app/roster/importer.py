@@ -21,14 +21,15 @@ from pathlib import Path
 
 import numpy as np
 from sqlalchemy import select
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session
 
 from app.core.clock import utcnow
+from app.core.locks import begin_write
 from app.core.spreadsheets import write_error_report
 from app.models import audit, County, ImportBatch
 from app.org.maintenance import Actor
-from app.roster.batch import ImportContext, ImportFailed, ImportOptions, ImportResult
+from app.roster.batch import AlreadyConfirmed, ImportBusy, ImportContext, ImportFailed, ImportOptions, ImportResult
 from app.roster.fresh_load import FreshLoad
 from app.roster.labels import sync_labels
 from app.roster.pipeline import validated_chunks
@@ -57,6 +58,29 @@ def file_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
+def is_database_locked(exc: BaseException) -> bool:
+    """SQLite's "database is locked" / "database table is locked": another writer held the
+    lock longer than the busy timeout."""
+    return isinstance(exc, OperationalError) and "locked" in str(exc.orig)
+
+
+def lock_preview(session: Session, preview_id: int) -> int | None:
+    """Begin the transaction that confirms a preview holding the lock that makes the check
+    below reliable — SQLite's write lock, the preview row's lock on PostgreSQL — and return
+    the id of the batch that applied the preview already, if one did. A second confirmation
+    waits here until the first has committed, then finds it. Raises ImportBusy when the
+    database stays locked longer than the busy timeout."""
+    try:
+        begin_write(session)
+        session.execute(select(ImportBatch.id).where(ImportBatch.id == preview_id).with_for_update())
+    except OperationalError as exc:
+        if not is_database_locked(exc):
+            raise
+        session.rollback()
+        raise ImportBusy() from exc
+    return session.scalar(select(ImportBatch.id).where(ImportBatch.preview_of_id == preview_id))
+
+
 def import_and_commit(
     session: Session,
     path: str | Path,
@@ -71,7 +95,14 @@ def import_and_commit(
     Unlike other services this one owns its transaction, because an import is one atomic
     batch whose outcome decides it: staging, merge and the batch row commit together or not
     at all. Applied → commit; dry run → roll back and keep only a preview batch row; any
-    failure → roll back everything, then commit a failed batch row and raise ImportFailed."""
+    failure → roll back everything, then commit a failed batch row and raise ImportFailed.
+    Confirming a preview (``preview_of_id``) that was confirmed already raises
+    AlreadyConfirmed and records nothing."""
+    if preview_of_id is not None:
+        applied = lock_preview(session, preview_of_id)
+        if applied is not None:
+            session.rollback()
+            raise AlreadyConfirmed(applied)
     path = Path(path)
     filename = filename or path.name
     sha = file_sha256(path) if path.exists() else ""
@@ -118,10 +149,15 @@ def import_and_commit(
         session.add(batch)
         try:
             session.flush()
-        except IntegrityError as exc:  # the unique preview_of_id: confirmed twice
-            raise ImportFailed("该预览已经确认导入过，不能重复导入。") from exc
+        except IntegrityError as exc:  # the unique preview_of_id: confirmed twice after all
+            session.rollback()
+            applied = session.scalar(select(ImportBatch.id).where(ImportBatch.preview_of_id == preview_of_id))
+            raise AlreadyConfirmed(applied) from exc
         result = _run(session, path, options, ctx, batch)
         result.error_report = write_error_report(ctx.reports_dir, sha, result.rejections)
+    except AlreadyConfirmed:
+        session.rollback()
+        raise
     except (SheetFileError, ImportFailed) as exc:
         session.rollback()
         failed = record("failed", None, str(exc))
@@ -130,6 +166,8 @@ def import_and_commit(
         raise ImportFailed(str(exc), failed.id) from exc
     except Exception as exc:
         session.rollback()
+        if is_database_locked(exc):  # nothing was written, and a failed batch could not be either
+            raise ImportBusy() from exc
         log.exception("roster import crashed: %s", filename)
         message = "导入过程中发生内部错误，数据库未作任何更改。请联系系统管理员。"
         failed = record("failed", None, message)

@@ -4,7 +4,10 @@ from pathlib import Path
 from flask import abort, current_app, flash, redirect, render_template, send_file, url_for
 from flask_login import current_user, login_required
 from sqlalchemy import select
+from sqlalchemy.exc import OperationalError
 
+from app.core.masking import scrub_ids
+from app.core.storage import save_private
 from app.core.transactions import transaction
 from app.auth.scope import roles_required
 from app.extensions import db
@@ -13,8 +16,8 @@ from app.roster import bp
 from app.roster.context import import_context
 from app.roster.forms import ConfirmForm, UploadForm
 from app.core.sheets import SUPPORTED_SUFFIXES
-from app.roster.importer import file_sha256, import_and_commit
-from app.roster.batch import ImportFailed, ImportOptions
+from app.roster.importer import file_sha256, import_and_commit, is_database_locked, lock_preview
+from app.roster.batch import AlreadyConfirmed, ImportBusy, ImportFailed, ImportOptions
 
 PREVIEW_ROWS = 200
 
@@ -39,8 +42,9 @@ def upload():
             return render_template("roster/upload.html", form=form), 400
         upload_dir = Path(current_app.config["UPLOAD_DIR"])
         tmp = upload_dir / f".upload-{uuid.uuid4().hex}{suffix}"
-        upload.save(tmp)
-        stored = f"{file_sha256(tmp)}{suffix}"
+        save_private(upload.stream, tmp)
+        # a name of its own: the file is deleted with its batch, whoever uploads the same file
+        stored = f"{file_sha256(tmp)[:16]}-{uuid.uuid4().hex[:16]}{suffix}"
         tmp.replace(upload_dir / stored)
         options = ImportOptions(
             county=form.county.data or None,
@@ -53,6 +57,7 @@ def upload():
                 db.session, upload_dir / stored, options, _context(), original, source_file=stored
             )
         except ImportFailed as exc:
+            (upload_dir / stored).unlink(missing_ok=True)  # a failed batch keeps no upload
             flash(f"文件无法导入：{exc}", "error")
             return render_template("roster/upload.html", form=form), 400
         return redirect(url_for("roster.batch", batch_id=result.batch_id))
@@ -79,6 +84,9 @@ def batch(batch_id: int):
         batch=batch,
         confirmed=confirmed,
         rejections=rejections,
+        report_kept=_report_path(batch, "csv") is not None,
+        upload_kept=_upload_path(batch) is not None,
+        retention_hours=current_app.config["UPLOAD_RETENTION_HOURS"],
         preview_rows=PREVIEW_ROWS,
         confirm_form=ConfirmForm(),
     )
@@ -91,11 +99,28 @@ def confirm(batch_id: int):
     form = ConfirmForm()
     if not form.validate_on_submit():
         abort(400)
+    here = url_for("roster.batch", batch_id=batch_id)
+    try:
+        # the check that it was not confirmed already, and the import, under one lock: a
+        # second click waits for the first to commit, then finds it
+        applied = lock_preview(db.session, batch_id)
+    except ImportBusy as exc:
+        flash(str(exc), "error")
+        return redirect(here)
     preview = db.get_or_404(ImportBatch, batch_id)
+    if preview.status == "cancelled":
+        db.session.rollback()
+        flash("该批次已取消，上传的文件已删除；如需导入请重新上传。", "error")
+        return redirect(here)
     if preview.status != "preview" or not preview.source_file:
         abort(404)
+    if applied is not None:
+        db.session.rollback()
+        flash("该批次已确认导入。", "info")
+        return redirect(here)
     path = Path(current_app.config["UPLOAD_DIR"]) / preview.source_file
     if not path.exists() or file_sha256(path) != preview.sha256:
+        db.session.rollback()
         flash("预览时上传的文件已不存在，请重新上传。", "error")
         return redirect(url_for("roster.upload"))
     options = ImportOptions(
@@ -107,11 +132,57 @@ def confirm(batch_id: int):
         result = import_and_commit(
             db.session, path, options, _context(), preview.filename, source_file=preview.source_file, preview_of_id=preview.id
         )
+    except AlreadyConfirmed:
+        flash("该批次已确认导入。", "info")
+        return redirect(here)
+    except ImportBusy as exc:
+        flash(str(exc), "error")
+        return redirect(here)
     except ImportFailed as exc:
+        path.unlink(missing_ok=True)  # a failed batch keeps no upload
         flash(f"导入失败，数据库未作更改：{exc}", "error")
-        return redirect(url_for("roster.batch", batch_id=batch_id))
+        return redirect(here)
+    except OperationalError as exc:
+        if not is_database_locked(exc):
+            raise
+        db.session.rollback()
+        flash(str(ImportBusy()), "error")
+        return redirect(here)
+    path.unlink(missing_ok=True)  # confirmed: the upload is not kept
     flash("导入完成：" + _summary_zh(result), "success")
     return redirect(url_for("roster.batch", batch_id=result.batch_id))
+
+
+@bp.route("/batches/<int:batch_id>/cancel", methods=["POST"])
+@login_required
+@roles_required("admin")
+def cancel(batch_id: int):
+    """Give up a preview: its upload is deleted and it can no longer be confirmed."""
+    form = ConfirmForm()
+    if not form.validate_on_submit():
+        abort(400)
+    here = url_for("roster.batch", batch_id=batch_id)
+    try:
+        applied = lock_preview(db.session, batch_id)  # not while a confirmation imports the file
+        with transaction(db.session):
+            preview = db.get_or_404(ImportBatch, batch_id)
+            if preview.status not in ("preview", "cancelled"):
+                abort(404)
+            stored = preview.source_file
+            if applied is None and preview.status == "preview":
+                preview.status, preview.source_file = "cancelled", None
+                audit(db.session, "roster.import.cancelled", current_user,
+                      target=f"import_batch:{preview.id} {preview.filename}")
+    except ImportBusy as exc:
+        flash(str(exc), "error")
+        return redirect(here)
+    if applied is not None:
+        flash("该批次已确认导入，不能取消。", "info")
+        return redirect(here)
+    if stored:
+        (Path(current_app.config["UPLOAD_DIR"]) / stored).unlink(missing_ok=True)
+    flash("已取消这次导入，上传的文件已删除。", "success")
+    return redirect(here)
 
 
 @bp.route("/batches/<int:batch_id>/report.<fmt>")
@@ -119,10 +190,8 @@ def confirm(batch_id: int):
 @roles_required("admin")
 def report(batch_id: int, fmt: str):
     batch = db.get_or_404(ImportBatch, batch_id)
-    if fmt not in ("xlsx", "csv") or not batch.error_report:
-        abort(404)
-    path = Path(current_app.config["IMPORT_REPORTS_DIR"]) / f"{batch.error_report}.{fmt}"
-    if not path.exists():
+    path = _report_path(batch, fmt) if fmt in ("xlsx", "csv") else None
+    if path is None:
         abort(404)
     with transaction(db.session):
         audit(db.session, "export.import_errors", current_user, target=f"import_batch:{batch.id}", detail=path.name)
@@ -136,13 +205,29 @@ def _summary_zh(result) -> str:
     )
 
 
-def _read_report_head(batch: ImportBatch) -> list[dict]:
+def _report_path(batch: ImportBatch, fmt: str) -> Path | None:
+    """The batch's error report, while it is kept (see UPLOAD_RETENTION_HOURS)."""
     if not batch.error_report:
-        return []
-    path = Path(current_app.config["IMPORT_REPORTS_DIR"]) / f"{batch.error_report}.csv"
-    if not path.exists():
+        return None
+    path = Path(current_app.config["IMPORT_REPORTS_DIR"]) / f"{batch.error_report}.{fmt}"
+    return path if path.exists() else None
+
+
+def _upload_path(batch: ImportBatch) -> Path | None:
+    """The preview's uploaded file, while it is kept: until the batch is confirmed or cancelled,
+    or for UPLOAD_RETENTION_HOURS."""
+    if not batch.source_file:
+        return None
+    path = Path(current_app.config["UPLOAD_DIR"]) / batch.source_file
+    return path if path.exists() else None
+
+
+def _read_report_head(batch: ImportBatch) -> list[dict]:
+    path = _report_path(batch, "csv")
+    if path is None:
         return []
     import pandas as pd
 
     frame = pd.read_csv(path, encoding="utf-8-sig", dtype=str, keep_default_na=False, nrows=PREVIEW_ROWS)
-    return frame.to_dict("records")
+    # reports are written masked; a report written before that rule is masked as it is shown
+    return [{key: scrub_ids(value) for key, value in row.items()} for row in frame.to_dict("records")]

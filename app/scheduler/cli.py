@@ -36,9 +36,9 @@ def run_command():
 
 
 @scheduler_cli.command("run-once")
-@click.argument("job", type=click.Choice(["draw", "close", "catch_up", "purge"]))
+@click.argument("job", type=click.Choice(["draw", "close", "catch_up", "purge", "uploads"]))
 def run_once(job):
-    """立即执行一次指定任务（draw / close / catch_up / purge），记入运行历史。"""
+    """立即执行一次指定任务（draw / close / catch_up / purge / uploads），记入运行历史。"""
     run = run_job(current_app._get_current_object(), job)
     if run is None:
         click.echo("没有需要执行的工作。")

@@ -1,6 +1,7 @@
-"""Scheduled work: the month's draw, the month-end close, and the catch-up that makes up for
-both after downtime. Every job takes the clock as an argument and is idempotent: the draw's
-database lock and unique constraint make a second run (another worker, a restart) harmless.
+"""Scheduled work: the month's draw, the month-end close, the catch-up that makes up for
+both after downtime, the nightly retention purge and the hourly deletion of uploads kept too
+long. Every job takes the clock as an argument and is idempotent: the draw's database lock
+and unique constraint make a second run (another worker, a restart) harmless.
 """
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from sqlalchemy import exists, select
 from app.draws.context import call_list_writer, draw_settings
 from app.core.transactions import transaction
 from app.core.clock import clock_now, current_month, month_bounds, shift_month, TZ, utc_naive
+from app.core.storage import remove_older_than
 from app.draws.services import draw_month_and_commit
 from app.scheduler.month_end import close_round, rounds_to_close
 from app.extensions import db
@@ -24,7 +26,7 @@ from app.models import County, Round, SchedulerRun
 from app.privacy.cli import run_purge, summary_lines
 
 ACTOR = "scheduler"
-JOB_LABELS = {"draw": "每月抽样", "close": "月末关闭", "catch_up": "补做检查", "purge": "个人信息到期删除"}
+JOB_LABELS = {"draw": "每月抽样", "close": "月末关闭", "catch_up": "补做检查", "purge": "个人信息到期删除", "uploads": "清理上传文件"}
 
 
 def cron_trigger(expression: str) -> CronTrigger:
@@ -136,6 +138,20 @@ def run_retention_purge(app: Flask, now: datetime) -> JobResult:
     return JobResult(True, "\n".join(summary_lines(result, app.config["PERSONAL_DATA_RETENTION_MONTHS"])))
 
 
+def run_upload_cleanup(app: Flask, now: datetime) -> JobResult:
+    """Uploads and import error reports older than UPLOAD_RETENTION_HOURS: the ones no
+    confirmation, cancellation or failure deleted (a preview nobody confirmed, a user or
+    organisation sheet), and every error report."""
+    hours = app.config["UPLOAD_RETENTION_HOURS"]
+    removed = [
+        *remove_older_than(app.config["UPLOAD_DIR"], now, hours),
+        *remove_older_than(app.config["IMPORT_REPORTS_DIR"], now, hours),
+    ]
+    if not removed:
+        return JobResult(False, f"没有超过 {hours} 小时的上传文件或错误报告。")
+    return JobResult(True, f"已删除超过 {hours} 小时的上传文件和错误报告 {len(removed)} 个。")
+
+
 def _record(app: Flask, job: str, scheduled_for: datetime | None, now_fn, body, always: bool) -> RunRecord | None:
     """Run ``body`` and keep its history row (always for the cron jobs; for the catch-up only
     when it did something or failed)."""
@@ -190,6 +206,8 @@ def run_job(app: Flask, job: str, now: datetime | None = None, scheduled_for: da
                                  failed=closes.failed or draws.failed)
 
             return _record(app, job, scheduled_for, now_fn, body, always=False)
+        if job == "uploads":
+            return _record(app, job, scheduled_for, now_fn, lambda: run_upload_cleanup(app, now_fn()), always=False)
         raise ValueError(f"unknown job {job}")
 
 

@@ -29,6 +29,9 @@ def configure(app: Flask, scheduler: BaseScheduler, heartbeat: Heartbeat | None 
         args=[app, "catch_up"], id="catch_up", **common,
     )
     scheduler.add_job(run_job, purge_trigger(app.config), args=[app, "purge"], id="purge", **common)
+    scheduler.add_job(
+        run_job, IntervalTrigger(hours=1, timezone=TZ), args=[app, "uploads"], id="uploads", **common,
+    )
     # the heartbeat: once as soon as the scheduler starts, then every minute; a beat missed
     # (the process was suspended) is not worth making up, the next one says the same
     heartbeat = heartbeat or Heartbeat(app)
