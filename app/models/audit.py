@@ -178,12 +178,13 @@ def link_pending(connection) -> list[tuple[int, int, str, str]]:
     Returns (id, seq, prev_hash, hash) per row linked. Call it just before the commit (the
     session does, see ``_link_on_commit``)."""
     table = AuditLog.__table__
+    seq, prev = _lock_head(connection)
+    # read after taking the head: a row another transaction links meanwhile is not taken twice
     rows = connection.execute(
         select(*(table.c[name] for name in CHAINED)).where(table.c.seq.is_(None)).order_by(table.c.id)
     ).mappings().all()
     if not rows:
         return []
-    seq, prev = _lock_head(connection)
     links = []
     for row in rows:
         seq += 1
@@ -192,7 +193,7 @@ def link_pending(connection) -> list[tuple[int, int, str, str]]:
         links.append((row["id"], seq, prev, digest))
         prev = digest
     connection.execute(
-        update(table).where(table.c.id == bindparam("b_id")).values(
+        update(table).where(table.c.id == bindparam("b_id"), table.c.seq.is_(None)).values(
             seq=bindparam("b_seq"), prev_hash=bindparam("b_prev"), hash=bindparam("b_hash")),
         [{"b_id": i, "b_seq": s, "b_prev": p, "b_hash": h} for i, s, p, h in links],
     )
