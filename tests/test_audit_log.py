@@ -94,6 +94,9 @@ def test_bad_dates_are_said_in_chinese(client, login, world):
     html = _page(client, since="2026-13-45", until="x" * 500)
     assert "起始日期“2026-13-45”无效" in html and "截止日期" in html
     assert "修改答案" in html.split("<tbody>")[1]  # the list itself, unfiltered by the bad dates
+    # control characters (a NUL fails a PostgreSQL query) are dropped, not a 500
+    html = _page(client, who="su\x00p2", action="draw\x00", since="2026\x00-11-21")
+    assert "华容县 2026-11" in html.split("<tbody>")[1]
 
 
 def test_fifty_rows_a_page(client, login, world):

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import re
+import unicodedata
 from dataclasses import dataclass, field
 from datetime import date, datetime, time
 
@@ -33,6 +34,11 @@ def scrub(text: str | None) -> str:
     return _ID_IN_TEXT.sub(lambda m: "*" * (len(m.group()) - 4) + m.group()[-4:], scrub_phones(text))
 
 
+def _text(value: str | None, limit: int) -> str:
+    """A query-string value without control characters (PostgreSQL refuses a NUL)."""
+    return "".join(ch for ch in (value or "") if unicodedata.category(ch)[0] != "C").strip()[:limit]
+
+
 def _day(value: str | None) -> date | None:
     return date.fromisoformat(value) if value else None
 
@@ -51,9 +57,9 @@ class AuditFilters:
 
     @classmethod
     def from_args(cls, args, user: User) -> AuditFilters:
-        f = cls(who=(args.get("who") or "").strip()[:MAX_QUERY], action=(args.get("action") or "").strip()[:50])
+        f = cls(who=_text(args.get("who"), MAX_QUERY), action=_text(args.get("action"), 50))
         for name, label in (("since", "起始日期"), ("until", "截止日期")):
-            raw = (args.get(name) or "").strip()
+            raw = _text(args.get(name), 40)
             try:
                 setattr(f, name, _day(raw))
             except ValueError:
