@@ -46,10 +46,10 @@ def create_app(config: dict | None = None) -> Flask:
     app.extensions["vocabulary"] = load_vocabulary(app.config["POPULATIONS_FILE"])
     _load_call_rules(app)
 
-    from app import admin, auth, calls, demo, draws, filters, org, overview, privacy, reports, roster, scheduler
+    from app import admin, audit, auth, calls, demo, draws, filters, org, overview, privacy, reports, roster, scheduler
 
     filters.register(app)
-    for area in (auth, roster, org, draws, scheduler, calls, admin, reports, overview, demo, privacy):
+    for area in (auth, roster, org, draws, scheduler, calls, admin, reports, overview, demo, privacy, audit):
         area.register(app)
     _register_error_pages(app)
     _security_headers(app)

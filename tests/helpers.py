@@ -11,7 +11,8 @@ from pathlib import Path
 from sqlalchemy import create_engine, make_url, text
 
 from app.extensions import db
-from app.models import Resident
+from app.models import AuditChainHead, Resident
+from app.models.audit import GENESIS
 
 TODAY = date(2026, 11, 23)
 PASSWORD = "test-password-1"
@@ -56,6 +57,8 @@ def empty_tables() -> None:
         else:
             for table in tables:
                 conn.execute(text(f'DELETE FROM "{table}"'))
+        # the audit chain starts again from its head, as a new database does
+        conn.execute(AuditChainHead.__table__.insert().values(id=1, seq=0, audit_id=None, hash=GENESIS))
 
 
 def csrf_token(html: str) -> str:

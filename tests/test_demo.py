@@ -167,7 +167,7 @@ class TestSeededCity:
         path = build_monthly_report(db.session, "2026-10", None, tmp_path / "report.xlsx", config=current_app.config,
                                     now=NOW)
         book = load_workbook(path, read_only=True)
-        assert book.sheetnames == ["汇总", "机构排名", "团队排名", "问题清单", "明细"]
+        assert book.sheetnames == ["汇总", "机构排名", "团队排名", "问题清单", "明细", "说明"]
         assert book["明细"].max_row > 100 and book["问题清单"].max_row > 5
 
     def test_demo_accounts_and_callers(self, city):

@@ -199,6 +199,8 @@ def test_reports_and_rankings_of_an_old_month_are_identical(app, months, tmp_pat
     assert list(after["workbook"]) == list(before["workbook"])
     for sheet, frame in before["workbook"].items():
         new = after["workbook"][sheet]
+        if sheet == "说明":  # the audit chain's head, which the purge's own audit row moves on
+            continue
         header = list(frame.iloc[1])
         assert header == list(new.iloc[1])
         erased = [i for i, title in enumerate(header) if title in personal.get(sheet, ())]

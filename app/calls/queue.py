@@ -252,7 +252,7 @@ def assign(session: Session, case_ids: list[int], caller: User | None, superviso
         .values(assigned_to_id=caller.id if caller else None)
         .execution_options(synchronize_session=False)
     )
-    audit(session, "assign_cases", supervisor, target=f"round:{round_.id}",
+    audit(session, "assign_cases", supervisor, target=f"round:{round_.id}", county_id=round_.county_id,
           detail={"cases": case_ids, "caller": caller.username if caller else None})
     session.flush()
     return result.rowcount

@@ -140,6 +140,6 @@ def export_call_list(month, county):
     paths = write_call_list(db.session, round_.id, current_app.config["SAMPLE_LISTS_DIR"])
     with transaction(db.session):
         audit(db.session, "export_call_list", _actor(), target=f"{round_.county.name} {round_.month}",
-              detail=", ".join(str(p) for p in paths))
+              detail=", ".join(str(p) for p in paths), county_id=round_.county_id)
     for path in paths:
         click.echo(f"呼叫名单：{path}")

@@ -25,7 +25,7 @@ def _round_or_404(round_id: int) -> Round:
 def _log(action: str, round_: Round, detail: str | None = None) -> None:
     with transaction(db.session):
         audit(db.session, action, current_user, target=f"round:{round_.id} {round_.county.name} {round_.month}",
-              detail=detail)
+              detail=detail, county_id=round_.county_id)
 
 
 def _draw_form() -> DrawForm:

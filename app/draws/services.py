@@ -566,7 +566,7 @@ def draw_county(
     session.add(round_)
     session.flush()  # the unique (county, month) constraint answers here if another process won
     units = _run_draw(session, round_, county, settings, now, inputs)
-    audit(session, "draw", actor, user_id=user_id, target=f"{county.name} {month}",
+    audit(session, "draw", actor, user_id=user_id, target=f"{county.name} {month}", county_id=county.id,
           detail={"round_id": round_.id, "seed": round_.seed, "salt": round_.salt,
                   "eligible": round_.eligible_count, "eligible_hash": round_.eligible_hash})
     session.flush()
@@ -673,7 +673,7 @@ def redraw_round(
     session.flush()
     session.expire(round_, ["units"])
     units = _run_draw(session, round_, county, settings, now, _inputs(session, county, round_.month, day, settings))
-    audit(session, "redraw", actor, user_id=user_id, target=f"{county.name} {round_.month}",
+    audit(session, "redraw", actor, user_id=user_id, target=f"{county.name} {round_.month}", county_id=county.id,
           detail={"round_id": round_.id, "reason": reason, "old": old,
                   "new": {"seed": round_.seed, "salt": round_.salt}})
     session.flush()

@@ -1,5 +1,5 @@
 """All models, importable from one place (Alembic's autogenerate sees them here)."""
-from app.models.audit import AuditLog, audit
+from app.models.audit import ACTION_LABELS, AuditChainHead, AuditLog, action_label, audit
 from app.models.auth import ROLES, LoginAttempt, User, username_key
 from app.models.calls import PROBLEM_STATUS_LABELS, PROBLEM_STATUSES, RESPONSE_STATUSES, AnswerEdit, Attempt, Problem, Response
 from app.models.org import INSTITUTION_TYPES, UNIT_KINDS, County, Institution, OrgChange, Team
@@ -38,7 +38,10 @@ __all__ = [
     "RoundInstitution",
     "SchedulerHeartbeat",
     "SchedulerRun",
+    "ACTION_LABELS",
+    "AuditChainHead",
     "AuditLog",
+    "action_label",
     "audit",
     "County",
     "INSTITUTION_TYPES",

@@ -141,7 +141,8 @@ def record_change(session: Session, actor: Actor, kind: str, unit_id: int, actio
     session.add(OrgChange(unit_kind=kind, unit_id=unit_id, action=action, before=dump(before), after=dump(after),
                           reason=reason, actor=actor.name, user_id=actor.user_id))
     audit(session, f"org_{action}", actor.name, user_id=actor.user_id, target=f"{kind}:{unit_id}",
-          detail=dump({"before": before, "after": after, "reason": reason}))
+          detail=dump({"before": before, "after": after, "reason": reason}),
+          county_id=county_of(kind, unit_of(session, kind, unit_id)).id)
 
 
 def _diff(unit, values: dict) -> tuple[dict, dict]:

@@ -84,7 +84,8 @@ def rankings_command(month, level, window, county_name, indicator, fmt):
               target=f"rankings {level} {month}" + (f" {county.name}" if county else ""),
               detail={"via": "cli", "level": level, "month": month, "window": window, "indicator": indicator,
                       "county": county.name if county else None, "format": fmt,
-                      "ranked": len(table["ranked"]), "insufficient": len(table["insufficient"])})
+                      "ranked": len(table["ranked"]), "insufficient": len(table["insufficient"])},
+              county_id=county.id if county else None)
     _write(text)
 
 
@@ -122,7 +123,7 @@ def monthly_command(month, county, output):
     except OSError as exc:
         raise click.ClickException(f"无法写入文件 {path}：{exc.strerror or exc}") from exc
     with transaction(db.session):
-        audit_export(db.session, month, scope, path, actor=_actor())
+        audit_export(db.session, month, scope, path, actor=_actor(), county_id=county_obj.id if county_obj else None)
     if has_rounds is None:
         click.echo(f"注意：{scope} {month} 没有抽样轮次，报告中没有数据。")
     click.echo(f"月度报告：{path}")

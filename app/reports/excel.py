@@ -9,7 +9,9 @@ numbers are the same by construction:
 - 机构排名 / 团队排名: ``build_ranking`` with the rankings page's defaults (institutions on the
   month, teams on a rolling 12-month window), ranked rows first, then the 样本不足 rows;
 - 问题清单: the month's rectification list (Problem rows);
-- 明细: one row per active case (primaries and activated backups) with its outcome and answers.
+- 明细: one row per active case (primaries and activated backups) with its outcome and answers;
+- 说明: the audit chain's head when the workbook was made (record id and hash), so a later
+  rewrite of the audit log contradicts the paper already sent (``flask audit verify --expect``).
 
 Phones are masked everywhere (ID numbers and phones typed into free text too), every workbook
 is written through ``app.core.spreadsheets.write_xlsx`` (formula injection neutralised, atomic
@@ -40,7 +42,7 @@ from app.core.clock import to_local
 from app.core.masking import mask_phone, scrub_free_text
 from app.core.spreadsheets import write_xlsx
 from app.draws.calllists import SEX, safe_dirname, sample_label
-from app.models import PROBLEM_STATUS_LABELS, audit, Case, County, Institution, Problem, Response, Round, Team
+from app.models import PROBLEM_STATUS_LABELS, audit, AuditChainHead, Case, County, Institution, Problem, Response, Round, Team
 from app.questionnaires import FLAGS, Questionnaire, load_questionnaires
 from app.reports.board import Progress, board_rows
 from app.reports.indicators import LEVEL_LABELS, RATES, Unit, unit_indicators
@@ -49,7 +51,7 @@ from app.reports.settings import ReportSettings
 
 AUDIT_ACTION = "export_monthly_report"
 CITY = "全市"
-SHEETS = ("汇总", "机构排名", "团队排名", "问题清单", "明细")
+SHEETS = ("汇总", "机构排名", "团队排名", "问题清单", "明细", "说明")
 # the rankings page's defaults: institutions on the month, teams on a rolling 12 months
 INSTITUTION_WINDOW = 1
 TEAM_WINDOW = 12
@@ -88,7 +90,7 @@ WIDTHS = {
     "层级": 12, "县市区": 12, "机构": 24, "团队": 22, "单位": 24, "所属": 30, "姓名": 12, "联系电话": 28,
     "人群类别": 24, "样本类型": 12, "结果": 16, "AAPOR类别": 14, "替换情况": 30, "问题标记": 30, "问题": 30,
     "整改情况": 40, "漏斗图位置": 18, "状态": 12, "访问时间": 18, "发现时间": 18, "交办时间": 18, "整改时间": 18,
-    "名次": 8, "编号": 8, "序号": 8, "性别": 6, "年龄": 6, "拨打次数": 10,
+    "项目": 24, "内容": 90, "名次": 8, "编号": 8, "序号": 8, "性别": 6, "年龄": 6, "拨打次数": 10,
     **{c: 9 for c in AAPOR_RATE_COLUMNS},
 }
 
@@ -423,6 +425,21 @@ def detail_frame(session: Session, rounds: list[Round], questionnaires: Mapping[
 # ---------------------------------------------------------------------------
 
 
+def notes_frame(session: Session) -> pd.DataFrame:
+    """The audit chain's head as committed now: anyone holding the workbook can later check
+    that the log up to that record was not rewritten."""
+    head = session.get(AuditChainHead, 1, populate_existing=True)
+    if head is None or not head.seq:
+        rows = [("审计链头", "尚无审计记录")]
+    else:
+        rows = [
+            ("审计链头", f"记录 #{head.audit_id}（第 {head.seq} 条）"),
+            ("审计链头哈希（SHA-256）", head.hash),
+            ("核对方法", f"flask --app wsgi audit verify --expect {head.audit_id}:{head.hash}"),
+        ]
+    return pd.DataFrame(rows, columns=["项目", "内容"])
+
+
 def scope_name(session: Session, county_id: int | None) -> str:
     if county_id is None:
         return CITY
@@ -467,6 +484,7 @@ def build_monthly_report(
         "团队排名": ranking_frame(team_ranking),
         "问题清单": problems_frame(session, month, county_id, tz_name),
         "明细": detail_frame(session, rounds, questionnaires, tz_name),
+        "说明": notes_frame(session),
     }
     if not rounds:
         head += "（本月没有抽样轮次）"
@@ -476,6 +494,7 @@ def build_monthly_report(
         "团队排名": f"{ranking_title(team_ranking, head)} · {made}",
         "问题清单": f"{head} · 问题清单（整改）· {made}",
         "明细": f"{head} · 明细（每个样本一行，电话已隐藏）· {made}",
+        "说明": f"{head} · 说明 · {made}",
     }
     path = Path(path)
     write_xlsx(path, sheets, {**WIDTHS, **_answer_widths(sheets["明细"])}, titles=titles,
@@ -517,6 +536,6 @@ def report_filename(month: str, scope: str) -> str:
     return f"{month}-{safe_dirname(scope)}-月度报告.xlsx"
 
 
-def audit_export(session: Session, month: str, scope: str, path: Path, *, actor) -> None:
+def audit_export(session: Session, month: str, scope: str, path: Path, *, actor, county_id: int | None = None) -> None:
     """The export's audit row (a User, or a process named by a string); the boundary commits."""
-    audit(session, AUDIT_ACTION, actor, target=f"{scope} {month}", detail=str(path))
+    audit(session, AUDIT_ACTION, actor, target=f"{scope} {month}", detail=str(path), county_id=county_id)

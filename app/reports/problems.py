@@ -67,7 +67,8 @@ def _change(session: Session, problem: Problem, user: User, now: datetime, *, st
     if result.rowcount != 1:
         session.refresh(problem)
         raise ProblemError("该问题的状态刚刚被其他人更改，请刷新页面后重试。")
-    audit(session, action, user, target=f"problem:{problem.id}", detail=detail, at=utc_naive(now))
+    audit(session, action, user, target=f"problem:{problem.id}", detail=detail, at=utc_naive(now),
+          county_id=problem.county_id)
     session.flush()
     session.refresh(problem)
     return problem

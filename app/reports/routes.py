@@ -500,7 +500,8 @@ def api_rankings():
               target=f"rankings {f.level} {f.month}" + (f" {f.county.name}" if f.county else ""),
               detail={"via": "api", "level": f.level, "month": f.month, "window": f.window,
                       "indicator": f.indicator, "county": f.county.name if f.county else None,
-                      "ranked": len(table["ranked"]), "insufficient": len(table["insufficient"])})
+                      "ranked": len(table["ranked"]), "insufficient": len(table["insufficient"])},
+              county_id=f.county.id if f.county else None)
     return jsonify(table)
 
 
@@ -543,7 +544,7 @@ def monthly_report():
         now=now,
     )
     with transaction(db.session):
-        audit_export(db.session, month, scope, path, actor=current_user)
+        audit_export(db.session, month, scope, path, actor=current_user, county_id=county.id if county else None)
     return send_file(path, as_attachment=True, download_name=path.name,
                      mimetype="application/vnd.openxmlformats-officedocument.spreadsheetml.sheet")
 

@@ -52,7 +52,8 @@ def close_round(
     round_.status = "closed"
     round_.closed_at = stamp
     round_.closed_by = actor
-    audit(session, "close_round", actor, target=f"{round_.county.name} {round_.month}", detail={"round_id": round_id})
+    audit(session, "close_round", actor, target=f"{round_.county.name} {round_.month}", detail={"round_id": round_id},
+          county_id=round_.county_id)
     session.flush()
     return True
 

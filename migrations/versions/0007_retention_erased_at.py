@@ -4,7 +4,7 @@ The retention period (PERSONAL_DATA_RETENTION_MONTHS) erases the personal data o
 rounds closed longer ago, and of residents inactive as long; each erased row records when,
 so the purge is idempotent and pages can say why a name is gone.
 
-Revision ID: 0007_retention
+Revision ID: 0007
 Revises: 0006
 
 """
@@ -13,7 +13,7 @@ import sqlalchemy as sa
 
 
 # revision identifiers, used by Alembic.
-revision = '0007_retention'
+revision = '0007'
 down_revision = '0006'
 branch_labels = None
 depends_on = None
