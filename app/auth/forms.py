@@ -15,6 +15,10 @@ class LogoutForm(FlaskForm):
     submit = SubmitField("退出")
 
 
+class SignOutEverywhereForm(FlaskForm):
+    submit = SubmitField("退出所有设备")
+
+
 class ChangePasswordForm(FlaskForm):
     current = PasswordField("当前密码", validators=[DataRequired("请输入当前密码"), Length(max=MAX_PASSWORD_LENGTH)])
     password = PasswordField(
