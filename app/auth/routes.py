@@ -195,7 +195,7 @@ def _refusal(admission: Admission, settings: ThrottleSettings) -> str:
 
 # What a user with a temporary password may still reach: the change page, signing out, and
 # the style sheets and scripts those pages need.
-_OPEN_WHILE_TEMPORARY = {"auth.change_password", "auth.logout", "auth.sign_out_everywhere", "static"}
+_OPEN_WHILE_TEMPORARY = {"auth.change_password", "auth.logout", "static"}
 
 
 @bp.before_app_request

@@ -304,8 +304,8 @@ def change_own_password(session: Session, user: User, *, current: str, new: str,
     user.must_change_password = False
     user.password_changed_at = now or utcnow()
     session.flush()
-    ended = revoke_all(session, user, now=now or utcnow(), keep_token=keep_token)
-    _audit(session, user, "password_change", user, {"forced": forced, "sessions_ended": ended})
+    revoke_all(session, user, now=now or utcnow(), keep_token=keep_token)
+    _audit(session, user, "password_change", user, {"forced": forced})
 
 
 def unlock_user(session: Session, user: User, *, actor: Actor, now: datetime, settings: ThrottleSettings) -> bool:
