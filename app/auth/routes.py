@@ -7,6 +7,7 @@ from flask_login import current_user, login_required, login_user, logout_user
 from sqlalchemy import select
 from werkzeug.security import check_password_hash, generate_password_hash
 
+from app.core.forms import has_control_characters
 from app.core.transactions import transaction
 from app.auth import bp
 from app.auth.forms import ChangePasswordForm, LoginForm, LogoutForm, SignOutEverywhereForm
@@ -136,7 +137,10 @@ def index():
             flash(_refusal(admission, settings), "error")
             return render_template("auth/login.html", form=form), 429
         user = db.session.scalar(select(User).where(User.username_key == username))
-        ok = _password_matches(user, form.password.data) and user.is_enabled
+        # no password holds a control character (the rules refuse them), while HMAC would take
+        # "secret\0" for "secret": such a password is wrong whatever the hash says
+        ok = (_password_matches(user, form.password.data) and user.is_enabled
+              and not has_control_characters(form.password.data))
         # the write lock only now, after the slow password hash (SQLite: one writer at a time)
         with transaction(db.session, write=True):
             settle(db.session, admission.attempt_id, ok)
