@@ -5,7 +5,7 @@ import logging
 import time
 from pathlib import Path
 
-from flask import Flask, g, render_template
+from flask import Flask, g, render_template, request
 from sqlalchemy import event
 
 from app.config import BASE_DIR, INSTANCE_DIR, load_config
@@ -172,8 +172,15 @@ def _security_headers(app: Flask) -> None:
         response.headers.setdefault("X-Frame-Options", "DENY")
         response.headers.setdefault("Referrer-Policy", "same-origin")
         response.headers.setdefault(
-            "Content-Security-Policy", "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'"
+            "Content-Security-Policy",
+            "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; frame-ancestors 'none'",
         )
-        if response.mimetype == "text/html":
-            response.headers.setdefault("Cache-Control", "no-store")
+        # pages, downloads (send_file says "no-cache") and JSON may hold personal data: no copy
+        # in the browser's or a proxy's cache; style sheets and scripts keep theirs
+        endpoint = request.endpoint or ""
+        if endpoint != "static" and not endpoint.endswith(".static"):
+            response.headers["Cache-Control"] = "no-store"
+            response.headers.pop("ETag", None)
+            response.headers.pop("Last-Modified", None)
+        response.headers.pop("Server", None)  # the application names no server (docs/deploy.md)
         return response
