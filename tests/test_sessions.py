@@ -188,3 +188,11 @@ def test_signing_in_and_out_is_audited_without_the_password(client, make_user):
                        ("logout", "wang")]
     db.session.expire_all()
     assert not any("wrong-password" in (a.detail or "") + a.actor for a in db.session.scalars(select(AuditLog)))
+
+
+def test_rows_of_long_ended_sessions_are_pruned_at_sign_in(client, new_client, make_user, clock):
+    make_user("wang", "admin")
+    sign_in(client, "wang")
+    clock.now = T0 + timedelta(days=7, seconds=1)
+    sign_in(new_client(), "wang")
+    assert [r.created_at for r in sessions()] == [clock.now]

@@ -16,12 +16,13 @@ import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import select, update
+from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session
 
 from app.models import User, UserSession
 
 SEEN_EVERY = timedelta(minutes=1)  # last_seen_at is written at most this often
+KEEP_FOR = timedelta(days=7)  # rows of sessions opened longer ago are deleted at each sign-in
 USER_AGENT_MAX = 200
 IP_MAX = 45
 
@@ -41,7 +42,9 @@ def token_hash(token: str) -> str:
 
 
 def open_session(session: Session, user: User, *, now: datetime, ip: str | None, user_agent: str | None) -> str:
-    """Record a new session for ``user`` and return its token (for the cookie only)."""
+    """Record a new session for ``user`` and return its token (for the cookie only). Rows of
+    sessions opened more than ``KEEP_FOR`` ago (long ended) are deleted on the way."""
+    session.execute(delete(UserSession).where(UserSession.created_at < now - KEEP_FOR))
     token = secrets.token_urlsafe(32)
     session.add(UserSession(token_hash=token_hash(token), user_id=user.id, created_at=now, last_seen_at=now,
                             ip=(ip or None) and ip[:IP_MAX], user_agent=(user_agent or None) and user_agent[:USER_AGENT_MAX]))
