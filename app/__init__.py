@@ -5,7 +5,7 @@ import logging
 import time
 from pathlib import Path
 
-from flask import Flask, g, render_template
+from flask import Flask, g, render_template, request
 from sqlalchemy import event, make_url
 
 from app.config import BASE_DIR, INSTANCE_DIR, load_config
@@ -109,8 +109,18 @@ def _configure_sqlite(engine) -> None:
         conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
 
 
+# The error page when even the template cannot be rendered (the database is down, say):
+# plain, Chinese, with nothing in it that needs the application.
+FALLBACK_ERROR_PAGE = """<!doctype html>
+<html lang="zh-CN"><head><meta charset="utf-8"><title>{code} 出错了</title></head>
+<body><h1>{code}</h1><p>{message}</p><p><a href="/">返回首页</a></p></body></html>
+"""
+
+
 def _register_error_pages(app: Flask) -> None:
     from flask_wtf.csrf import CSRFError
+    from markupsafe import escape
+    from sqlalchemy.exc import DataError
 
     messages = {
         400: "请求无效。",
@@ -122,15 +132,33 @@ def _register_error_pages(app: Flask) -> None:
     }
 
     def render(code: int, message: str | None = None):
-        if code >= 500:
-            # a failed statement may have left the transaction unusable (PostgreSQL): the page
-            # itself reads the signed-in user
-            db.session.rollback()
-        return render_template("errors/error.html", code=code, message=message or messages[code]), code
+        message = message or messages[code]
+        try:
+            if code >= 500:
+                # a failed statement may have left the transaction unusable (PostgreSQL): the
+                # page itself reads the signed-in user
+                db.session.rollback()
+            return render_template("errors/error.html", code=code, message=message), code
+        except Exception:  # noqa: BLE001 - the error page must not fail in its turn
+            app.logger.exception("the error page could not be rendered")
+            page = FALLBACK_ERROR_PAGE.format(code=code, message=escape(message))
+            return page, code, {"Content-Type": "text/html; charset=utf-8"}
 
     @app.errorhandler(CSRFError)
     def _csrf(_exc):
         return render(400, "表单已过期或来源无效，请刷新页面后重试。")
+
+    @app.errorhandler(DataError)
+    def _bad_text(exc):
+        # PostgreSQL refuses text holding a NUL: input that no form caught (a query string, a
+        # field read straight from the request) is bad input, not a server error
+        if "NUL" not in str(getattr(exc, "orig", exc)):
+            return render(500)
+        try:
+            db.session.rollback()
+        except Exception:  # noqa: BLE001
+            pass
+        return render(400, "提交的内容不能包含控制字符。")
 
     for code in messages:
         app.register_error_handler(code, lambda exc, code=code: render(code))
@@ -151,8 +179,15 @@ def _security_headers(app: Flask) -> None:
         response.headers.setdefault("X-Frame-Options", "DENY")
         response.headers.setdefault("Referrer-Policy", "same-origin")
         response.headers.setdefault(
-            "Content-Security-Policy", "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'"
+            "Content-Security-Policy",
+            "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; frame-ancestors 'none'",
         )
-        if response.mimetype == "text/html":
-            response.headers.setdefault("Cache-Control", "no-store")
+        # pages, downloads (send_file says "no-cache") and JSON may hold personal data: no copy
+        # in the browser's or a proxy's cache; style sheets and scripts keep theirs
+        endpoint = request.endpoint or ""
+        if endpoint != "static" and not endpoint.endswith(".static"):
+            response.headers["Cache-Control"] = "no-store"
+            response.headers.pop("ETag", None)
+            response.headers.pop("Last-Modified", None)
+        response.headers.pop("Server", None)  # the application names no server (docs/deploy.md)
         return response

@@ -81,6 +81,10 @@ def load_config(overrides: dict | None = None) -> dict:
         "LOGIN_MAX_FAILURES_PER_ADDRESS": int(env.get("LOGIN_MAX_FAILURES_PER_ADDRESS", "20")),
         "LOGIN_LOCK_MINUTES": int(env.get("LOGIN_LOCK_MINUTES", "15")),
         "SESSION_IDLE_MINUTES": int(env.get("SESSION_IDLE_MINUTES", "30")),
+        # a session ends this long after its sign-in, however busy
+        "SESSION_MAX_HOURS": int(env.get("SESSION_MAX_HOURS", "12")),
+        # past LOGIN_MAX_FAILURES_PER_ADDRESS an address waits 1, 2, 4 … seconds, at most this
+        "LOGIN_ADDRESS_MAX_DELAY_SECONDS": int(env.get("LOGIN_ADDRESS_MAX_DELAY_SECONDS", "60")),
         # behind a reverse proxy (nginx): how many proxies set X-Forwarded-For/-Proto, so the
         # sign-in throttle sees the client's address and not the proxy's
         "TRUST_PROXY_HOPS": int(env.get("TRUST_PROXY_HOPS", "0")),

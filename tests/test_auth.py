@@ -8,21 +8,25 @@ from datetime import datetime, timedelta
 
 import pytest
 from flask import g
+from flask import session as flask_session
 from flask.testing import FlaskClient
 from itsdangerous.timed import TimestampSigner
 from sqlalchemy import func, select
 
 from app.auth import routes as auth_routes
 from app.auth.services import UserError, update_user
+from app.auth.sessions import open_session
 from app.auth.throttle import (
     ThrottleSettings,
     account_failures,
     account_locked,
     address_blocked,
+    address_wait,
     is_throttled,
     normalize_username,
     record_attempt,
 )
+from app.core.clock import utcnow
 from app.extensions import db
 from app.models import AuditLog, LoginAttempt, User
 from tests.helpers import PASSWORD, csrf_token
@@ -111,11 +115,17 @@ def attempts() -> list[tuple[str, str, bool]]:
     return [(a.username, a.ip, a.success) for a in rows]
 
 
+SIGN_IN_ACTIONS = ("login", "login_failed", "logout", "logout_all")
+
+
 def audit_rows(action: str | None = None) -> list[AuditLog]:
+    """The audit rows of ``action``; without one, every row but those of signing in and out."""
     db.session.expire_all()
     stmt = select(AuditLog).order_by(AuditLog.id)
     if action:
         stmt = stmt.where(AuditLog.action == action)
+    else:
+        stmt = stmt.where(AuditLog.action.not_in(SIGN_IN_ACTIONS))
     return list(db.session.scalars(stmt))
 
 
@@ -169,17 +179,25 @@ def test_a_success_resets_the_account_counter(app):
     assert account_locked(db.session, "wang", now=now, settings=SETTINGS)
 
 
-def test_address_blocks_at_twenty_failures_whatever_the_names(app):
+def test_an_address_is_slowed_past_twenty_failures_never_locked(app):
     for i in range(19):
         fail(f"guess{i}", T0 + timedelta(seconds=i), ip="203.0.113.7")
-    now = T0 + timedelta(minutes=1)
-    assert not address_blocked(db.session, "203.0.113.7", now=now, settings=SETTINGS)
-    fail("guess19", T0 + timedelta(seconds=19), ip="203.0.113.7")
+    now = T0 + timedelta(seconds=19)
+    assert address_wait(db.session, "203.0.113.7", now=now, settings=SETTINGS) == 0
+    fail("guess19", now, ip="203.0.113.7")
+    # the 20th failure: one second after it; then 2, 4, 8 … seconds, never more than a minute
+    assert address_wait(db.session, "203.0.113.7", now=now, settings=SETTINGS) == 1
     assert address_blocked(db.session, "203.0.113.7", now=now, settings=SETTINGS)
+    assert not address_blocked(db.session, "203.0.113.7", now=now + timedelta(seconds=1), settings=SETTINGS)
     assert not address_blocked(db.session, "203.0.113.8", now=now, settings=SETTINGS)
     assert is_throttled(db.session, "anyone", "203.0.113.7", now=now, settings=SETTINGS)
     assert not is_throttled(db.session, "anyone", "203.0.113.8", now=now, settings=SETTINGS)
-    assert not address_blocked(db.session, "203.0.113.7", now=T0 + timedelta(minutes=16), settings=SETTINGS)
+    fail("guess20", now, ip="203.0.113.7")
+    assert address_wait(db.session, "203.0.113.7", now=now, settings=SETTINGS) == 2
+    for i in range(21, 40):
+        fail(f"guess{i}", now, ip="203.0.113.7")
+    assert address_wait(db.session, "203.0.113.7", now=now, settings=SETTINGS) == 60
+    assert not address_blocked(db.session, "203.0.113.7", now=now + timedelta(seconds=60), settings=SETTINGS)
 
 
 def test_names_are_stripped_and_cut_to_fifty_and_old_rows_pruned(app):
@@ -263,19 +281,30 @@ def test_a_successful_sign_in_resets_the_count(client, make_user, clock):
     assert sign_in(client, "wang", PASSWORD).status_code == 302
 
 
-def test_many_names_from_one_address_block_the_address(client, make_user, clock):
+def test_many_names_from_one_address_slow_the_address_down(client, make_user, clock):
     make_user("wang", "admin")
     for i in range(20):
         response = sign_in(client, f"user{i}", "wrong-password", ip="203.0.113.7")
         assert response.status_code == 200, i
 
-    blocked = sign_in(client, "wang", PASSWORD, ip="203.0.113.7")
-    assert blocked.status_code == 429 and flashes(text(blocked)) == [LOCKED]
+    slowed = sign_in(client, "wang", PASSWORD, ip="203.0.113.7")
+    assert slowed.status_code == 429 and flashes(text(slowed)) == ["登录尝试过于频繁，请1秒后再试。"]
     assert not signed_in(client)
-
-    elsewhere = sign_in(client, "wang", PASSWORD, ip="198.51.100.1")
-    assert elsewhere.status_code == 302
+    # refused attempts count: the wait doubles with each (2 s after the 21st, 4 s after the 22nd)
+    clock.now = T0 + timedelta(seconds=1)
+    assert flashes(text(sign_in(client, "wang", PASSWORD, ip="203.0.113.7"))) == ["登录尝试过于频繁，请1秒后再试。"]
+    clock.now = T0 + timedelta(seconds=4)
+    assert flashes(text(sign_in(client, "wang", PASSWORD, ip="203.0.113.7"))) == ["登录尝试过于频繁，请1秒后再试。"]
+    clock.now = T0 + timedelta(seconds=12)
+    assert sign_in(client, "wang", PASSWORD, ip="203.0.113.7").status_code == 302
     assert signed_in(client)
+
+    elsewhere = new_client_for(client)
+    assert sign_in(elsewhere, "wang", PASSWORD, ip="198.51.100.1").status_code == 302
+
+
+def new_client_for(client):
+    return FreshRequestClient(client.application, client.application.response_class, use_cookies=True)
 
 
 def test_unknown_names_look_like_wrong_passwords_and_are_locked_too(client, make_user, clock):
@@ -608,9 +637,14 @@ def test_an_admin_changing_their_own_password_stays_signed_in_here_only(client, 
 
 
 def test_a_session_without_the_password_mark_is_refused(app, admin):
-    assert auth_routes.load_user(str(admin.id)) is None  # a cookie from before the mark existed
-    assert auth_routes.load_user(f"{admin.id}.0000000000000000") is None
-    assert auth_routes.load_user(admin.get_id()) == admin
+    token = open_session(db.session, admin, now=utcnow(), ip=None, user_agent=None)
+    db.session.commit()
+    with app.test_request_context():
+        assert auth_routes.load_user(admin.get_id()) is None  # no server-side session in the cookie
+        flask_session[auth_routes.SESSION_TOKEN] = token
+        assert auth_routes.load_user(str(admin.id)) is None  # a cookie from before the mark existed
+        assert auth_routes.load_user(f"{admin.id}.0000000000000000") is None
+        assert auth_routes.load_user(admin.get_id()) == admin
 
 
 def test_an_admin_cannot_disable_or_demote_themselves(client, admin, county):

@@ -469,6 +469,7 @@ def nginx_problems(content: str, max_mb: int) -> list[str]:
         "X-Forwarded-For": r"proxy_set_header\s+X-Forwarded-For\s+\$(proxy_add_x_forwarded_for|remote_addr);",
         "X-Forwarded-Proto": r"proxy_set_header\s+X-Forwarded-Proto\s+\$scheme;",
         "proxy_read_timeout 300s": r"proxy_read_timeout\s+300s;",
+        "server_tokens off": r"server_tokens\s+off;",
     }
     for what, pattern in checks.items():
         if not re.search(pattern, conf):

@@ -3,7 +3,7 @@
 The rules themselves (user names, real names, phones, passwords) live in app/auth/services.py
 and app/auth/passwords.py; the forms call them so an error shows beside its field.
 """
-from flask_wtf import FlaskForm
+from app.core.forms import SafeForm as FlaskForm
 from flask_wtf.file import FileAllowed, FileField, FileRequired
 from wtforms import BooleanField, PasswordField, RadioField, SelectChoice, SelectField, StringField, SubmitField
 from wtforms.validators import DataRequired, EqualTo, Length, Optional, ValidationError

@@ -1,4 +1,4 @@
-from flask_wtf import FlaskForm
+from app.core.forms import SafeForm as FlaskForm
 from wtforms import PasswordField, StringField, SubmitField
 from wtforms.validators import DataRequired, EqualTo, Length
 
@@ -13,6 +13,10 @@ class LoginForm(FlaskForm):
 
 class LogoutForm(FlaskForm):
     submit = SubmitField("退出")
+
+
+class SignOutEverywhereForm(FlaskForm):
+    submit = SubmitField("退出所有设备")
 
 
 class ChangePasswordForm(FlaskForm):

@@ -14,6 +14,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from app.auth.sessions import revoke_all
 from app.auth.passwords import MAX_PASSWORD_LENGTH, MIN_PASSWORD_LENGTH, generate_password, password_problem
 from app.auth.throttle import ThrottleSettings, account_locked, normalize_username, unlock_account
 from app.models import audit, ROLES, County, User, username_key
@@ -252,6 +253,8 @@ def update_user(
     user.real_name = new_name
     user.phone = new_phone
     session.flush()
+    if not user.is_enabled and "enabled" in changes:
+        revoke_all(session, user, now=utcnow())  # the account's open sessions end
     _audit(session, actor, "user_update", user, changes)
     return changes
 
@@ -281,13 +284,16 @@ def reset_password(session: Session, user: User, *, actor: Actor, password: str 
     if unlocked:
         unlock_account(session, key, now=now)
     session.flush()
+    revoke_all(session, user, now=now)
     _audit(session, actor, "user_password_reset", user, {"generated": generated, "unlocked": unlocked})
     return password
 
 
-def change_own_password(session: Session, user: User, *, current: str, new: str, now: datetime | None = None) -> None:
+def change_own_password(session: Session, user: User, *, current: str, new: str, now: datetime | None = None,
+                        keep_token: str | None = None) -> None:
     """The user's own change: the current password proves it is them; the new one follows the
-    rules and differs from it. Clears the forced change. The view keeps this session alive."""
+    rules and differs from it. Clears the forced change. Every other session of the account
+    ends; the one of ``keep_token`` (the view's) goes on."""
     if not user.check_password(current or ""):
         raise WrongPasswordError("当前密码不正确。")
     if new == current:
@@ -298,6 +304,7 @@ def change_own_password(session: Session, user: User, *, current: str, new: str,
     user.must_change_password = False
     user.password_changed_at = now or utcnow()
     session.flush()
+    revoke_all(session, user, now=now or utcnow(), keep_token=keep_token)
     _audit(session, user, "password_change", user, {"forced": forced})
 
 

@@ -1,4 +1,4 @@
-from flask_wtf import FlaskForm
+from app.core.forms import SafeForm as FlaskForm
 from wtforms import SelectField, StringField, SubmitField
 from wtforms.validators import DataRequired, Length
 

@@ -1,6 +1,6 @@
 """All models, importable from one place (Alembic's autogenerate sees them here)."""
 from app.models.audit import ACTION_LABELS, AuditChainHead, AuditLog, action_label, audit
-from app.models.auth import ROLES, LoginAttempt, User, username_key
+from app.models.auth import ROLES, LoginAttempt, User, UserSession, username_key
 from app.models.calls import PROBLEM_STATUS_LABELS, PROBLEM_STATUSES, RESPONSE_STATUSES, AnswerEdit, Attempt, Problem, Response
 from app.models.org import INSTITUTION_TYPES, UNIT_KINDS, County, Institution, OrgChange, Team
 from app.models.roster import ImportBatch, PopulationLabel, Resident, resident_labels
@@ -22,6 +22,7 @@ __all__ = [
     "AnswerEdit",
     "Attempt",
     "LoginAttempt",
+    "UserSession",
     "PROBLEM_STATUS_LABELS",
     "PROBLEM_STATUSES",
     "Problem",

@@ -96,3 +96,20 @@ class LoginAttempt(db.Model):
     ip: Mapped[str] = mapped_column(String(45))
     at: Mapped[datetime] = mapped_column(default=utcnow)
     success: Mapped[bool] = mapped_column(default=False)
+
+
+class UserSession(db.Model):
+    """A signed-in session, checked on every request: signing out, "sign out everywhere", a
+    disabled account or a reset password revoke it, and a cookie copied from it is refused
+    from then on. Only the SHA-256 of the session's random token is stored."""
+
+    __tablename__ = "user_sessions"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"), index=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    last_seen_at: Mapped[datetime] = mapped_column(default=utcnow)
+    revoked_at: Mapped[datetime | None]
+    ip: Mapped[str | None] = mapped_column(String(45))
+    user_agent: Mapped[str | None] = mapped_column(String(200))

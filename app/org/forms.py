@@ -4,7 +4,7 @@ They carry what was typed and the CSRF token; the rules (names, codes, phones, r
 checked by app/org/maintenance.py, whose Chinese message the page shows, so the web, the
 command line and the sheet import refuse the same things with the same words.
 """
-from flask_wtf import FlaskForm
+from app.core.forms import SafeForm as FlaskForm
 from flask_wtf.file import FileAllowed, FileField, FileRequired
 from wtforms import SelectChoice, SelectField, StringField, SubmitField, TextAreaField
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from flask_wtf import FlaskForm
+from app.core.forms import SafeForm as FlaskForm
 from wtforms import StringField, SubmitField
 
 from app.questionnaires.items import Item

@@ -1,7 +1,7 @@
 """The rectification list's forms (交办, 记录整改并关闭, 重新打开)."""
 from __future__ import annotations
 
-from flask_wtf import FlaskForm
+from app.core.forms import SafeForm as FlaskForm
 from wtforms import SubmitField, TextAreaField
 from wtforms.validators import DataRequired, Length, Optional
 
