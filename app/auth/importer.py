@@ -44,6 +44,7 @@ from app.auth.services import (
 )
 from app.models import audit, ROLES, County, User, username_key
 from app.core.sheets import CHUNK_ROWS, HeaderSpec, open_sheet, Rejection, SheetFileError
+from app.core.upload_guard import ReadLimits
 from app.core.masking import mask_phone
 from app.core.spreadsheets import write_error_report, write_xlsx
 
@@ -120,14 +121,14 @@ class CreatedAccount:
     generated: bool
 
 
-def _read(path: Path) -> tuple[list[dict], set[str]]:
+def _read(path: Path, limits: ReadLimits | None = None) -> tuple[list[dict], set[str]]:
     """The sheet's rows as {field: text, "_sheet", "_row"}; the fields its header has."""
     if not path.is_file():
         raise UserImportFailed("文件不存在。")
     if path.stat().st_size > MAX_BYTES:
         raise UserImportFailed(f"文件超过 {MAX_BYTES >> 20} MB，不像是用户表。")
     try:
-        source = open_sheet(path, CHUNK_ROWS, USER_SHEET)
+        source = open_sheet(path, CHUNK_ROWS, USER_SHEET, limits)
         chunks = list(source.chunks())
     except SheetFileError as exc:
         raise UserImportFailed(str(exc)) from exc
@@ -148,11 +149,11 @@ def _read(path: Path) -> tuple[list[dict], set[str]]:
     return rows, set(source.fields)
 
 
-def check_user_sheet(session: Session, path: str | Path) -> SheetCheck:
+def check_user_sheet(session: Session, path: str | Path, limits: ReadLimits | None = None) -> SheetCheck:
     """Read and check the sheet against the database; writes nothing. Raises UserImportFailed
     when the file cannot be read."""
     path = Path(path)
-    rows, fields = _read(path)
+    rows, fields = _read(path, limits)
     sha = hashlib.sha256(path.read_bytes()).hexdigest()
     counties = {c.name: c for c in session.scalars(select(County))}
     wanted = set()
@@ -296,12 +297,12 @@ class UserImportResult:
 
 
 def import_users(session: Session, path: str | Path, *, actor: Actor, reports_dir: Path, passwords_dir: Path,
-                 dry_run: bool = False) -> UserImportResult:
+                 dry_run: bool = False, limits: ReadLimits | None = None) -> UserImportResult:
     """Check and (unless ``dry_run``) create, inside the caller's transaction. The error report
     and the passwords file are written before the caller commits (a failed write creates
     nobody); the caller deletes the passwords file if its commit fails."""
     path = Path(path)
-    check = check_user_sheet(session, path)
+    check = check_user_sheet(session, path, limits)
     result = UserImportResult(check.read, 0, check.rejected, check.rejections)
     result.error_report = write_error_report(reports_dir, check.sha256, check.rejections)
     if dry_run:

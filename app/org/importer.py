@@ -36,6 +36,7 @@ from app.org.maintenance import (
 from app.org.maintenance import infer_institution_type
 from app.core.sheets import CHUNK_ROWS, HeaderSpec, open_sheet, Rejection, SheetFileError
 from app.core.spreadsheets import write_error_report
+from app.core.upload_guard import ReadLimits
 
 ORG_SHEET = HeaderSpec(
     aliases={
@@ -145,12 +146,13 @@ def _apply_row(session: Session, row: dict, actor: Actor, result: OrgImportResul
     seen[key] = number
 
 
-def import_organisation(session: Session, path: str | Path, *, actor: Actor, reports_dir: Path) -> OrgImportResult:
+def import_organisation(session: Session, path: str | Path, *, actor: Actor, reports_dir: Path,
+                        limits: ReadLimits | None = None) -> OrgImportResult:
     """Apply the sheet inside the caller's transaction (flushes only): commit to keep it, roll
     back for a preview. Raises OrgImportFailed when the file cannot be read."""
     path = Path(path)
     try:
-        source = open_sheet(path, CHUNK_ROWS, ORG_SHEET)
+        source = open_sheet(path, CHUNK_ROWS, ORG_SHEET, limits)
         chunks = list(source.chunks())
     except SheetFileError as exc:
         raise OrgImportFailed(str(exc)) from exc
