@@ -11,6 +11,7 @@ loop that never ends) ends the child; the parent raises ``ChildFailed`` and carr
 from __future__ import annotations
 
 import ctypes
+import faulthandler
 import multiprocessing
 import os
 import resource
@@ -72,6 +73,7 @@ def confine(limits: Limits, parent: int) -> None:
     """In a child: cap its memory and CPU time and tie its life to ``parent``'s. Used as the
     initializer of worker pools and by ``stream``."""
     die_with_parent(parent)
+    faulthandler.disable()  # an allocation refused by the limit aborts the child: no dump of the parent's stack
     if limits.memory_mb > 0:
         cap = _address_space() + limits.memory_mb * 1024 * 1024
         soft, hard = resource.getrlimit(resource.RLIMIT_AS)
