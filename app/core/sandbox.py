@@ -148,9 +148,7 @@ def stream(produce: Callable[..., Iterator], args: tuple, limits: Limits) -> Ite
                 yield payload
             elif kind == "end":
                 return
-            elif kind == "failed":
-                raise payload
-            else:
+            else:  # "error": the child's exception; "failed": a ChildFailed
                 raise payload
     finally:
         receiver.close()

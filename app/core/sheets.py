@@ -601,7 +601,3 @@ def _drop_blank(chunk: Chunk, original: pd.DataFrame | None = None) -> Chunk:
         return Chunk(chunk.sheet, chunk.row_numbers[keep], chunk.frame[keep])
     return chunk
 
-
-def _short(exc: Exception) -> str:
-    text = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
-    return text[:200]
