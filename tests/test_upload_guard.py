@@ -371,3 +371,21 @@ def test_the_command_line_refuses_it_with_a_failed_batch(app, runner, tmp_path, 
     assert result.output.startswith("Error: 导入失败：") and re.search(message.lstrip("^").rstrip("$"), result.output)
     db.session.rollback()
     assert db.session.scalars(select(ImportBatch.status)).all() == ["failed"]
+
+
+def test_the_organisation_and_user_sheets_name_a_hidden_sheet(client, admin, tmp_path):
+    path = tmp_path / "units-and-users.xlsx"
+    book = xlsxwriter.Workbook(str(path))
+    for name in ("名单", "旧名单"):
+        sheet = book.add_worksheet(name)
+        for r, row in enumerate([["县区", "县区代码", "机构", "用户名", "姓名", "角色", "手机"],
+                                 ["岳阳县", "430621", "新墙镇卫生院", "zhangwei", "张伟", "调查员", "13900000000"]]):
+            for c, value in enumerate(row):
+                sheet.write_string(r, c, value)
+    sheet.hide()
+    book.close()
+    for url in ("/org/import", "/admin/users/import"):
+        response = post_file(client, url, path)
+        assert response.status_code == 302, url
+        page = html_lib.unescape(text(client.get(response.headers["Location"])))
+        assert "未读取隐藏的工作表：旧名单（如需导入，请在 Excel 中取消隐藏后重新上传）" in page, url

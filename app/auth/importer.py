@@ -105,6 +105,7 @@ class SheetCheck:
     sha256: str
     accepted: list[SheetRow]
     rejections: list[Rejection]
+    notice: str | None = None  # sheets not read (no header, hidden)
 
     @property
     def rejected(self) -> int:
@@ -121,8 +122,9 @@ class CreatedAccount:
     generated: bool
 
 
-def _read(path: Path, limits: ReadLimits | None = None) -> tuple[list[dict], set[str]]:
-    """The sheet's rows as {field: text, "_sheet", "_row"}; the fields its header has."""
+def _read(path: Path, limits: ReadLimits | None = None) -> tuple[list[dict], set[str], str | None]:
+    """The sheet's rows as {field: text, "_sheet", "_row"}; the fields its header has; what
+    was not read (sheets without a header, hidden sheets)."""
     if not path.is_file():
         raise UserImportFailed("文件不存在。")
     if path.stat().st_size > MAX_BYTES:
@@ -146,14 +148,14 @@ def _read(path: Path, limits: ReadLimits | None = None) -> tuple[list[dict], set
                 raise UserImportFailed(f"文件超过 {MAX_ROWS} 行，请分批导入。")
     if not rows:
         raise UserImportFailed("文件中没有数据行。")
-    return rows, set(source.fields)
+    return rows, set(source.fields), source.notice
 
 
 def check_user_sheet(session: Session, path: str | Path, limits: ReadLimits | None = None) -> SheetCheck:
     """Read and check the sheet against the database; writes nothing. Raises UserImportFailed
     when the file cannot be read."""
     path = Path(path)
-    rows, fields = _read(path, limits)
+    rows, fields, notice = _read(path, limits)
     sha = hashlib.sha256(path.read_bytes()).hexdigest()
     counties = {c.name: c for c in session.scalars(select(County))}
     wanted = set()
@@ -226,7 +228,7 @@ def check_user_sheet(session: Session, path: str | Path, limits: ReadLimits | No
             rejections.extend(Rejection(sheet, number, column, value, reason) for column, value, reason in errors)
         else:
             accepted.append(SheetRow(sheet, number, username, real_name, role, county_name, phone, password))
-    return SheetCheck(read=len(rows), sha256=sha, accepted=accepted, rejections=rejections)
+    return SheetCheck(read=len(rows), sha256=sha, accepted=accepted, rejections=rejections, notice=notice)
 
 
 def _hash_all(passwords: list[str]) -> list[str]:
@@ -423,5 +425,6 @@ def preview_state(check: SheetCheck, *, actor_id: int, filename: str, error_repo
         "rejections": [asdict(r) for r in check.rejections[:PAGE_ROWS]],
         "rejection_count": len(check.rejections),
         "error_report": error_report.stem if error_report else None,
+        "notice": check.notice,
         "created_at": datetime.now().isoformat(timespec="seconds"),
     }

@@ -69,6 +69,7 @@ class OrgImportResult:
     updated: dict[str, int] = field(default_factory=lambda: {"county": 0, "institution": 0, "team": 0})
     rejections: list[Rejection] = field(default_factory=list)
     error_report: Path | None = None
+    notice: str | None = None  # sheets not read (no header, hidden)
 
     def summary_line(self) -> str:
         c, u = self.created, self.updated
@@ -79,7 +80,8 @@ class OrgImportResult:
     def summary_zh(self) -> str:
         c, u = self.created, self.updated
         return (f"读取 {self.read} 行，拒绝 {self.rejected} 行；新建县区 {c['county']} 个、机构 {c['institution']} 家、"
-                f"团队 {c['team']} 个；更新机构 {u['institution']} 家、团队 {u['team']} 个")
+                f"团队 {c['team']} 个；更新机构 {u['institution']} 家、团队 {u['team']} 个"
+                + (f"。{self.notice}" if self.notice else ""))
 
 
 class _RowError(Exception):
@@ -164,7 +166,7 @@ def import_organisation(session: Session, path: str | Path, *, actor: Actor, rep
     if total == 0:
         raise OrgImportFailed("文件中没有数据行。")
 
-    result = OrgImportResult()
+    result = OrgImportResult(notice=source.notice)
     seen: dict[tuple, int] = {}
     for chunk in chunks:
         frame = chunk.frame
