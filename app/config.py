@@ -52,6 +52,11 @@ def load_config(overrides: dict | None = None) -> dict:
         "IMPORT_WORKERS": int(env.get("IMPORT_WORKERS", "2")),
         # uploads (and import error reports) left behind are deleted by the scheduler after this
         "UPLOAD_RETENTION_HOURS": int(env.get("UPLOAD_RETENTION_HOURS", "24")),
+        # every uploaded or imported sheet (app.core.upload_guard): checked before reading,
+        # then read in a child process under these limits
+        "UPLOAD_MAX_ROWS": int(env.get("UPLOAD_MAX_ROWS", "3000000")),
+        "READER_MAX_MEMORY_MB": int(env.get("READER_MAX_MEMORY_MB", "2048")),
+        "READER_TIMEOUT_SECONDS": float(env.get("READER_TIMEOUT_SECONDS", "600")),
         # the monthly draw
         "DRAW_SAMPLE_SIZE": int(env.get("DRAW_SAMPLE_SIZE", "10")),
         "DRAW_BACKUP_SIZE": int(env.get("DRAW_BACKUP_SIZE", "10")),

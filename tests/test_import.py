@@ -477,7 +477,8 @@ def test_workbook_with_several_sheets(app, ctx, team, tmp_path):
     result = run(path, ctx)
 
     assert (result.read, result.imported, result.rejected) == (5, 4, 1)
-    assert result.message == "已跳过没有表头的工作表：说明"
+    assert result.message == ("已跳过没有表头的工作表：说明；"
+                              "未读取隐藏的工作表：隐藏（如需导入，请在 Excel 中取消隐藏后重新上传）")
     [dup] = result.rejections
     assert (dup.sheet, dup.row, dup.column) == ("乡镇", 4, "身份证号")
     assert dup.reason == "与工作表“城关”第3行的身份证号重复，已保留第一次出现的行"

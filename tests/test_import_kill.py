@@ -9,7 +9,10 @@ import signal
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
+
+import pytest
 
 from sqlalchemy import func, inspect, select
 
@@ -174,3 +177,108 @@ def test_sigkill_mid_organisation_import_changes_nothing(app, tmp_path):
     assert "applied" in child.stdout.split() and "committed" not in child.stdout
     for model in (County, Institution, Team, OrgChange):
         assert db.session.scalar(select(func.count()).select_from(model)) == 0, model
+
+
+WORKERS_CHILD = textwrap.dedent(
+    """
+    import sys, time
+    from datetime import date
+    import app.roster.importer as importer
+    from app import create_app
+    from app.extensions import db
+    from app.roster.context import import_context
+
+    real_chunks = importer.validated_chunks
+
+    def chunks_then_hang(*args, **kwargs):
+        for number, item in enumerate(real_chunks(*args, **kwargs)):
+            yield item
+            if number == 1:  # the workers are busy with the next chunks: wait to be killed
+                sys.stdout.write("validating\\n"); sys.stdout.flush()
+                time.sleep(600)
+
+    importer.validated_chunks = chunks_then_hang
+    app = create_app({"SQLALCHEMY_DATABASE_URI": sys.argv[1], "ID_HASH_KEY": sys.argv[3],
+                      "IMPORT_REPORTS_DIR": sys.argv[4], "UPLOAD_DIR": sys.argv[4], "SAMPLE_LISTS_DIR": sys.argv[4],
+                      "IMPORT_CHUNK_ROWS": 200, "IMPORT_WORKERS": 2})
+    with app.app_context():
+        ctx = import_context(app, actor="child")
+        ctx.today = date(2026, 11, 23)
+        importer.import_and_commit(db.session, sys.argv[2], importer.ImportOptions(create_missing=True), ctx)
+    print("committed")
+    """
+)
+
+
+def _descendants(pid: int) -> set[int]:
+    """The live (not zombie) processes below ``pid``."""
+    parents: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            state, ppid = Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()[:2]
+        except OSError:
+            continue
+        if state != "Z":
+            parents.setdefault(int(ppid), []).append(int(entry))
+    found, todo = set(), [pid]
+    while todo:
+        for child in parents.get(todo.pop(), []):
+            found.add(child)
+            todo.append(child)
+    return found
+
+
+def _alive(pids: set[int]) -> set[int]:
+    alive = set()
+    for pid in pids:
+        try:
+            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        except OSError:
+            continue
+        if state != "Z":
+            alive.add(pid)
+    return alive
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".xlsx"])
+def test_sigkill_of_an_import_ends_its_worker_processes(app, make_county, tmp_path, suffix):
+    """Killed outright, the importing process takes its validation workers (and the reader of
+    a workbook) with it: none is left blocked on a pipe."""
+    make_county("岳阳县", "430621")
+    units = [u for u in make_units(3) if u.county == "岳阳县"][:8]
+    frame = make_roster(3000, seed=3, today=TODAY, units=units)
+    path = tmp_path / f"roster{suffix}"
+    if suffix == ".csv":
+        frame.to_csv(path, index=False)
+    else:
+        frame.to_excel(path, index=False)
+    db.session.commit()
+    db.session.remove()
+    script = tmp_path / "workers_child.py"
+    script.write_text(WORKERS_CHILD, encoding="utf-8")
+    root = Path(__file__).resolve().parent.parent
+    child = subprocess.Popen(
+        [sys.executable, str(script), app.config["SQLALCHEMY_DATABASE_URI"], str(path), app.config["ID_HASH_KEY"],
+         str(tmp_path)],
+        cwd=root, env={**os.environ, "PYTHONPATH": str(root)}, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    try:
+        assert child.stdout.readline().strip() == "validating", child.stderr.read()[-2000:]
+        workers = _descendants(child.pid)
+        assert len(workers) >= 2  # the pool's workers (and a workbook's reader)
+        os.kill(child.pid, signal.SIGKILL)
+        assert child.wait(timeout=60) == -signal.SIGKILL
+        deadline = time.monotonic() + 60  # generous: how fast is not the point, that they go is
+        while _alive(workers) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert _alive(workers) == set()
+    finally:
+        for pid in _alive(_descendants(child.pid)) | {child.pid}:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        child.stdout.close()
+        child.stderr.close()

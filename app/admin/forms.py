@@ -9,6 +9,7 @@ from wtforms import BooleanField, PasswordField, RadioField, SelectChoice, Selec
 from wtforms.validators import DataRequired, EqualTo, Length, Optional, ValidationError
 
 from app.auth.passwords import password_problem
+from app.core.upload_guard import UPLOAD_EXTENSIONS, UPLOAD_REFUSED
 from app.auth.services import (
     MAX_PASSWORD_LENGTH,
     MAX_REAL_NAME_LENGTH,
@@ -143,6 +144,6 @@ class ActionForm(FlaskForm):
 class UserImportForm(FlaskForm):
     file = FileField(
         "用户表",
-        validators=[FileRequired("请选择要上传的文件"), FileAllowed(["xlsx", "xls", "csv"], "只支持 .xlsx、.xls、.csv 文件")],
+        validators=[FileRequired("请选择要上传的文件"), FileAllowed(UPLOAD_EXTENSIONS, UPLOAD_REFUSED)],
     )
     submit = SubmitField("上传并预览")

@@ -35,6 +35,7 @@ from app.core.transactions import transaction
 from app.core.clock import utcnow
 from app.core.masking import mask_phone
 from app.core.sheets import SUPPORTED_SUFFIXES
+from app.core.upload_guard import ReadLimits
 from app.core.spreadsheets import write_error_report
 from app.core.storage import save_private
 
@@ -237,7 +238,7 @@ def user_import():
     save_private(upload.stream, path)
     try:
         with transaction(db.session, commit=False):  # a preview writes nothing
-            check = check_user_sheet(db.session, path)
+            check = check_user_sheet(db.session, path, ReadLimits.from_config(current_app.config))
     except UserImportFailed as exc:
         store.discard(token)
         flash(f"文件无法导入：{exc}", "error")
@@ -273,7 +274,7 @@ def user_import_confirm(token: str):
     passwords = store.passwords_path(token)
     try:
         with transaction(db.session, write=True):
-            check = check_user_sheet(db.session, store.source(token))
+            check = check_user_sheet(db.session, store.source(token), ReadLimits.from_config(current_app.config))
             if check.sha256 != state["sha256"] or [r.username for r in check.accepted] != state["accepted_names"]:
                 raise UserImportFailed("预览之后数据已有变化（例如有用户名已被占用），请重新上传预览。")
             created = create_accounts(db.session, check, actor=_actor(), filename=state["filename"])

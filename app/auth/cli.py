@@ -8,6 +8,7 @@ from flask.cli import AppGroup
 
 from app.core.transactions import transaction
 from app.auth.importer import UserImportFailed, import_users
+from app.core.upload_guard import ReadLimits
 from app.auth.services import UserError, create_user
 from app.extensions import db
 from app.models import ROLES
@@ -66,7 +67,8 @@ def import_command(path, dry_run, passwords_dir):
     try:
         with transaction(db.session, commit=not dry_run):
             result = import_users(db.session, path, actor=_actor(), reports_dir=reports,
-                                  passwords_dir=Path(passwords_dir) if passwords_dir else reports, dry_run=dry_run)
+                                  passwords_dir=Path(passwords_dir) if passwords_dir else reports, dry_run=dry_run,
+                                  limits=ReadLimits.from_config(current_app.config))
     except UserImportFailed as exc:
         raise click.ClickException(f"导入失败：{exc}") from exc
     except Exception:

@@ -44,6 +44,7 @@ from app.auth.services import (
 )
 from app.models import audit, ROLES, County, User, username_key
 from app.core.sheets import CHUNK_ROWS, HeaderSpec, open_sheet, Rejection, SheetFileError
+from app.core.upload_guard import ReadLimits
 from app.core.masking import mask_phone, scrub_ids
 from app.core.spreadsheets import write_error_report, write_xlsx
 
@@ -104,6 +105,7 @@ class SheetCheck:
     sha256: str
     accepted: list[SheetRow]
     rejections: list[Rejection]
+    notice: str | None = None  # sheets not read (no header, hidden)
 
     @property
     def rejected(self) -> int:
@@ -120,14 +122,15 @@ class CreatedAccount:
     generated: bool
 
 
-def _read(path: Path) -> tuple[list[dict], set[str]]:
-    """The sheet's rows as {field: text, "_sheet", "_row"}; the fields its header has."""
+def _read(path: Path, limits: ReadLimits | None = None) -> tuple[list[dict], set[str], str | None]:
+    """The sheet's rows as {field: text, "_sheet", "_row"}; the fields its header has; what
+    was not read (sheets without a header, hidden sheets)."""
     if not path.is_file():
         raise UserImportFailed("文件不存在。")
     if path.stat().st_size > MAX_BYTES:
         raise UserImportFailed(f"文件超过 {MAX_BYTES >> 20} MB，不像是用户表。")
     try:
-        source = open_sheet(path, CHUNK_ROWS, USER_SHEET)
+        source = open_sheet(path, CHUNK_ROWS, USER_SHEET, limits)
         chunks = list(source.chunks())
     except SheetFileError as exc:
         raise UserImportFailed(str(exc)) from exc
@@ -145,14 +148,14 @@ def _read(path: Path) -> tuple[list[dict], set[str]]:
                 raise UserImportFailed(f"文件超过 {MAX_ROWS} 行，请分批导入。")
     if not rows:
         raise UserImportFailed("文件中没有数据行。")
-    return rows, set(source.fields)
+    return rows, set(source.fields), source.notice
 
 
-def check_user_sheet(session: Session, path: str | Path) -> SheetCheck:
+def check_user_sheet(session: Session, path: str | Path, limits: ReadLimits | None = None) -> SheetCheck:
     """Read and check the sheet against the database; writes nothing. Raises UserImportFailed
     when the file cannot be read."""
     path = Path(path)
-    rows, fields = _read(path)
+    rows, fields, notice = _read(path, limits)
     sha = hashlib.sha256(path.read_bytes()).hexdigest()
     counties = {c.name: c for c in session.scalars(select(County))}
     wanted = set()
@@ -225,7 +228,7 @@ def check_user_sheet(session: Session, path: str | Path) -> SheetCheck:
             rejections.extend(Rejection(sheet, number, column, value, reason) for column, value, reason in errors)
         else:
             accepted.append(SheetRow(sheet, number, username, real_name, role, county_name, phone, password))
-    return SheetCheck(read=len(rows), sha256=sha, accepted=accepted, rejections=rejections)
+    return SheetCheck(read=len(rows), sha256=sha, accepted=accepted, rejections=rejections, notice=notice)
 
 
 def _hash_all(passwords: list[str]) -> list[str]:
@@ -296,12 +299,12 @@ class UserImportResult:
 
 
 def import_users(session: Session, path: str | Path, *, actor: Actor, reports_dir: Path, passwords_dir: Path,
-                 dry_run: bool = False) -> UserImportResult:
+                 dry_run: bool = False, limits: ReadLimits | None = None) -> UserImportResult:
     """Check and (unless ``dry_run``) create, inside the caller's transaction. The error report
     and the passwords file are written before the caller commits (a failed write creates
     nobody); the caller deletes the passwords file if its commit fails."""
     path = Path(path)
-    check = check_user_sheet(session, path)
+    check = check_user_sheet(session, path, limits)
     result = UserImportResult(check.read, 0, check.rejected, check.rejections)
     result.error_report = write_error_report(reports_dir, check.sha256, check.rejections)
     if dry_run:
@@ -422,5 +425,6 @@ def preview_state(check: SheetCheck, *, actor_id: int, filename: str, error_repo
         "rejections": [{**asdict(r), "value": scrub_ids(r.value)} for r in check.rejections[:PAGE_ROWS]],
         "rejection_count": len(check.rejections),
         "error_report": error_report.stem if error_report else None,
+        "notice": check.notice,
         "created_at": datetime.now().isoformat(timespec="seconds"),
     }

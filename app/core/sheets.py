@@ -24,6 +24,17 @@ import numpy as np
 import pandas as pd
 import python_calamine
 
+from app.core import sandbox
+from app.core.upload_guard import (
+    check_extent,
+    check_workbook_archive,
+    child_failure_message,
+    ReadLimits,
+    SheetFileError,
+    unsupported_suffix,
+    UPLOAD_SUFFIXES,
+)
+
 
 HEADER_SCAN_ROWS = 30
 
@@ -89,12 +100,8 @@ class Rejection:
 
 
 CHUNK_ROWS = 100_000  # rows per chunk where the caller has no reason to choose
-SUPPORTED_SUFFIXES = (".xlsx", ".xlsm", ".xls", ".csv", ".txt")
+SUPPORTED_SUFFIXES = UPLOAD_SUFFIXES  # the one rule for the web forms and the commands alike
 HeaderFinder = Callable[[list[list[object]]], Header]
-
-
-class SheetFileError(Exception):
-    """The file as a whole cannot be read; the message is for the user, in Chinese."""
 
 
 @dataclass
@@ -125,6 +132,7 @@ class CsvLayout:
     delimiter: str
     ncols: int
     names: dict[int, str]  # column index -> canonical field
+    limits: ReadLimits = field(default_factory=ReadLimits)
 
     def read(self, source, **options):
         """pandas.read_csv of data rows, every cell as text."""
@@ -147,6 +155,7 @@ class CsvLayout:
     def chunk(self, frame: pd.DataFrame, first_line: int) -> Chunk:
         frame = frame.rename(columns=self.names).fillna("")
         numbers = pd.Series(range(first_line, first_line + len(frame)), index=frame.index)
+        check_cells(frame, numbers, {f: i for i, f in self.names.items()}, self.limits, "")
         return _drop_blank(Chunk("", numbers, frame))
 
     @contextmanager
@@ -157,9 +166,11 @@ class CsvLayout:
         except UnicodeDecodeError as exc:
             raise SheetFileError(f"文件编码错误：文件中途出现无法按 {self.encoding} 解码的内容。") from exc
         except (pd.errors.ParserError, ValueError) as exc:
-            raise SheetFileError(f"CSV 格式错误：{_short(exc)}（某行的列数多于表头？）") from exc
+            raise SheetFileError(csv_error_message(exc)) from exc
 
     def parse(self, block: CsvBlock) -> Chunk:
+        if not block.data.strip():  # only blank lines: pandas finds no columns in them
+            return Chunk("", pd.Series([], dtype=int), pd.DataFrame({f: pd.Series([], dtype=object) for f in self.names.values()}))
         with self.errors():
             return self.chunk(self.read(io.BytesIO(block.data)), block.first_line)
 
@@ -170,6 +181,7 @@ class SheetSource:
     fields: set[str]
     sheets: list[str]
     skipped_sheets: list[str] = field(default_factory=list)
+    hidden_sheets: list[str] = field(default_factory=list)  # not read: said in the import's summary
     _chunks: Iterator[Chunk] | None = None
     # CSV files: the same rows as raw blocks, and how to parse one (see app.roster.pipeline.validated_chunks)
     csv: CsvLayout | None = None
@@ -183,23 +195,86 @@ class SheetSource:
         assert self._blocks is not None
         return self._blocks
 
+    @property
+    def notice(self) -> str | None:
+        """What the import's summary says about sheets not read, if any."""
+        parts = []
+        if self.skipped_sheets:
+            parts.append("已跳过没有表头的工作表：" + "、".join(self.skipped_sheets))
+        if self.hidden_sheets:
+            parts.append("未读取隐藏的工作表：" + "、".join(self.hidden_sheets) + "（如需导入，请在 Excel 中取消隐藏后重新上传）")
+        return "；".join(parts) or None
 
-def open_sheet(path: str | Path, chunk_rows: int, find_header: HeaderFinder) -> SheetSource:
-    """Open a sheet whose header ``find_header`` recognises (a HeaderSpec, or the roster's)."""
+
+def open_sheet(path: str | Path, chunk_rows: int, find_header: HeaderFinder,
+               limits: ReadLimits | None = None) -> SheetSource:
+    """Open a sheet whose header ``find_header`` recognises (a HeaderSpec, or the roster's).
+
+    The file is checked before anything reads it (``app.core.upload_guard``); a workbook is
+    then read in a confined child process that sends its chunks back, and a CSV file's rows
+    are parsed there too (``chunks``; ``blocks`` are the raw rows, cut here, for worker
+    processes confined the same way), so no file can take this process down."""
+    limits = limits or ReadLimits()
     path = Path(path)
-    suffix = path.suffix.lower()
-    if suffix not in SUPPORTED_SUFFIXES:
-        raise SheetFileError(f"不支持的文件类型“{suffix or '无扩展名'}”：请上传 .xlsx、.xls 或 .csv 文件。")
+    refused = unsupported_suffix(path)
+    if refused:
+        raise SheetFileError(refused)
     if not path.exists() or path.stat().st_size == 0:
         raise SheetFileError("文件为空或不存在。")
-    if suffix in (".csv", ".txt"):
-        return _open_csv(path, chunk_rows, find_header)
-    return _open_workbook(path, chunk_rows, find_header)
+    if path.suffix.lower() == ".csv":
+        return _open_csv(path, chunk_rows, find_header, limits)
+    if path.suffix.lower() == ".xlsx":
+        check_workbook_archive(path, limits)
+    items = isolated(_workbook_items, (path, chunk_rows, find_header, limits), limits)
+    fields, sheets, skipped, hidden = next(items)
+    return SheetSource(path=path, fields=fields, sheets=sheets, skipped_sheets=skipped, hidden_sheets=hidden,
+                       _chunks=items)
+
+
+def isolated(produce: Callable[..., Iterator], args: tuple, limits: ReadLimits) -> Iterator:
+    """``produce(*args)`` run by a confined child process (app.core.sandbox); a child that
+    runs out of memory or time becomes one SheetFileError."""
+    try:
+        yield from sandbox.stream(produce, args, limits.child)
+    except sandbox.ChildFailed as exc:
+        raise SheetFileError(child_failure_message(exc, limits)) from exc
+
+
+def check_cells(frame: pd.DataFrame, numbers: pd.Series, columns: dict[str, int], limits: ReadLimits,
+                sheet: str) -> None:
+    """No cell longer than ``limits.max_cell_chars`` characters."""
+    for fld in frame.columns:
+        lengths = frame[fld].str.len()
+        if len(lengths) and lengths.max() > limits.max_cell_chars:
+            at = int(lengths.to_numpy().argmax())
+            where = f"工作表“{sheet}”" if sheet else ""
+            column = columns.get(fld)
+            raise SheetFileError(
+                f"{where}第{int(numbers.iloc[at])}行" + (f"第{column + 1}列" if column is not None else "")
+                + f"的内容有 {int(lengths.iloc[at])} 个字符，超过单元格上限 {limits.max_cell_chars} 个字符。")
+
+
+def csv_error_message(exc: Exception) -> str:
+    """pandas' parser errors, said in Chinese."""
+    text = str(exc)
+    if "EOF inside string" in text:
+        return "CSV 格式错误：有未闭合的引号（某个以引号开始的单元格直到文件末尾都没有结束引号）。"
+    match = re.search(r"Expected (\d+) fields in line (\d+), saw (\d+)", text)
+    if match:
+        return f"CSV 格式错误：数据第{match.group(2)}行有 {match.group(3)} 列，多于表头的 {match.group(1)} 列。"
+    if "No columns to parse" in text or "Too many columns specified" in text:
+        return "CSV 格式错误：数据行中找不到表头的各列。"
+    if "out of memory" in text.lower():
+        return "CSV 格式错误：文件内容过大，无法读取。"
+    return "CSV 格式错误：文件无法按 CSV 格式读取（引号、分隔符或列数不正确）。"
 
 
 # ---------------------------------------------------------------------------
 # CSV
 # ---------------------------------------------------------------------------
+
+
+ENCODING_MESSAGE = "无法识别文件编码，请另存为UTF-8或GBK编码的CSV。"
 
 
 def detect_encoding(head: bytes) -> str:
@@ -215,29 +290,56 @@ def detect_encoding(head: bytes) -> str:
         codecs.getincrementaldecoder("gb18030")().decode(head, final=False)
         return "gb18030"
     except UnicodeDecodeError as exc:
-        raise SheetFileError("无法识别文件编码：请另存为 UTF-8 或 GB18030 编码的 CSV。") from exc
+        raise SheetFileError(ENCODING_MESSAGE) from exc
 
 
-def _open_csv(path: Path, chunk_rows: int, find_header: HeaderFinder) -> SheetSource:
+def _looks_misdecoded(text: str) -> bool:
+    """Text decoded as GB18030 that is not: another encoding (Big5, ...) read as GB18030
+    gives characters outside GB2312's common ones, a real Chinese header has none."""
+    letters = [ch for ch in text if ord(ch) > 0x7F]
+    if not letters:
+        return False
+    odd = 0
+    for ch in letters:
+        try:
+            ch.encode("gb2312")
+        except UnicodeEncodeError:
+            odd += 1
+    return odd * 5 > len(letters)
+
+
+def _open_csv(path: Path, chunk_rows: int, find_header: HeaderFinder, limits: ReadLimits) -> SheetSource:
     with path.open("rb") as fh:
         head = fh.read(256 * 1024)
     encoding = detect_encoding(head)
     text = head.decode(encoding, errors="ignore")
     lines = text.splitlines()[:40]
-    delimiter, rows, header = _find_csv_header(lines, find_header)
+    try:
+        delimiter, rows, header = _find_csv_header(lines, find_header)
+    except SheetFileError as exc:
+        if encoding == "gb18030" and _looks_misdecoded("".join(lines[:HEADER_SCAN_ROWS])):
+            raise SheetFileError(ENCODING_MESSAGE) from exc
+        raise
     ncols = max(len(r) for r in rows)
-    layout = CsvLayout(encoding, delimiter, ncols, {idx: fld for fld, idx in header.columns.items()})
+    check_extent(0, ncols, limits, "文件")
+    layout = CsvLayout(encoding, delimiter, ncols, {idx: fld for fld, idx in header.columns.items()}, limits)
     source = SheetSource(path=path, fields=set(header.columns), sheets=[""])
     first_line = header.row_index + 2  # 1-based line number of the first data line
     start = _data_start(head, encoding, lines, header.row_index + 1)
     if start is not None:
         # the BOM, if any, is before the data
         source.csv = replace(layout, encoding="utf-8") if encoding == "utf-8-sig" else layout
-        source._blocks = _csv_blocks(path, start, first_line, chunk_rows)
-        source._chunks = (source.csv.parse(block) for block in source._blocks)
+        source._blocks = _csv_blocks(path, start, first_line, chunk_rows, limits)
+        source._chunks = isolated(_parsed_blocks, (path, source.csv, start, first_line, chunk_rows, limits), limits)
     else:
-        source._chunks = _csv_frames(path, layout, header.row_index + 1, first_line, chunk_rows)
+        source._chunks = isolated(_csv_frames, (path, layout, header.row_index + 1, first_line, chunk_rows), limits)
     return source
+
+
+def _parsed_blocks(path: Path, layout: CsvLayout, start: int, first_line: int, chunk_rows: int,
+                   limits: ReadLimits) -> Iterator[Chunk]:
+    for block in _csv_blocks(path, start, first_line, chunk_rows, limits):
+        yield layout.parse(block)
 
 
 def _data_start(head: bytes, encoding: str, lines: list[str], skip: int) -> int | None:
@@ -261,11 +363,16 @@ def _data_start(head: bytes, encoding: str, lines: list[str], skip: int) -> int 
 CSV_READ_BYTES = 16 << 20
 
 
-def _csv_blocks(path: Path, start: int, first_line: int, chunk_rows: int) -> Iterator[CsvBlock]:
+def _csv_blocks(path: Path, start: int, first_line: int, chunk_rows: int,
+                limits: ReadLimits | None = None) -> Iterator[CsvBlock]:
     """The data lines from byte ``start`` on, ``chunk_rows`` rows per block. A block ends after
     a newline outside any quoted field: with an even number of quote characters before it
     (RFC 4180 doubles a quote inside a quoted field), so a quoted value holding a line break
-    stays whole. Line numbers count physical lines."""
+    stays whole. Line numbers count physical lines. A row longer than the column and cell
+    limits allow (an unclosed quote swallows the rest of the file) or more rows than
+    ``limits.max_rows`` end the file with a SheetFileError: what is held here stays small."""
+    limits = limits or ReadLimits()
+    longest = limits.max_row_bytes
     line = first_line
     carry = b""
     with path.open("rb") as fh:
@@ -282,6 +389,15 @@ def _csv_blocks(path: Path, start: int, first_line: int, chunk_rows: int) -> Ite
             if buf.find(b'"') >= 0:
                 quotes = np.flatnonzero(data == 34)
                 ends = ends[(np.searchsorted(quotes, ends) & 1) == 0]  # carry starts outside quotes
+            starts = np.concatenate(([0], ends + 1))  # where each row (and the unfinished tail) begins
+            too_long = np.flatnonzero(np.diff(starts, append=len(buf)) > longest)
+            if len(too_long):
+                at = line + buf[: int(starts[too_long[0]])].count(b"\n")
+                raise SheetFileError(
+                    f"CSV 格式错误：约第{at}行起有一行超过 {longest >> 10} KB 仍未结束："
+                    "可能有未闭合的引号，或单元格内容过长。")
+            if line - first_line + len(ends) > limits.max_rows:
+                check_extent(line - first_line + len(ends), 0, limits, "文件至少")
             cut = 0
             for k in range(chunk_rows - 1, len(ends), chunk_rows):
                 stop = int(ends[k]) + 1
@@ -294,8 +410,11 @@ def _csv_blocks(path: Path, start: int, first_line: int, chunk_rows: int) -> Ite
 
 def _csv_frames(path: Path, layout: CsvLayout, skip: int, first_line: int, chunk_rows: int) -> Iterator[Chunk]:
     """Files whose title rows are not plain lines: pandas reads them from the start."""
+    read = 0
     with layout.errors(), layout.read(path, skiprows=skip, chunksize=chunk_rows) as reader:
         for frame in reader:
+            read += len(frame)
+            check_extent(read, 0, layout.limits, "文件至少")
             yield layout.chunk(frame, first_line)
             first_line += len(frame)
 
@@ -341,23 +460,38 @@ def cell_text(value: object) -> str:
     return str(value)
 
 
-def _open_workbook(path: Path, chunk_rows: int, find_header: HeaderFinder) -> SheetSource:
+def _workbook_items(path: Path, chunk_rows: int, find_header: HeaderFinder, limits: ReadLimits) -> Iterator:
+    """In the reading child: what the workbook holds (fields, sheets, skipped and hidden
+    sheets), then its chunks."""
+    source = _open_workbook(path, chunk_rows, find_header, limits)
+    yield source.fields, source.sheets, source.skipped_sheets, source.hidden_sheets
+    yield from source.chunks()
+
+
+def _open_workbook(path: Path, chunk_rows: int, find_header: HeaderFinder, limits: ReadLimits) -> SheetSource:
     try:
         workbook = python_calamine.CalamineWorkbook.from_path(str(path))
-        names = [
-            meta.name
-            for meta in workbook.sheets_metadata
-            if str(meta.typ).endswith("WorkSheet") and str(meta.visible).endswith("Visible")
-        ]
+        worksheets = [meta for meta in workbook.sheets_metadata if str(meta.typ).endswith("WorkSheet")]
+        names = [meta.name for meta in worksheets if str(meta.visible).endswith(".Visible")]
+        hidden = [meta.name for meta in worksheets if not str(meta.visible).endswith(".Visible")]
     except Exception as exc:  # calamine raises its own error types for broken files
         raise SheetFileError("无法读取 Excel 文件：文件已损坏、被加密或不是有效的 Excel 文件。") from exc
+    if len(workbook.sheets_metadata) > limits.max_sheets:
+        raise SheetFileError(f"Excel 文件有 {len(workbook.sheets_metadata)} 个工作表，超过上限 {limits.max_sheets} 个。")
 
     found: list[tuple[str, object, Header]] = []
     skipped: list[str] = []
     first_error: str | None = None
+    rows_total = 0
     for name in names:
         try:
             sheet = workbook.get_sheet_by_name(name)
+        except Exception as exc:
+            raise SheetFileError(f"无法读取工作表“{name}”。") from exc
+        rows_total += sheet.height
+        check_extent(sheet.height, sheet.width, limits, f"工作表“{name}”")
+        check_extent(rows_total, 0, limits, "文件的工作表合计")
+        try:
             head = sheet.to_python(skip_empty_area=False, nrows=40)
         except Exception as exc:
             raise SheetFileError(f"无法读取工作表“{name}”。") from exc
@@ -392,6 +526,7 @@ def _open_workbook(path: Path, chunk_rows: int, find_header: HeaderFinder) -> Sh
                 frame = pd.DataFrame({fld: _column_text(part, idx) for fld, idx in columns.items()})
                 first = header.row_index + 2 + start
                 numbers = pd.Series(range(first, first + len(part)), index=frame.index)
+                check_cells(frame, numbers, columns, limits, name)
                 original = None
                 lo, hi = data_start + start, data_start + start + len(part)
                 here: dict[int, list[int]] = {}  # column -> positions in this chunk filled from a merge
@@ -406,7 +541,8 @@ def _open_workbook(path: Path, chunk_rows: int, find_header: HeaderFinder) -> Sh
                 yield _drop_blank(Chunk(name, numbers, frame), original)
 
     source = SheetSource(
-        path=path, fields=set().union(*(set(h.columns) for _, _, h in found)), sheets=[n for n, _, _ in found], skipped_sheets=skipped
+        path=path, fields=set().union(*(set(h.columns) for _, _, h in found)), sheets=[n for n, _, _ in found],
+        skipped_sheets=skipped, hidden_sheets=hidden,
     )
     source._chunks = generate()
     return source
@@ -465,7 +601,3 @@ def _drop_blank(chunk: Chunk, original: pd.DataFrame | None = None) -> Chunk:
         return Chunk(chunk.sheet, chunk.row_numbers[keep], chunk.frame[keep])
     return chunk
 
-
-def _short(exc: Exception) -> str:
-    text = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
-    return text[:200]

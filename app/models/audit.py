@@ -65,6 +65,7 @@ ACTION_LABELS = {
     "roster.import": "导入名册",
     "roster.import.preview": "预览名册导入",
     "roster.import.failed": "名册导入失败",
+    "roster.import.cancelled": "取消名册导入",
     "org_create": "新建机构/团队",
     "org_edit": "修改机构/团队",
     "org_rename": "机构/团队更名",
@@ -84,7 +85,7 @@ ACTION_LABELS = {
     "export.user_passwords": "下载初始密码",
     "export.import_errors": "下载错误报告",
     "export.audit_log": "导出审计日志",
-    "privacy_purge": "清除过期个人信息",
+    "privacy.purge": "清除过期个人信息",
 }
 
 

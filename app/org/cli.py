@@ -10,6 +10,7 @@ from sqlalchemy import func, select
 from app.core.transactions import transaction
 from app.extensions import db
 from app.models import County, Institution, Resident, Team
+from app.core.upload_guard import ReadLimits
 from app.org.importer import OrgImportFailed, import_organisation
 from app.org.maintenance import Actor, OrgError, create_county
 
@@ -43,7 +44,8 @@ def import_command(path, dry_run):
     try:
         with transaction(db.session, commit=not dry_run):
             result = import_organisation(db.session, path, actor=_actor(),
-                                         reports_dir=Path(current_app.config["IMPORT_REPORTS_DIR"]))
+                                         reports_dir=Path(current_app.config["IMPORT_REPORTS_DIR"]),
+                                         limits=ReadLimits.from_config(current_app.config))
     except OrgImportFailed as exc:
         raise click.ClickException(f"导入失败：{exc}") from exc
     click.echo(result.summary_line())

@@ -9,6 +9,7 @@ from flask_wtf.file import FileAllowed, FileField, FileRequired
 from wtforms import SelectChoice, SelectField, StringField, SubmitField, TextAreaField
 
 from app.models import INSTITUTION_TYPES
+from app.core.upload_guard import UPLOAD_EXTENSIONS, UPLOAD_REFUSED
 
 REASON_ATTRS = {"rows": 2, "maxlength": 500}
 
@@ -65,7 +66,7 @@ class OrgUploadForm(FlaskForm):
         "机构与团队表",
         validators=[
             FileRequired("请选择要上传的文件"),
-            FileAllowed(["xlsx", "xls", "csv"], "只支持 .xlsx、.xls、.csv 文件"),
+            FileAllowed(UPLOAD_EXTENSIONS, UPLOAD_REFUSED),
         ],
     )
     submit = SubmitField("上传并预览")

@@ -36,6 +36,7 @@ from app.org.maintenance import (
 from app.org.maintenance import infer_institution_type
 from app.core.sheets import CHUNK_ROWS, HeaderSpec, open_sheet, Rejection, SheetFileError
 from app.core.spreadsheets import write_error_report
+from app.core.upload_guard import ReadLimits
 
 ORG_SHEET = HeaderSpec(
     aliases={
@@ -68,6 +69,7 @@ class OrgImportResult:
     updated: dict[str, int] = field(default_factory=lambda: {"county": 0, "institution": 0, "team": 0})
     rejections: list[Rejection] = field(default_factory=list)
     error_report: Path | None = None
+    notice: str | None = None  # sheets not read (no header, hidden)
 
     def summary_line(self) -> str:
         c, u = self.created, self.updated
@@ -78,7 +80,8 @@ class OrgImportResult:
     def summary_zh(self) -> str:
         c, u = self.created, self.updated
         return (f"读取 {self.read} 行，拒绝 {self.rejected} 行；新建县区 {c['county']} 个、机构 {c['institution']} 家、"
-                f"团队 {c['team']} 个；更新机构 {u['institution']} 家、团队 {u['team']} 个")
+                f"团队 {c['team']} 个；更新机构 {u['institution']} 家、团队 {u['team']} 个"
+                + (f"。{self.notice}" if self.notice else ""))
 
 
 class _RowError(Exception):
@@ -145,12 +148,13 @@ def _apply_row(session: Session, row: dict, actor: Actor, result: OrgImportResul
     seen[key] = number
 
 
-def import_organisation(session: Session, path: str | Path, *, actor: Actor, reports_dir: Path) -> OrgImportResult:
+def import_organisation(session: Session, path: str | Path, *, actor: Actor, reports_dir: Path,
+                        limits: ReadLimits | None = None) -> OrgImportResult:
     """Apply the sheet inside the caller's transaction (flushes only): commit to keep it, roll
     back for a preview. Raises OrgImportFailed when the file cannot be read."""
     path = Path(path)
     try:
-        source = open_sheet(path, CHUNK_ROWS, ORG_SHEET)
+        source = open_sheet(path, CHUNK_ROWS, ORG_SHEET, limits)
         chunks = list(source.chunks())
     except SheetFileError as exc:
         raise OrgImportFailed(str(exc)) from exc
@@ -162,7 +166,7 @@ def import_organisation(session: Session, path: str | Path, *, actor: Actor, rep
     if total == 0:
         raise OrgImportFailed("文件中没有数据行。")
 
-    result = OrgImportResult()
+    result = OrgImportResult(notice=source.notice)
     seen: dict[tuple, int] = {}
     for chunk in chunks:
         frame = chunk.frame

@@ -66,6 +66,7 @@ from app.org.maintenance import (
 )
 from app.org.services import label_names, roster_counts
 from app.core.sheets import SUPPORTED_SUFFIXES
+from app.core.upload_guard import ReadLimits
 from app.core.spreadsheets import write_xlsx
 from app.core.masking import scrub_ids
 from app.core.storage import save_private
@@ -603,7 +604,8 @@ def org_import():
     save_private(upload.stream, path)
     try:
         with transaction(db.session, commit=False):  # a preview writes nothing
-            result = import_organisation(db.session, path, actor=_actor(), reports_dir=_reports_dir())
+            result = import_organisation(db.session, path, actor=_actor(), reports_dir=_reports_dir(),
+                                             limits=ReadLimits.from_config(current_app.config))
     except OrgImportFailed as exc:
         path.unlink(missing_ok=True)
         flash(f"文件无法导入：{exc}", "error")
@@ -660,7 +662,8 @@ def org_import_confirm(token: str):
         return redirect(url_for("org.org_import"))
     try:
         with transaction(db.session, write=True):
-            result = import_organisation(db.session, claimed, actor=_actor(), reports_dir=_reports_dir())
+            result = import_organisation(db.session, claimed, actor=_actor(), reports_dir=_reports_dir(),
+                                             limits=ReadLimits.from_config(current_app.config))
     except (OrgImportFailed, IntegrityError) as exc:
         os.replace(claimed, source)  # nothing written: the preview can be confirmed again
         message = str(exc) if isinstance(exc, OrgImportFailed) else "有机构或团队刚被他人修改，请重新上传预览。"

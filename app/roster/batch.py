@@ -10,6 +10,7 @@ from pathlib import Path
 
 from app.core.populations import Vocabulary
 from app.core.sheets import Rejection
+from app.core.upload_guard import ReadLimits
 
 
 @dataclass
@@ -32,6 +33,7 @@ class ImportContext:
     today: date | None = None
     chunk_rows: int = 100_000
     workers: int = 2  # processes validating chunks of large files; 0 validates inline
+    read_limits: ReadLimits = field(default_factory=ReadLimits)  # the file's size and its readers' memory and time
 
 
 @dataclass

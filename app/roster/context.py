@@ -2,6 +2,7 @@ from pathlib import Path
 
 from flask import Flask
 
+from app.core.upload_guard import ReadLimits
 from app.roster.batch import ImportContext
 
 
@@ -15,4 +16,5 @@ def import_context(app: Flask, actor: str, user_id: int | None = None) -> Import
         user_id=user_id,
         chunk_rows=app.config["IMPORT_CHUNK_ROWS"],
         workers=app.config["IMPORT_WORKERS"],
+        read_limits=ReadLimits.from_config(app.config),
     )

@@ -2,13 +2,15 @@ from flask_wtf import FlaskForm
 from flask_wtf.file import FileAllowed, FileField, FileRequired
 from wtforms import BooleanField, SelectField, SubmitField, ValidationError
 
+from app.core.upload_guard import UPLOAD_EXTENSIONS, UPLOAD_REFUSED
+
 
 class UploadForm(FlaskForm):
     file = FileField(
         "名册文件",
         validators=[
             FileRequired("请选择要上传的文件"),
-            FileAllowed(["xlsx", "xls", "csv"], "只支持 .xlsx、.xls、.csv 文件"),
+            FileAllowed(UPLOAD_EXTENSIONS, UPLOAD_REFUSED),
         ],
     )
     county = SelectField("县区", choices=[], validate_choice=False)

@@ -214,7 +214,7 @@ def _audit(session: Session, ctx: ImportContext, action: str, batch: ImportBatch
 
 def _run(session: Session, path: Path, options: ImportOptions, ctx: ImportContext, batch: ImportBatch) -> ImportResult:
     today = ctx.today or date.today()
-    source = open_roster(path, ctx.chunk_rows)
+    source = open_roster(path, ctx.chunk_rows, ctx.read_limits)
     county = None
     if options.county:
         county = session.scalar(select(County).where(County.name == options.county))
@@ -286,8 +286,7 @@ def _run(session: Session, path: Path, options: ImportOptions, ctx: ImportContex
 
     result.institutions_created = org.institutions_created
     result.teams_created = org.teams_created
-    if source.skipped_sheets:
-        result.message = "已跳过没有表头的工作表：" + "、".join(source.skipped_sheets)
+    result.message = source.notice
 
     if fresh is not None:
         result.imported = fresh.finish(session)

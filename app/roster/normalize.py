@@ -15,6 +15,7 @@ import pandas as pd
 
 from app.core.cells import clean_one, clean_text, map_values, squeeze_one
 from app.core.sheets import CHUNK_ROWS, Header, header_key, HEADER_SCAN_ROWS, HeaderError, open_sheet, SheetSource
+from app.core.upload_guard import ReadLimits
 
 # ---------------------------------------------------------------------------
 # Header detection and column mapping
@@ -112,9 +113,9 @@ def find_header(rows: list[list[object]]) -> Header:
     return Header(row_index=idx, columns=mapping)
 
 
-def open_roster(path, chunk_rows: int = CHUNK_ROWS) -> SheetSource:
+def open_roster(path, chunk_rows: int = CHUNK_ROWS, limits: ReadLimits | None = None) -> SheetSource:
     """A roster file, its header found by the roster's column names."""
-    return open_sheet(path, chunk_rows, find_header)
+    return open_sheet(path, chunk_rows, find_header, limits)
 
 
 # ---------------------------------------------------------------------------

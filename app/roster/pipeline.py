@@ -1,16 +1,24 @@
 """Validation of a roster's chunks, in worker processes for a large file.
 
 Validation is pure and CPU-bound (app.roster.validate); the importing process meanwhile
-writes the chunks already validated to the database."""
+writes the chunks already validated to the database. The workers parse the file's rows
+too, so they are confined like the file's reader (app.core.sandbox): capped memory and CPU
+time, and they die with the importing process, even when it is killed outright."""
 from __future__ import annotations
 
 import functools
 import itertools
 import multiprocessing
+import os
 from collections import deque
 from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from contextlib import contextmanager
 from datetime import date
+
+from app.core import sandbox
+from app.core.upload_guard import child_failure_message, SheetFileError
 
 from app.roster.batch import ImportContext
 from app.core.sheets import Chunk, CsvBlock, CsvLayout, SheetSource
@@ -28,28 +36,45 @@ def validated_chunks(source: SheetSource, ctx: ImportContext, today: date
     validated. A CSV file goes to them as raw blocks of whole rows, which they parse too:
     this process then only cuts the bytes (no parsing, no chunk pickled on its way out)."""
     args = {"today": today, "vocabulary": ctx.vocabulary, "hash_key": ctx.hash_key}
-    if source.csv is not None:
-        items = source.blocks()
-        work = functools.partial(_parse_and_validate, source.csv, **args)
-        size = lambda block: block.lines  # noqa: E731
+    validate = functools.partial(_validate_chunk, **args)
+    if source.csv is not None and ctx.workers > 0:
+        blocks = source.blocks()  # whole rows, cut here, parsed by the workers
+        first_block = next(blocks, None)
+        if first_block is None:
+            return
+        if first_block.lines >= min(PARALLEL_MIN_ROWS, ctx.chunk_rows):
+            work = functools.partial(_parse_and_validate, source.csv, **args)
+            yield from _in_workers(itertools.chain([first_block], blocks), work, ctx)
+            return
+        blocks.close()
+        items, work, size = source.chunks(), validate, None  # a small file: parsed by its reader
     else:
-        items = source.chunks()
-        work = functools.partial(_validate_chunk, **args)
-        size = lambda chunk: len(chunk.frame)  # noqa: E731
+        items, work, size = source.chunks(), validate, (lambda chunk: len(chunk.frame))  # noqa: E731
     first = next(items, None)
     if first is None:
         return
     items = itertools.chain([first], items)
-    if ctx.workers <= 0 or size(first) < min(PARALLEL_MIN_ROWS, ctx.chunk_rows):
+    if ctx.workers <= 0 or size is None or size(first) < min(PARALLEL_MIN_ROWS, ctx.chunk_rows):
         for item in items:
             done = work(item)
             if done is not None:
                 yield done
         return
+    yield from _in_workers(items, work, ctx)
+
+
+def _in_workers(items: Iterator, work, ctx: ImportContext) -> Iterator[tuple[str, int, ValidatedChunk]]:
     # fork: the workers start at once and import nothing (spawn would re-run the caller's
     # main script); they only compute, never touch the parent's database connections, and
-    # leave through os._exit, so nothing inherited is closed twice
-    with ProcessPoolExecutor(max_workers=ctx.workers, mp_context=multiprocessing.get_context("fork")) as pool:
+    # leave through os._exit, so nothing inherited is closed twice. Each is confined as it
+    # starts: it cannot outgrow its memory or CPU time, nor outlive this process.
+    limits = ctx.read_limits
+    with _worker_failures(limits), ProcessPoolExecutor(
+        max_workers=ctx.workers,
+        mp_context=multiprocessing.get_context("fork"),
+        initializer=sandbox.confine,
+        initargs=(limits.child, os.getpid()),
+    ) as pool:
         pending: deque = deque()
         for item in items:
             pending.append(pool.submit(work, item))
@@ -61,6 +86,17 @@ def validated_chunks(source: SheetSource, ctx: ImportContext, today: date
             done = pending.popleft().result()
             if done is not None:
                 yield done
+
+
+@contextmanager
+def _worker_failures(limits) -> Iterator[None]:
+    """A worker that ran out of memory or CPU time, or died, fails the file with one message."""
+    try:
+        yield
+    except MemoryError as exc:
+        raise SheetFileError(child_failure_message(sandbox.ChildFailed("memory"), limits)) from exc
+    except BrokenProcessPool as exc:
+        raise SheetFileError(child_failure_message(sandbox.ChildFailed("crash"), limits)) from exc
 
 
 def _validate_chunk(chunk: Chunk, **args) -> tuple[str, int, ValidatedChunk] | None:
