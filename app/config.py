@@ -79,6 +79,8 @@ def load_config(overrides: dict | None = None) -> dict:
         "CALL_MAX_ATTEMPTS": int(env.get("CALL_MAX_ATTEMPTS", "3")),
         "CALL_MIN_GAP_MINUTES": int(env.get("CALL_MIN_GAP_MINUTES", "120")),
         "CALL_LEASE_MINUTES": int(env.get("CALL_LEASE_MINUTES", "20")),
+        # phone searches of the case list (exact number or last four) allowed per user in 10 minutes
+        "CASE_SEARCH_MAX_PER_10_MIN": int(env.get("CASE_SEARCH_MAX_PER_10_MIN", "30")),
         "QUESTIONNAIRES_DIR": env.get("QUESTIONNAIRES_DIR")
         or str(Path(__file__).resolve().parent / "questionnaires"),
         # sign-in: failures allowed per account and per address within the window, idle expiry

@@ -193,7 +193,7 @@ def resident_select(dialect: str, today: date, stamp: datetime) -> tuple[str, di
             f" || substr('{GIVEN}', 1 + (g.i / 400) % 20, 1)")
     sql = f"""
         SELECT g.i, {id_hash},
-               '430' || {pad('g.i % 1000', 3)} || '********' || {pad('g.i % 10000', 4)},
+               '**************' || {pad('g.i % 10000', 4)},
                {name},
                CASE WHEN {u4} % 2 = 0 THEN 'M' ELSE 'F' END,
                {day(birth_off)},

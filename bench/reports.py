@@ -315,7 +315,7 @@ def generate(shape: dict, months: list[str], today: date, seed: int, users: dict
         "last_attempt_at": pd.Series(np.where(n_att > 0, last_at, nat)),
         "last_outcome": last_outcome,
         "replacement_state": np.where(np.isin(outcome, list(REPLACED)), "replaced", None),
-        "name": names, "sex": sex, "birth_date": birth, "age": ages, "phone": phone,
+        "name": names, "sex": sex, "age": ages, "phone": phone,
         "institution_name": inst_name[c_inst - 1],
         "team_name": team_name[c_team - 1],
         "doctor_name": team_leader[c_team - 1],
@@ -326,8 +326,7 @@ def generate(shape: dict, months: list[str], today: date, seed: int, users: dict
     residents = pd.DataFrame({
         "id": np.arange(1, N + 1),
         "id_hash": [f"{i:032x}" for i in range(1, N + 1)],
-        "id_masked": "430" + pd.Series(np.arange(1, N + 1) % 1000).astype(str).str.zfill(3).to_numpy()
-        + "********" + pd.Series(np.arange(1, N + 1) % 10000).astype(str).str.zfill(4).to_numpy(),
+        "id_masked": "*" * 14 + pd.Series(np.arange(1, N + 1) % 10000).astype(str).str.zfill(4).to_numpy(),
         "name": names, "sex": sex, "birth_date": birth, "phone": phone, "team_id": c_team,
         "contract_start": contract_start, "contract_end": contract_end,
         "active": True, "do_not_call": False,

@@ -25,7 +25,7 @@ def add_residents(team: Team, count: int, labels: tuple[str, ...] = (), **overri
         n = next(_serial)
         row = {
             "id_hash": f"{n:032x}",
-            "id_masked": "430621********" + f"{n % 10000:04d}",
+            "id_masked": "*" * 14 + f"{n % 10000:04d}",
             "name": f"居民{n}",
             "sex": "M" if n % 2 else "F",
             "birth_date": date(1950 + n % 50, 1 + n % 12, 1 + n % 28),
@@ -69,7 +69,7 @@ def past_round(county, month: str, completed: list[int], team: Team) -> Round:
         db.session.add(Case(
             round_id=round_.id, institution_id=team.institution_id, team_id=team.id, resident_id=rid,
             kind="primary", position=position, status="done", outcome="complete", name=res.name, sex=res.sex,
-            birth_date=res.birth_date, age=50, phone=res.phone, institution_name="x", team_name=team.name,
+            age=50, phone=res.phone, institution_name="x", team_name=team.name,
             population_labels="", contract_start=res.contract_start, contract_end=res.contract_end,
         ))
     db.session.commit()  # not flush: the boundaries tested next refuse uncommitted writes

@@ -65,7 +65,7 @@ def add_results(county, team: Team, month: str, answers: list[dict], *, caller: 
         case = Case(round_id=round_.id, institution_id=team.institution_id, team_id=team.id, resident_id=rid,
                     kind="primary", position=position, status="done", outcome=outcome, attempt_count=1,
                     last_outcome=outcome, first_attempt_at=stamp, last_attempt_at=stamp, name=resident.name,
-                    sex=resident.sex, birth_date=resident.birth_date, age=60, phone=resident.phone,
+                    sex=resident.sex, age=60, phone=resident.phone,
                     institution_name=institution.name, team_name=team.name, population_labels="高血压", key_population=True,
                     contract_start=resident.contract_start, contract_end=resident.contract_end)
         db.session.add(case)

@@ -36,7 +36,7 @@ def _round_with_cases(county, team, count: int) -> int:
     db.session.execute(insert(Case), [
         {"round_id": round_.id, "institution_id": team.institution_id, "team_id": team.id, "resident_id": rid,
          "kind": "primary", "position": n, "status": "queued", "attempt_count": 0, "name": f"居民{n}", "sex": "M",
-         "birth_date": date(1960, 1, 1), "age": 66, "phone": "13800000000", "institution_name": "x",
+         "age": 66, "phone": "13800000000", "institution_name": "x",
          "team_name": team.name, "population_labels": "一般人群", "key_population": False,
          "contract_start": date(2026, 1, 1), "contract_end": date(2026, 12, 31)}
         for n, rid in enumerate(resident_ids, start=1)

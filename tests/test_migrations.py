@@ -169,3 +169,56 @@ def test_0006_gives_existing_users_a_case_folded_key_and_keeps_units_active(fres
             conn.execute(text("UPDATE institutions SET type = '乡镇卫生院'"))
         downgrade(revision="0005")
         db.engine.dispose()
+
+
+def test_0010_cuts_masked_ids_to_the_last_four_and_drops_the_cases_birth_date(fresh_url, tmp_path):
+    app = create_app(
+        {
+            "SQLALCHEMY_DATABASE_URI": fresh_url,
+            "IMPORT_REPORTS_DIR": str(tmp_path / "r"),
+            "UPLOAD_DIR": str(tmp_path / "u"),
+            "SAMPLE_LISTS_DIR": str(tmp_path / "s"),
+        }
+    )
+    stamp = "2026-01-02 03:04:05"
+    with app.app_context():
+        upgrade(revision="0006")
+        with db.engine.begin() as conn:
+            run = lambda sql, **params: conn.execute(text(sql), params)  # noqa: E731
+            run("INSERT INTO counties (id, name, code, created_at) VALUES (1, '岳阳县', '430621', :t)", t=stamp)
+            run("INSERT INTO institutions (id, county_id, name, code, type, created_at) "
+                "VALUES (1, 1, '荣家湾镇卫生院', 'I1', '乡镇卫生院', :t)", t=stamp)
+            run("INSERT INTO teams (id, institution_id, name, created_at) VALUES (1, 1, '一组', :t)", t=stamp)
+            for n, masked in enumerate(["430621********123X", "110105********002X", "12***"], start=1):
+                run("INSERT INTO residents (id, id_hash, id_masked, name, sex, birth_date, phone, team_id, "
+                    "contract_start, contract_end, active, do_not_call, created_at, updated_at) VALUES "
+                    "(:id, :h, :m, '某', 'F', '1949-12-31', '13800138000', 1, '2026-01-01', '2026-12-31', "
+                    ":yes, :no, :t, :t)", id=n, h=f"{n:032x}", m=masked, t=stamp, yes=True, no=False)
+            run("INSERT INTO rounds (id, county_id, month, status, algorithm, county_code, salt, seed, draw_date, "
+                "sample_size, backup_size, exclusion_months, questionnaire_version, eligible_count, eligible_hash, "
+                "institutions, primaries, backups, shortfall_institutions, triggered_by, drawn_at, redraws) VALUES "
+                "(1, 1, '2026-11', 'open', 'lottery-v1', '430621', 's', '0', '2026-11-01', 10, 0, 6, 'v1', 1, '', "
+                "1, 1, 0, 0, 'test', :t, 0)", t=stamp)
+            run("INSERT INTO cases (id, round_id, institution_id, team_id, resident_id, kind, position, status, "
+                "attempt_count, name, sex, birth_date, age, phone, institution_name, team_name, population_labels, "
+                "key_population, contract_start, contract_end) VALUES (1, 1, 1, 1, 1, 'primary', 1, 'queued', 0, "
+                "'某', 'F', '1949-12-31', 76, '13800138000', 'x', '一组', '', :no, '2026-01-01', '2026-12-31')",
+                no=False)
+            run("INSERT INTO users (id, username, username_key, password_hash, role, county_id, is_enabled, "
+                "must_change_password, created_at) VALUES (1, 'c', 'c', 'x', 'caller', 1, :yes, :no, :t)",
+                yes=True, no=False, t=stamp)
+            run("INSERT INTO attempts (id, case_id, round_id, number, caller_id, started_at, connected) "
+                "VALUES (1, 1, 1, 1, 1, :t, :no)", t=stamp, no=False)
+        upgrade()
+        with db.engine.connect() as conn:
+            masks = dict(conn.execute(text("SELECT id, id_masked FROM residents")).all())
+            assert masks == {1: "**************123X", 2: "**************002X", 3: "12***"}
+            assert "birth_date" not in {c["name"] for c in inspect(conn).get_columns("cases")}
+            assert conn.execute(text("SELECT count(*) FROM attempts")).scalar() == 1  # the case kept its calls
+            diff = compare_metadata(MigrationContext.configure(conn, opts={"compare_type": True}), db.metadata)
+        assert diff == []
+        downgrade(revision="0006")
+        with db.engine.connect() as conn:
+            assert str(conn.execute(text("SELECT birth_date FROM cases")).scalar())[:10] == "1950-01-01"
+            assert conn.execute(text("SELECT count(*) FROM attempts")).scalar() == 1
+        db.engine.dispose()

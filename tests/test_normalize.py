@@ -278,8 +278,8 @@ def test_validate_ids_keeps_the_index_and_handles_a_mixed_column():
 
 
 def test_mask_id():
-    assert mask_id(KNOWN_ID) == "110105********002X"
-    assert mask_id(MALE_ID) == "430621********123X"
+    assert mask_id(KNOWN_ID) == "**************002X"
+    assert mask_id(MALE_ID) == "**************123X"
     # the birth date (digits 7-14) never shows
     assert "19491231" not in mask_id(KNOWN_ID)
     # short garbage keeps its first two characters only
@@ -287,12 +287,12 @@ def test_mask_id():
     assert mask_id("") == ""
     # a number that lost its digits is masked too, keeping its length
     masked = mask_id("4.306211980010113e+17")
-    assert masked == "4.3062" + "*" * 11 + "e+17"
+    assert masked == "*" * 17 + "e+17"
 
 
 def test_mask_ids_series():
     out = mask_ids(pd.Series([KNOWN_ID, MALE_ID], index=[4, 9], dtype=object))
-    assert list(out) == ["110105********002X", "430621********123X"]
+    assert list(out) == ["**************002X", "**************123X"]
     assert list(out.index) == [4, 9]
 
 
@@ -885,7 +885,7 @@ def test_validate_frame_one_row_per_kind_of_error(vocabulary):
 
     by_row = {r.row: r for r in result.rejections}
     # the rejected ID is shown masked, never in clear
-    assert by_row[6].value == bad_id[:6] + "********" + bad_id[-4:]
+    assert by_row[6].value == "*" * (len(bad_id) - 4) + bad_id[-4:]
     assert by_row[9].value == "女"
     assert by_row[11].value == "8221234"
     assert by_row[15].value == "去年春天"
@@ -900,7 +900,7 @@ def test_validate_frame_one_row_per_kind_of_error(vocabulary):
     assert list(rows_out["row_no"]) == [4, 5]
     first, second = rows_out.iloc[0], rows_out.iloc[1]
     assert first["id_hash"] == hash_id(HASH_KEY, MALE_ID)
-    assert first["id_masked"] == "430621********123X"
+    assert first["id_masked"] == "**************123X"
     assert first["name"] == "张三"
     assert first["sex"] == "M"
     assert first["birth_date"] == "1980-01-01"
@@ -913,7 +913,7 @@ def test_validate_frame_one_row_per_kind_of_error(vocabulary):
     assert tuple(first["label_codes"]) == ("diabetes", "hypertension")
 
     assert second["id_hash"] == hash_id(HASH_KEY, KNOWN_ID)  # converted from 15 digits
-    assert second["id_masked"] == "110105********002X"
+    assert second["id_masked"] == "**************002X"
     assert second["sex"] == "F"
     assert second["birth_date"] == "1949-12-31"
     assert second["phone"] == "13900139000"

@@ -99,7 +99,7 @@ def month_data(county, make_county, make_team):
         db.session.add(Case(
             round_id=round_.id, institution_id=b.institution_id, team_id=b.id, resident_id=rid, kind="backup",
             position=position, status=status, attempt_count=0, name=resident.name, sex=resident.sex,
-            birth_date=resident.birth_date, age=70, phone=resident.phone, institution_name="新墙镇卫生院",
+            age=70, phone=resident.phone, institution_name="新墙镇卫生院",
             team_name=b.name, population_labels="65岁及以上老年人", key_population=True,
             contract_start=resident.contract_start, contract_end=resident.contract_end,
             replaces_case_id=vacant.id if status == "queued" else None,

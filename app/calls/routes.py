@@ -10,9 +10,9 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from flask import abort, current_app, flash, jsonify, redirect, render_template, request, url_for
+from flask import abort, current_app, flash, jsonify, redirect, render_template, request, session, url_for
 from flask_login import current_user, login_required
-from sqlalchemy import or_, select
+from sqlalchemy import select
 
 from app.core.ids import as_id
 from app.auth.scope import require_county, roles_required
@@ -20,15 +20,17 @@ from app.calls import bp
 from app.calls import outcomes as oc
 from app.calls.forms import ActionForm, AssignForm, AttemptForm, EditAnswerForm, FinishForm
 from app.calls.rules import CallSettings
+from app.calls.search import ACTION as SEARCH_ACTION, LIMIT_MESSAGE, over_limit
+from app.calls.search import conditions as search_conditions, parse as search_query
 from app.core.transactions import transaction
-from app.core.clock import clock_now, local, TZ
+from app.core.clock import clock_now, local, utc_naive, TZ
 from app.calls.corrections import edit_answer
 from app.calls.interview import answers_of, context_for, finish_interview, save_answer, start_interview
 from app.calls.attempts import record_attempt
 from app.calls.queue import assign, claim_case, claim_next, held_case, queue_counts, release, renew
 from app.calls.guards import CallError, current_round
 from app.extensions import db
-from app.models import CASE_STATE_LABELS, AnswerEdit, Attempt, Case, County, Response, Round, User
+from app.models import audit, CASE_STATE_LABELS, AnswerEdit, Attempt, Case, County, Response, Round, User
 from app.questionnaires import FLAGS, opening
 from app.questionnaires.forms import build_form
 
@@ -133,7 +135,10 @@ def case_screen(case_id: int):
     case = _case_or_404(case_id)
     round_ = db.session.get(Round, case.round_id)
     now = clock_now()
-    holding = case.leased_by_id == current_user.id and case.status == "queued"
+    # the full phone only to the caller whose lease runs (or whose interview is open)
+    holding = (case.leased_by_id == current_user.id and case.status == "queued"
+               and ((case.lease_expires_at is not None and case.lease_expires_at >= utc_naive(now))
+                    or case.state == "on_call"))
     response = None
     if case.attempt_count and case.last_outcome is None:
         response = db.session.scalar(
@@ -145,12 +150,32 @@ def case_screen(case_id: int):
     script = opening(q, resident=case.name, bureau=f"{round_.county.name}卫生健康局", caller=current_user.display_name,
                      institution=case.institution_name, team=case.team_name, doctor=case.doctor_name or "")
     replaced = db.session.get(Case, case.replaces_case_id) if case.replaces_case_id else None
-    return render_template(
+    page = render_template(
         "calls/case.html", case=case, round=round_, holding=holding, history=_history(case), response=response,
         responses=responses, script=script, connected=oc.choices(True), not_connected=oc.choices(False),
         form=AttemptForm(), action=ActionForm(), label=oc.label, settings=_settings(), replaced=replaced,
         today=local(now).date().isoformat(), questionnaire=q,
     )
+    if holding:
+        _phone_shown(case)
+    return page
+
+
+PHONES_SHOWN = "phones_shown"
+
+
+def _phone_shown(case: Case) -> None:
+    """Audit the full phone shown on the case screen: one row when the caller opens the case
+    for an attempt, not one per refresh of the same attempt in the same browser session."""
+    mark = f"{case.id}:{case.attempt_count}"
+    shown = session.get(PHONES_SHOWN) or []
+    if mark in shown:
+        return
+    case_id, round_id, attempt = case.id, case.round_id, case.attempt_count + 1
+    with transaction(db.session):
+        audit(db.session, "view_phone", current_user, target=f"case:{case_id}",
+              detail={"round": round_id, "attempt": attempt})
+    session[PHONES_SHOWN] = (shown + [mark])[-20:]
 
 
 @bp.route("/case/<int:case_id>/claim", methods=["POST"])
@@ -426,7 +451,18 @@ def cases():
     if status not in STATUS_FILTERS:
         status = ""
     page = None
-    if round_ is not None:
+    query = search_query(search)
+    refused = False
+    if round_ is not None and query.is_phone:
+        now = utc_naive(clock_now())
+        limit = current_app.config["CASE_SEARCH_MAX_PER_10_MIN"]
+        with transaction(db.session, write=True):
+            refused = over_limit(db.session, current_user.id, now, limit)
+            audit(db.session, SEARCH_ACTION, current_user, target=f"round:{round_.id}", at=now,
+                  detail={"query": query.masked, "refused": refused})
+        if refused:
+            flash(LIMIT_MESSAGE.format(limit=limit), "error")
+    if round_ is not None and not refused:
         stmt = select(Case).where(Case.round_id == round_.id)
         if status == "queued":
             stmt = stmt.where(Case.status == "queued")
@@ -443,11 +479,7 @@ def cases():
         else:
             stmt = stmt.where(~Case.in_state("reserve"))
         if search:
-            like = f"%{search}%"
-            conditions = [Case.name.like(like), Case.institution_name.like(like), Case.team_name.like(like)]
-            if search.isdigit() and len(search) >= 4:
-                conditions.append(Case.phone.like(f"%{search}"))
-            stmt = stmt.where(or_(*conditions))
+            stmt = stmt.where(search_conditions(query))
         stmt = stmt.order_by(Case.institution_name, Case.kind.desc(), Case.position)
         page = db.paginate(stmt, per_page=50, error_out=False)
     callers = []
@@ -463,7 +495,7 @@ def cases():
         counties = db.session.scalars(select(County).order_by(County.code)).all()
     return render_template("calls/cases.html", round=round_, page=page, search=search, status=status, filters=STATUS_FILTERS,
                            form=form, callers=callers, label=oc.label, action=ActionForm(), counties=counties,
-                           staff=current_user.role in STAFF)
+                           staff=current_user.role in STAFF), 429 if refused else 200
 
 
 def _person(user: User) -> str:

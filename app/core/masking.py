@@ -38,15 +38,18 @@ def hash_ids(key: bytes, ids: pd.Series) -> pd.Series:
 
 
 def mask_id(id18: str) -> str:
-    """430621********123X: region code and the last four, never the birth date. Values too
-    short to be an ID keep only their first two characters."""
+    """**************123X: the last four only. Region and birth date stay hidden, because the
+    product shows birth dates' stand-ins (age, birth year) beside it and region + birth date +
+    last four is the whole ID (docs/privacy.md). Values too short to be an ID keep only their
+    first two characters."""
     if len(id18) >= 14:
-        return id18[:6] + "*" * (len(id18) - 10) + id18[-4:]
+        return "*" * (len(id18) - 4) + id18[-4:]
     return id18[:2] + "*" * max(len(id18) - 2, 0)
 
 
 def mask_ids(ids: pd.Series) -> pd.Series:
-    return pd.Series([v[:6] + "********" + v[-4:] for v in ids], index=ids.index, dtype=object)
+    """mask_id for many valid 18-character IDs."""
+    return pd.Series(["*" * 14 + v[-4:] for v in ids], index=ids.index, dtype=object)
 
 
 MOBILE_RE = r"1[3-9]\d{9}"

@@ -370,7 +370,6 @@ def _snapshots(session: Session, resident_ids: list[int], day: date, general_cod
             snaps[row.id] = {
                 "name": row.name,
                 "sex": row.sex,
-                "birth_date": row.birth_date,
                 "age": age_on(row.birth_date, day),
                 "phone": row.phone,
                 "phone2": row.phone2,

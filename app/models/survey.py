@@ -164,8 +164,7 @@ class Case(db.Model):
     # snapshot at draw time
     name: Mapped[str] = mapped_column(String(50))
     sex: Mapped[str] = mapped_column(String(1))
-    birth_date: Mapped[date]
-    age: Mapped[int]
+    age: Mapped[int]  # on the draw day; the birth date itself is not copied (docs/privacy.md)
     phone: Mapped[str] = mapped_column(String(20))
     phone2: Mapped[str | None] = mapped_column(String(20))
     institution_name: Mapped[str] = mapped_column(String(100))

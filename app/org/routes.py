@@ -1,6 +1,8 @@
 """机构与团队: the organisation pages (county → institution → team) and their maintenance.
 
-Reading is open to every signed-in user within their county. Maintenance is for the city
+Reading is for the city administrator and a county supervisor, within their county: the team
+page lists residents (masked). A caller works on cases, not on the roster: the county list
+(counts only) still answers, every other page is 403. Maintenance is for the city
 administrator (everything, counties included, and the sheet import) and a county supervisor
 (the institutions and teams of their own county); a caller gets 403. A unit outside the
 user's county answers 404. The rules live in app/org/maintenance.py: a view checks the form,
@@ -158,6 +160,7 @@ def counties():
 
 @bp.route("/counties/<int:county_id>")
 @login_required
+@roles_required(*MANAGERS)
 def county(county_id: int):
     county = _unit("county", county_id)
     institutions = db.session.scalars(
@@ -187,6 +190,7 @@ def county(county_id: int):
 
 @bp.route("/institutions/<int:institution_id>")
 @login_required
+@roles_required(*MANAGERS)
 def institution(institution_id: int):
     inst = _unit("institution", institution_id)
     teams = sorted(inst.teams, key=lambda t: (not t.active, t.name))
@@ -205,6 +209,7 @@ def institution(institution_id: int):
 
 @bp.route("/teams/<int:team_id>")
 @login_required
+@roles_required(*MANAGERS)
 def team(team_id: int):
     team = _unit("team", team_id)
     q = (request.args.get("q") or "").strip()[:50]

@@ -2,7 +2,7 @@
 closed longer ago than the period, and of residents inactive as long, is erased in place.
 
 What goes: names (they then read ERASED_TEXT), phones, addresses, the masked ID, key-population
-labels, the birth date's month and day, and free text (attempt notes, free-text answers and the
+labels, a resident's birth date's month and day (a case keeps only the age), and free text (attempt notes, free-text answers and the
 details an option asks for, problem notes, the reasons and free-text values of answer edits).
 What stays: every id (a case still points at its resident, so the draw's exclusion window
 and ``draw verify`` work as before), the resident's keyed ID hash (a later import recognises
@@ -271,8 +271,7 @@ def erase_rounds(session: Session, round_ids: list[int], *, now: datetime,
         _run(session, update(Problem).where(Problem.round_id.in_(ids), func.coalesce(Problem.note, "") != "")
              .values(note=ERASED_TEXT))
         _run(session, update(Case).where(Case.round_id.in_(ids), Case.erased_at.is_(None)).values(
-            name=ERASED_TEXT, phone="", phone2=None, population_labels=ERASED_TEXT,
-            birth_date=_year_start(session, Case.birth_date), erased_at=stamp,
+            name=ERASED_TEXT, phone="", phone2=None, population_labels=ERASED_TEXT, erased_at=stamp,
         ))
         _run(session, update(Round).where(Round.id.in_(ids)).values(erased_at=stamp))
     session.flush()

@@ -1,0 +1,123 @@
+"""Least privilege: a caller sees the cases, not the roster; a supervisor sees their county's
+roster masked (last four of the ID, the age, never the birth date); a full phone shows only on
+the case screen of the caller who holds the case, and each opening is audit-logged."""
+from __future__ import annotations
+
+import json
+import re
+from datetime import timedelta
+
+import pytest
+from sqlalchemy import select
+
+from app.extensions import db
+from app.core.clock import utc_naive
+from app.models import AuditLog, Case, Resident
+from tests.calls_support import at, drawn_round
+from tests.helpers import csrf_token
+
+
+@pytest.fixture
+def clock(monkeypatch):
+    state = {"now": at(23, 9, 30)}
+    monkeypatch.setattr("app.calls.routes.clock_now", lambda: state["now"])
+    return state
+
+
+@pytest.fixture
+def setup(county, make_team, make_user, clock):
+    return drawn_round(county, make_team, make_user)
+
+
+def text(response) -> str:
+    return response.get_data(as_text=True)
+
+
+def phone_views() -> list[AuditLog]:
+    db.session.rollback()
+    return list(db.session.scalars(select(AuditLog).where(AuditLog.action == "view_phone").order_by(AuditLog.id)))
+
+
+def test_a_caller_reads_no_roster_page(client, login, setup):
+    team = setup.teams[0]
+    resident = db.session.scalar(select(Resident).where(Resident.team_id == team.id))
+    login(setup.caller.username)
+
+    home = text(client.get("/calls/"))
+    assert "机构与团队" not in home
+    counties = text(client.get("/org/"))  # counts only, and no way further
+    assert resident.name not in counties and f"/org/counties/{setup.county.id}" not in counties
+    for url in (f"/org/counties/{setup.county.id}", f"/org/institutions/{team.institution_id}",
+                f"/org/teams/{team.id}", f"/org/teams/{team.id}?q={resident.phone[-4:]}"):
+        reply = client.get(url)
+        assert reply.status_code == 403, url
+        assert resident.name not in text(reply) and resident.id_masked not in text(reply)
+
+
+def test_a_supervisor_sees_the_roster_masked_with_ages(client, login, setup):
+    team = setup.teams[0]
+    login(setup.supervisor.username)
+    assert "机构与团队" in text(client.get("/calls/"))
+
+    page = text(client.get(f"/org/teams/{team.id}"))
+
+    residents = db.session.scalars(select(Resident).where(Resident.team_id == team.id)).all()
+    assert "<th>年龄</th>" in page and "出生日期" not in page
+    for r in residents:
+        assert r.name in page and r.id_masked in page and r.id_masked.startswith("*" * 14)
+        for shown in (r.birth_date.isoformat(), r.birth_date.strftime("%Y%m%d"),
+                      f"{r.birth_date.year}年{r.birth_date.month}月{r.birth_date.day}日"):
+            assert shown not in page
+        assert r.phone not in page
+
+
+def test_the_full_phone_is_shown_to_the_holder_only_and_each_opening_is_audited(app, client, login, setup,
+                                                                                clock):
+    login(setup.caller.username)
+    token = csrf_token(text(client.get("/calls/")))
+    case_id = int(client.post("/calls/next", data={"csrf_token": token}).headers["Location"].rsplit("/", 1)[1])
+    case = db.session.get(Case, case_id)
+    phone = case.phone
+
+    screen = text(client.get(f"/calls/case/{case_id}"))
+    assert f'href="tel:{phone}"' in screen
+    text(client.get(f"/calls/case/{case_id}"))  # a refresh of the same attempt: no second row
+    [row] = phone_views()
+    assert (row.user_id, row.target) == (setup.caller.id, f"case:{case_id}")
+    assert json.loads(row.detail) == {"round": setup.round.id, "attempt": 1}
+
+    # another caller of the county sees the case masked, and nothing is logged for them
+    with app.app_context():
+        other = app.test_client()
+        page = text(other.get("/"))
+        other.post("/", data={"username": setup.other.username, "password": "test-password-1",
+                              "csrf_token": csrf_token(page)})
+        seen = text(other.get(f"/calls/case/{case_id}"))
+        assert phone not in seen and f"{phone[:3]}****{phone[-4:]}" in seen
+    assert len(phone_views()) == 1
+
+    # a new attempt on the same case is a new opening
+    client.post(f"/calls/case/{case_id}/attempt", data={"outcome": "no_answer", "number": "1", "csrf_token": token})
+    clock["now"] += timedelta(hours=3)
+    db.session.execute(Case.__table__.update().where(Case.id == case_id)  # claimed again
+                       .values(leased_by_id=setup.caller.id,
+                               lease_expires_at=utc_naive(clock["now"] + timedelta(minutes=20))))
+    db.session.commit()
+    assert f'href="tel:{phone}"' in text(client.get(f"/calls/case/{case_id}"))
+    assert [json.loads(r.detail)["attempt"] for r in phone_views()] == [1, 2]
+
+    # once the lease has run out the caller no longer holds the case: masked, not logged
+    clock["now"] += timedelta(hours=1)
+    expired = text(client.get(f"/calls/case/{case_id}"))
+    assert phone not in expired and re.search(r"tel:", expired) is None
+    assert len(phone_views()) == 2
+
+
+def test_call_list_downloads_are_audited(client, login, setup):
+    login(setup.supervisor.username)
+    for fmt in ("xlsx", "csv"):
+        with client.get(f"/draws/{setup.round.id}/call-list.{fmt}") as reply:
+            assert reply.status_code == 200 and reply.get_data()
+    db.session.rollback()
+    actions = db.session.scalars(select(AuditLog.action).where(AuditLog.action.like("export.call_list%"))).all()
+    assert actions == ["export.call_list", "export.call_list"]
