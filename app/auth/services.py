@@ -127,7 +127,7 @@ def _name_taken(session: Session, name: str, *, except_id: int | None = None) ->
 
 
 def _audit(session: Session, actor: Actor, action: str, user: User, detail: dict) -> None:
-    audit(session, action, actor, target=f"user:{user.id} {user.username}",
+    audit(session, action, actor, target=f"user:{user.id} {user.username}", county_id=user.county_id,
           detail=json.dumps(detail, ensure_ascii=False, sort_keys=True))
 
 
