@@ -124,11 +124,12 @@ case "$DB_KIND" in
     for tool in pg_restore psql; do
       command -v "$tool" >/dev/null 2>&1 || die "找不到 $tool，请安装与数据库服务器同一大版本的 postgresql-client。"
     done
-    # tables that hold at least one row (alembic_version alone does not count)
+    # tables that hold at least one row (alembic_version and the audit chain's head, which a
+    # fresh schema holds, do not count: audit rows would be in audit_log)
     NONEMPTY="$(psql -X -q -A -t -v ON_ERROR_STOP=1 --dbname="$PG_URL" -c "
       SELECT count(*) FROM pg_tables t
       WHERE t.schemaname NOT IN ('pg_catalog', 'information_schema')
-        AND t.tablename <> 'alembic_version'
+        AND t.tablename NOT IN ('alembic_version', 'audit_chain_head')
         AND (xpath('count(/table/row)', query_to_xml(
               format('SELECT 1 AS c FROM %I.%I LIMIT 1', t.schemaname, t.tablename),
               false, false, '')))[1]::text::int > 0")" \
@@ -146,7 +147,7 @@ if not os.path.exists(path) or os.path.getsize(path) == 0:
 try:
     con = sqlite3.connect(path, timeout=30)
     tables = [r[0] for r in con.execute(
-        "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' AND name <> 'alembic_version'")]
+        "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' AND name NOT IN ('alembic_version', 'audit_chain_head')")]
     print(sum(1 for t in tables if con.execute(f'SELECT 1 FROM "{t}" LIMIT 1').fetchone()))
     con.close()
 except sqlite3.Error as exc:
