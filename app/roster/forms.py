@@ -1,4 +1,4 @@
-from flask_wtf import FlaskForm
+from app.core.forms import SafeForm as FlaskForm
 from flask_wtf.file import FileAllowed, FileField, FileRequired
 from wtforms import BooleanField, SelectField, SubmitField, ValidationError
 
