@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import threading
 import traceback
+from datetime import datetime
 
 import openpyxl
 import pytest
@@ -14,7 +15,7 @@ from sqlalchemy import func, insert, select, text
 from app.audit.chain import verify_chain
 from app.extensions import db
 from app.models import AuditChainHead, AuditLog, audit
-from app.models.audit import GENESIS, record_hash
+from app.models.audit import GENESIS, detail_digest, record_hash
 from app.reports.excel import build_monthly_report
 
 
@@ -74,14 +75,38 @@ def test_a_rewrite_that_recomputes_the_row_hash_breaks_at_the_next_row(app, runn
     ids = _write("draw", "answer_edit", "redraw")
     row = db.session.get(AuditLog, ids[1])
     values = {c: getattr(row, c) for c in ("id", "seq", "at", "user_id", "county_id", "actor", "action", "target")}
-    values["detail"] = '{"n": 99}'
+    detail = '{"n": 99}'
+    values["detail_sha256"] = detail_digest(detail)
     forged = record_hash(values, row.prev_hash)
     db.session.rollback()
     with db.engine.begin() as conn:
-        conn.execute(text("UPDATE audit_log SET detail = :d, hash = :h WHERE id = :id"),
-                     {"d": values["detail"], "h": forged, "id": ids[1]})
+        conn.execute(text("UPDATE audit_log SET detail = :d, detail_sha256 = :s, hash = :h WHERE id = :id"),
+                     {"d": detail, "s": values["detail_sha256"], "h": forged, "id": ids[1]})
     result = _verify(runner)
     assert result.exit_code != 0 and f"记录 #{ids[2]}" in result.output
+
+
+def test_a_changed_detail_digest_breaks_the_row(app, runner):
+    ids = _write("draw", "answer_edit", "redraw")
+    detail = '{"n": 99}'
+    with db.engine.begin() as conn:
+        conn.execute(text("UPDATE audit_log SET detail = :d, detail_sha256 = :s WHERE id = :id"),
+                     {"d": detail, "s": detail_digest(detail), "id": ids[1]})
+    result = _verify(runner)
+    assert result.exit_code != 0 and f"记录 #{ids[1]}" in result.output
+
+
+def test_an_erased_detail_keeps_the_chain_whole(app, runner):
+    """The retention period may blank a detail (marking it erased): the hash covers the
+    detail's digest, so the chain still verifies; the same blanking unmarked is a break."""
+    ids = _write("draw", "answer_edit", "redraw")
+    with db.engine.begin() as conn:
+        conn.execute(text("UPDATE audit_log SET detail = '已按保存期限删除' WHERE id = :id"), {"id": ids[1]})
+    assert _verify(runner).exit_code != 0
+    with db.engine.begin() as conn:
+        conn.execute(text("UPDATE audit_log SET erased_at = :t WHERE id = :id"), {"t": datetime(2026, 1, 1), "id": ids[1]})
+    result = _verify(runner)
+    assert result.exit_code == 0, result.output
 
 
 @pytest.mark.parametrize("which", [1, 2])

@@ -2,7 +2,8 @@
 
 ``verify_chain`` walks the rows in chain order and stops at the first break: a row whose place
 is not the next one (a row before it was deleted), whose ``prev_hash`` is not its predecessor's
-hash, or whose own hash does not match its fields (it was changed); a row not linked at all;
+hash, or whose own hash does not match its fields (it was changed), or whose detail does not
+match the digest its hash covers (unless the retention period erased it); a row not linked at all;
 or a head that points past the last row (the last rows were deleted).
 """
 from __future__ import annotations
@@ -13,7 +14,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from app.models import AuditChainHead, AuditLog
-from app.models.audit import CHAINED, GENESIS, HEAD_ID, record_hash
+from app.models.audit import CHAINED, GENESIS, HEAD_ID, detail_digest, record_hash
 
 BATCH = 5000
 
@@ -49,7 +50,8 @@ def verify_chain(session: Session, *, expect: tuple[int, str] | None = None) -> 
     table = AuditLog.__table__
     head = session.get(AuditChainHead, HEAD_ID, populate_existing=True)
     head_seq = head.seq if head is not None else 0
-    columns = [table.c[name] for name in CHAINED] + [table.c.prev_hash, table.c.hash]
+    columns = [table.c[name] for name in CHAINED] + [table.c.prev_hash, table.c.hash, table.c.detail,
+                                                     table.c.erased_at]
     expected_seq, prev, last_id, count = 1, GENESIS, None, 0
     found_expected = expect is None
 
@@ -68,6 +70,8 @@ def verify_chain(session: Session, *, expect: tuple[int, str] | None = None) -> 
                 return broken(row["id"], "它记下的前一条哈希与前一条记录不符：前一条记录被改动、删除或替换")
             if record_hash(row, prev) != row["hash"]:
                 return broken(row["id"], "记录内容与它的哈希不符：这条记录被改动")
+            if row["erased_at"] is None and detail_digest(row["detail"]) != row["detail_sha256"]:
+                return broken(row["id"], "记录的详情与它的哈希不符：这条记录的详情被改动")
             if expect is not None and row["id"] == expect[0]:
                 if row["hash"] != expect[1]:
                     return broken(row["id"], f"哈希 {row['hash']} 与此前记下的 {expect[1]} 不符：此前的记录被改写")
