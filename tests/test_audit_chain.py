@@ -258,3 +258,43 @@ def test_the_migration_links_existing_rows_in_id_order(tmp_path):
             assert report.ok and report.records == 4
             db.session.remove()
             db.engine.dispose()
+
+
+@pytest.mark.parametrize("how", ["delete", "move back"])
+def test_a_head_deleted_or_moved_back_is_detected(app, runner, how):
+    ids = _write("draw", "answer_edit", "redraw")
+    with db.engine.begin() as conn:
+        if how == "delete":
+            conn.execute(text("DELETE FROM audit_chain_head"))
+        else:
+            conn.execute(text("UPDATE audit_chain_head SET seq = 1, audit_id = :id, hash = "
+                              "(SELECT hash FROM audit_log WHERE id = :id)"), {"id": ids[0]})
+    result = _verify(runner)
+    assert result.exit_code != 0, result.output
+    # the first row the head no longer covers
+    assert f"记录 #{ids[0] if how == 'delete' else ids[1]}" in result.output and "链头" in result.output
+
+
+def test_a_head_deleted_under_linked_rows_is_not_silently_restarted(app):
+    _write("draw")
+    db.session.rollback()  # end the read transaction _write's ids opened
+    with db.engine.begin() as conn:
+        conn.execute(text("DELETE FROM audit_chain_head"))
+    audit(db.session, "redraw", "cli:test")
+    with pytest.raises(RuntimeError, match="audit_chain_head"):
+        db.session.commit()
+    db.session.rollback()
+    assert db.session.scalar(select(func.count()).select_from(AuditChainHead)) == 0
+
+
+def test_a_savepoint_does_not_take_the_head(app):
+    """Rows written inside a savepoint are linked when the outer transaction commits, not when
+    the savepoint is released (which would hold the head for the rest of the transaction)."""
+    with db.session.begin_nested():
+        entry = audit(db.session, "org_create", "cli:test")
+    db.session.flush()
+    assert db.session.scalar(select(AuditLog.seq).where(AuditLog.id == entry.id)) is None
+    head = db.session.execute(text("SELECT seq FROM audit_chain_head")).scalar()
+    assert head == 0
+    db.session.commit()
+    assert db.session.scalar(select(AuditLog.seq).where(AuditLog.id == entry.id)) == 1

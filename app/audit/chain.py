@@ -84,6 +84,13 @@ def verify_chain(session: Session, *, expect: tuple[int, str] | None = None) -> 
         return ChainReport(False, count, last_id, prev, head.audit_id,
                            f"链头记的是第 {head_seq} 条（哈希 {head.hash}），链上只核对到第 {count} 条："
                            "最后的记录被删除或改动，或链头被改动")
+    # rows linked beyond the head: legitimate if committed during the walk (the head has moved
+    # on since), else the head was deleted or moved back to hide them
+    now_head = session.get(AuditChainHead, HEAD_ID, populate_existing=True)
+    now_seq = now_head.seq if now_head is not None else 0
+    beyond = session.scalar(select(func.min(table.c.id)).where(table.c.seq > now_seq))
+    if beyond is not None:
+        return broken(beyond, f"它的链序号大于链头记的第 {now_seq} 条：链头被删除或回退")
     unlinked = session.scalar(select(func.min(table.c.id)).where(table.c.seq.is_(None)))
     if unlinked is not None:
         return broken(unlinked, "这条记录不在链上（没有链序号）：它是绕过应用写入的")
