@@ -115,6 +115,9 @@ def load_config(overrides: dict | None = None) -> dict:
         raise ConfigError("CALL_MAX_ATTEMPTS、CALL_LEASE_MINUTES 至少为1，CALL_MIN_GAP_MINUTES 不能为负数。")
     if cfg["PERSONAL_DATA_RETENTION_MONTHS"] < 1:
         raise ConfigError("PERSONAL_DATA_RETENTION_MONTHS 至少为1（个人信息的保存月数）。")
+    if not 1 <= cfg["SESSION_MAX_HOURS"] <= 168:
+        # session rows are kept 7 days (app/auth/sessions.py): a longer lifetime would end early
+        raise ConfigError("SESSION_MAX_HOURS 应在1到168之间（单位：小时）。")
     if cfg["UPLOAD_RETENTION_HOURS"] < 1:
         raise ConfigError("UPLOAD_RETENTION_HOURS 至少为1（单位：小时）。")
     if cfg["APP_ENV"] == "production":

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import threading
 import traceback
+from datetime import datetime
 
 import openpyxl
 import pytest
@@ -14,7 +15,7 @@ from sqlalchemy import func, insert, select, text
 from app.audit.chain import verify_chain
 from app.extensions import db
 from app.models import AuditChainHead, AuditLog, audit
-from app.models.audit import GENESIS, record_hash
+from app.models.audit import GENESIS, detail_digest, record_hash
 from app.reports.excel import build_monthly_report
 
 
@@ -74,14 +75,38 @@ def test_a_rewrite_that_recomputes_the_row_hash_breaks_at_the_next_row(app, runn
     ids = _write("draw", "answer_edit", "redraw")
     row = db.session.get(AuditLog, ids[1])
     values = {c: getattr(row, c) for c in ("id", "seq", "at", "user_id", "county_id", "actor", "action", "target")}
-    values["detail"] = '{"n": 99}'
+    detail = '{"n": 99}'
+    values["detail_sha256"] = detail_digest(detail)
     forged = record_hash(values, row.prev_hash)
     db.session.rollback()
     with db.engine.begin() as conn:
-        conn.execute(text("UPDATE audit_log SET detail = :d, hash = :h WHERE id = :id"),
-                     {"d": values["detail"], "h": forged, "id": ids[1]})
+        conn.execute(text("UPDATE audit_log SET detail = :d, detail_sha256 = :s, hash = :h WHERE id = :id"),
+                     {"d": detail, "s": values["detail_sha256"], "h": forged, "id": ids[1]})
     result = _verify(runner)
     assert result.exit_code != 0 and f"记录 #{ids[2]}" in result.output
+
+
+def test_a_changed_detail_digest_breaks_the_row(app, runner):
+    ids = _write("draw", "answer_edit", "redraw")
+    detail = '{"n": 99}'
+    with db.engine.begin() as conn:
+        conn.execute(text("UPDATE audit_log SET detail = :d, detail_sha256 = :s WHERE id = :id"),
+                     {"d": detail, "s": detail_digest(detail), "id": ids[1]})
+    result = _verify(runner)
+    assert result.exit_code != 0 and f"记录 #{ids[1]}" in result.output
+
+
+def test_an_erased_detail_keeps_the_chain_whole(app, runner):
+    """The retention period may blank a detail (marking it erased): the hash covers the
+    detail's digest, so the chain still verifies; the same blanking unmarked is a break."""
+    ids = _write("draw", "answer_edit", "redraw")
+    with db.engine.begin() as conn:
+        conn.execute(text("UPDATE audit_log SET detail = '已按保存期限删除' WHERE id = :id"), {"id": ids[1]})
+    assert _verify(runner).exit_code != 0
+    with db.engine.begin() as conn:
+        conn.execute(text("UPDATE audit_log SET erased_at = :t WHERE id = :id"), {"t": datetime(2026, 1, 1), "id": ids[1]})
+    result = _verify(runner)
+    assert result.exit_code == 0, result.output
 
 
 @pytest.mark.parametrize("which", [1, 2])
@@ -233,3 +258,43 @@ def test_the_migration_links_existing_rows_in_id_order(tmp_path):
             assert report.ok and report.records == 4
             db.session.remove()
             db.engine.dispose()
+
+
+@pytest.mark.parametrize("how", ["delete", "move back"])
+def test_a_head_deleted_or_moved_back_is_detected(app, runner, how):
+    ids = _write("draw", "answer_edit", "redraw")
+    with db.engine.begin() as conn:
+        if how == "delete":
+            conn.execute(text("DELETE FROM audit_chain_head"))
+        else:
+            conn.execute(text("UPDATE audit_chain_head SET seq = 1, audit_id = :id, hash = "
+                              "(SELECT hash FROM audit_log WHERE id = :id)"), {"id": ids[0]})
+    result = _verify(runner)
+    assert result.exit_code != 0, result.output
+    # the first row the head no longer covers
+    assert f"记录 #{ids[0] if how == 'delete' else ids[1]}" in result.output and "链头" in result.output
+
+
+def test_a_head_deleted_under_linked_rows_is_not_silently_restarted(app):
+    _write("draw")
+    db.session.rollback()  # end the read transaction _write's ids opened
+    with db.engine.begin() as conn:
+        conn.execute(text("DELETE FROM audit_chain_head"))
+    audit(db.session, "redraw", "cli:test")
+    with pytest.raises(RuntimeError, match="audit_chain_head"):
+        db.session.commit()
+    db.session.rollback()
+    assert db.session.scalar(select(func.count()).select_from(AuditChainHead)) == 0
+
+
+def test_a_savepoint_does_not_take_the_head(app):
+    """Rows written inside a savepoint are linked when the outer transaction commits, not when
+    the savepoint is released (which would hold the head for the rest of the transaction)."""
+    with db.session.begin_nested():
+        entry = audit(db.session, "org_create", "cli:test")
+    db.session.flush()
+    assert db.session.scalar(select(AuditLog.seq).where(AuditLog.id == entry.id)) is None
+    head = db.session.execute(text("SELECT seq FROM audit_chain_head")).scalar()
+    assert head == 0
+    db.session.commit()
+    assert db.session.scalar(select(AuditLog.seq).where(AuditLog.id == entry.id)) == 1

@@ -48,7 +48,10 @@ def test_ids_in_query_strings_and_forms_beyond_the_range_find_nothing(client, lo
     login("boss")
     for huge in HUGE:
         for url in (f"/calls/cases?round={huge}", f"/calls/cases?county={huge}", f"/admin/users?county={huge}",
-                    f"/reports/rankings?level=team&county={huge}", f"/reports/monthly.xlsx?county={huge}"):
+                    f"/reports/rankings?level=team&county={huge}", f"/reports/monthly.xlsx?county={huge}",
+                    f"/calls/board?county={huge}", f"/reports/problems?county={huge}",
+                    f"/reports/problems?institution={huge}&team={huge}",
+                    f"/audit/?since=0001-01-01", f"/audit/?until=9999-12-31", f"/audit/export.xlsx?until=9999-12-31"):
             response = client.get(url)
             assert response.status_code in (200, 302, 400, 404), (url, response.status_code)
 

@@ -385,3 +385,27 @@ def test_an_unknown_questionnaire_version_refuses_the_purge_in_chinese(app, mont
     result = app.test_cli_runner().invoke(args=["privacy", "purge"])
     assert result.exit_code == 1 and "找不到问卷版本 v1" in result.output and "Traceback" not in result.output
     assert rows(months["old"]) == before
+
+
+def test_old_audit_details_with_free_text_are_erased_and_the_chain_still_verifies(app, months):
+    from app.audit.chain import verify_chain
+    from app.models import audit
+
+    old_at, recent_at = datetime(2024, 10, 2, 8, 0), datetime(2026, 11, 2, 8, 0)
+    quoted = {"item": "suggestion", "old": "旧的意见，住幸福路", "new": "居民张小明", "reason": "居民来电更正"}
+    old_edit = audit(db.session, "answer_edit", "caller1", target="response:1", detail=quoted, at=old_at)
+    old_draw = audit(db.session, "draw", "scheduler", target="round:1", detail={"primaries": 10}, at=old_at)
+    recent_edit = audit(db.session, "answer_edit", "caller1", target="response:2", detail=quoted, at=recent_at)
+    db.session.commit()
+    ids = (old_edit.id, old_draw.id, recent_edit.id)
+    kept = {i: db.session.get(AuditLog, i).detail for i in ids[1:]}
+    assert verify_chain(db.session).ok
+
+    result = purge(app)
+    assert result.plan.audit_details == 1
+    db.session.expire_all()
+    erased = db.session.get(AuditLog, ids[0])
+    assert erased.detail == ERASED_TEXT and erased.erased_at is not None
+    assert {i: db.session.get(AuditLog, i).detail for i in ids[1:]} == kept
+    report = verify_chain(db.session)
+    assert report.ok, report.message()

@@ -196,3 +196,11 @@ def test_rows_of_long_ended_sessions_are_pruned_at_sign_in(client, new_client, m
     clock.now = T0 + timedelta(days=7, seconds=1)
     sign_in(new_client(), "wang")
     assert [r.created_at for r in sessions()] == [clock.now]
+
+
+@pytest.mark.parametrize("hours", [0, 169])
+def test_a_session_lifetime_beyond_the_rows_kept_is_refused_at_start(hours):
+    from app.config import ConfigError, load_config
+
+    with pytest.raises(ConfigError, match="SESSION_MAX_HOURS"):
+        load_config({"SESSION_MAX_HOURS": hours})

@@ -2,7 +2,8 @@
 
 ``verify_chain`` walks the rows in chain order and stops at the first break: a row whose place
 is not the next one (a row before it was deleted), whose ``prev_hash`` is not its predecessor's
-hash, or whose own hash does not match its fields (it was changed); a row not linked at all;
+hash, or whose own hash does not match its fields (it was changed), or whose detail does not
+match the digest its hash covers (unless the retention period erased it); a row not linked at all;
 or a head that points past the last row (the last rows were deleted).
 """
 from __future__ import annotations
@@ -13,7 +14,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from app.models import AuditChainHead, AuditLog
-from app.models.audit import CHAINED, GENESIS, HEAD_ID, record_hash
+from app.models.audit import CHAINED, GENESIS, HEAD_ID, detail_digest, record_hash
 
 BATCH = 5000
 
@@ -49,7 +50,8 @@ def verify_chain(session: Session, *, expect: tuple[int, str] | None = None) -> 
     table = AuditLog.__table__
     head = session.get(AuditChainHead, HEAD_ID, populate_existing=True)
     head_seq = head.seq if head is not None else 0
-    columns = [table.c[name] for name in CHAINED] + [table.c.prev_hash, table.c.hash]
+    columns = [table.c[name] for name in CHAINED] + [table.c.prev_hash, table.c.hash, table.c.detail,
+                                                     table.c.erased_at]
     expected_seq, prev, last_id, count = 1, GENESIS, None, 0
     found_expected = expect is None
 
@@ -68,6 +70,8 @@ def verify_chain(session: Session, *, expect: tuple[int, str] | None = None) -> 
                 return broken(row["id"], "它记下的前一条哈希与前一条记录不符：前一条记录被改动、删除或替换")
             if record_hash(row, prev) != row["hash"]:
                 return broken(row["id"], "记录内容与它的哈希不符：这条记录被改动")
+            if row["erased_at"] is None and detail_digest(row["detail"]) != row["detail_sha256"]:
+                return broken(row["id"], "记录的详情与它的哈希不符：这条记录的详情被改动")
             if expect is not None and row["id"] == expect[0]:
                 if row["hash"] != expect[1]:
                     return broken(row["id"], f"哈希 {row['hash']} 与此前记下的 {expect[1]} 不符：此前的记录被改写")
@@ -80,6 +84,13 @@ def verify_chain(session: Session, *, expect: tuple[int, str] | None = None) -> 
         return ChainReport(False, count, last_id, prev, head.audit_id,
                            f"链头记的是第 {head_seq} 条（哈希 {head.hash}），链上只核对到第 {count} 条："
                            "最后的记录被删除或改动，或链头被改动")
+    # rows linked beyond the head: legitimate if committed during the walk (the head has moved
+    # on since), else the head was deleted or moved back to hide them
+    now_head = session.get(AuditChainHead, HEAD_ID, populate_existing=True)
+    now_seq = now_head.seq if now_head is not None else 0
+    beyond = session.scalar(select(func.min(table.c.id)).where(table.c.seq > now_seq))
+    if beyond is not None:
+        return broken(beyond, f"它的链序号大于链头记的第 {now_seq} 条：链头被删除或回退")
     unlinked = session.scalar(select(func.min(table.c.id)).where(table.c.seq.is_(None)))
     if unlinked is not None:
         return broken(unlinked, "这条记录不在链上（没有链序号）：它是绕过应用写入的")

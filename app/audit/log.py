@@ -39,8 +39,18 @@ def _text(value: str | None, limit: int) -> str:
     return "".join(ch for ch in (value or "") if unicodedata.category(ch)[0] != "C").strip()[:limit]
 
 
+FIRST_DAY, LAST_DAY = date(2000, 1, 1), date(2099, 12, 31)  # the dates a filter may name
+
+
 def _day(value: str | None) -> date | None:
-    return date.fromisoformat(value) if value else None
+    """A filter's date; ValueError for text that is not one, or a day outside 2000–2099 (the
+    day after 9999-12-31, or a UTC time before year 1, cannot be computed)."""
+    if not value:
+        return None
+    day = date.fromisoformat(value)
+    if not FIRST_DAY <= day <= LAST_DAY:
+        raise ValueError(value)
+    return day
 
 
 @dataclass
@@ -63,7 +73,7 @@ class AuditFilters:
             try:
                 setattr(f, name, _day(raw))
             except ValueError:
-                f.errors.append(f"{label}“{raw[:20]}”无效，应为 年-月-日，如 2026-11-23。")
+                f.errors.append(f"{label}“{raw[:20]}”无效，应为2000至2099年间的 年-月-日，如 2026-11-23。")
         if f.since and f.until and f.since > f.until:
             f.errors.append("起始日期晚于截止日期，已忽略日期范围。")
             f.since = f.until = None

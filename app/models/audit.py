@@ -19,6 +19,12 @@ id order and moves the head. So
   hold back everyone else's audit rows while it runs;
 - a rollback drops the rows and the head's move together.
 
+A row's hash covers ``detail_sha256``, the SHA-256 of its ``detail``, and not the detail
+itself: the retention period (app/privacy) can then erase the free text a detail holds about
+residents (``erased_at`` marks it) while the chain still verifies. A detail changed by any
+other means no longer matches its digest; a digest changed to match no longer matches the
+row's hash. An erasure shows as one, with its date, never as the text that was there.
+
 Rows inserted without the ORM unit of work (``session.execute(insert(AuditLog), …)``) are
 linked the same way; work on a raw connection of its own calls ``link_pending(connection)``
 before committing. Sealing rows afterwards in id order (a job) was rejected: on PostgreSQL ids
@@ -112,6 +118,10 @@ class AuditLog(db.Model):
     seq: Mapped[int | None] = mapped_column(unique=True)
     prev_hash: Mapped[str | None] = mapped_column(String(64))
     hash: Mapped[str | None] = mapped_column(String(64))
+    # the SHA-256 of ``detail`` as linked (the hash covers this, not the text), and when the
+    # retention period erased the detail
+    detail_sha256: Mapped[str | None] = mapped_column(String(64))
+    erased_at: Mapped[datetime | None]
 
     @property
     def action_label(self) -> str:
@@ -137,7 +147,15 @@ def _start_chain(table, connection, **_kw):
 
 
 # the fields a hash covers, in the canonical order
-CHAINED = ("id", "seq", "at", "user_id", "county_id", "actor", "action", "target", "detail")
+CHAINED = ("id", "seq", "at", "user_id", "county_id", "actor", "action", "target", "detail_sha256")
+# actions whose detail may hold what people wrote about a resident (answers, notes): the
+# retention period erases it
+ERASABLE_DETAIL_ACTIONS = ("answer_edit", "problem_assign", "problem_close", "problem_reopen")
+
+
+def detail_digest(detail: str | None) -> str | None:
+    """The SHA-256 of a detail as the chain records it (None for no detail)."""
+    return None if detail is None else hashlib.sha256(detail.encode("utf-8")).hexdigest()
 
 
 def canonical(values, prev_hash: str) -> str:
@@ -163,6 +181,10 @@ def _lock_head(connection):
     stmt = select(table.c.seq, table.c.hash).where(table.c.id == HEAD_ID).with_for_update()
     head = connection.execute(stmt).first()
     if head is None:  # a database built by create_all (tests), or emptied
+        if connection.execute(select(AuditLog.__table__.c.id).where(AuditLog.__table__.c.seq.is_not(None)).limit(1)).first():
+            # linked rows without their head: someone deleted it. Starting again at 0 would
+            # hide that; refusing keeps the break for `audit verify` to name
+            raise RuntimeError("audit_chain_head is missing while audit rows are linked: run `flask audit verify`")
         dialect = connection.dialect.name
         if dialect == "postgresql":
             from sqlalchemy.dialects.postgresql import insert as dialect_insert
@@ -181,22 +203,26 @@ def link_pending(connection) -> list[tuple[int, int, str, str]]:
     table = AuditLog.__table__
     seq, prev = _lock_head(connection)
     # read after taking the head: a row another transaction links meanwhile is not taken twice
+    fields = [table.c[name] for name in CHAINED if name != "detail_sha256"] + [table.c.detail]
     rows = connection.execute(
-        select(*(table.c[name] for name in CHAINED)).where(table.c.seq.is_(None)).order_by(table.c.id)
+        select(*fields).where(table.c.seq.is_(None)).order_by(table.c.id)
     ).mappings().all()
     if not rows:
         return []
     links = []
+    details = {}
     for row in rows:
         seq += 1
-        values = {**row, "seq": seq}
+        values = {**row, "seq": seq, "detail_sha256": detail_digest(row["detail"])}
         digest = record_hash(values, prev)
         links.append((row["id"], seq, prev, digest))
+        details[row["id"]] = values["detail_sha256"]
         prev = digest
     connection.execute(
         update(table).where(table.c.id == bindparam("b_id"), table.c.seq.is_(None)).values(
-            seq=bindparam("b_seq"), prev_hash=bindparam("b_prev"), hash=bindparam("b_hash")),
-        [{"b_id": i, "b_seq": s, "b_prev": p, "b_hash": h} for i, s, p, h in links],
+            seq=bindparam("b_seq"), prev_hash=bindparam("b_prev"), hash=bindparam("b_hash"),
+            detail_sha256=bindparam("b_detail")),
+        [{"b_id": i, "b_seq": s, "b_prev": p, "b_hash": h, "b_detail": details[i]} for i, s, p, h in links],
     )
     head = AuditChainHead.__table__
     connection.execute(update(head).where(head.c.id == HEAD_ID).values(seq=seq, audit_id=links[-1][0], hash=prev))
@@ -218,6 +244,10 @@ def _note_audit_insert(state):
 
 @event.listens_for(Session, "before_commit")
 def _link_on_commit(session):
+    if session.in_nested_transaction():
+        # a savepoint's release fires this too: linking there would hold the head until the
+        # outer transaction ends (an import of many rows would hold up every sign-in)
+        return
     if not session.info.get(PENDING) and not any(isinstance(obj, AuditLog) for obj in session.new):
         return
     session.flush()
@@ -230,6 +260,7 @@ def _link_on_commit(session):
             set_committed_value(obj, "seq", seq)
             set_committed_value(obj, "prev_hash", prev)
             set_committed_value(obj, "hash", digest)
+            set_committed_value(obj, "detail_sha256", detail_digest(obj.detail))
 
 
 @event.listens_for(Session, "after_transaction_end")

@@ -52,6 +52,7 @@ def summary_lines(result: PurgeResult, months: int) -> list[str]:
         counts = m.as_dict()
         lines.append(f"{m.month}：" + "，".join(f"{label} {counts[key]}" for key, label in LABELS))
     lines.append(f"停用超过保存期限的居民：{plan.residents}")
+    lines.append(f"含文字内容的审计记录详情（答案更正、问题整改）：{plan.audit_details}")
     if result.removed:
         lines.append(f"已删除呼叫名单和月度报告文件：{len(result.removed)} 个")
     return lines

@@ -2,8 +2,10 @@
 closed longer ago than the period, and of residents inactive as long, is erased in place.
 
 What goes: names (they then read ERASED_TEXT), phones, addresses, the masked ID, key-population
-labels, a resident's birth date's month and day (a case keeps only the age), and free text (attempt notes, free-text answers and the
-details an option asks for, problem notes, the reasons and free-text values of answer edits).
+labels, a resident's birth date's month and day (a case keeps only the age), and free text
+(attempt notes, free-text answers and the details an option asks for, problem notes, the
+reasons and free-text values of answer edits, and the details of the audit rows that quote
+them: the audit chain covers a detail's digest, so it still verifies).
 What stays: every id (a case still points at its resident, so the draw's exclusion window
 and ``draw verify`` work as before), the resident's keyed ID hash (a later import recognises
 the person and fills the row again), sex, age, the key-population flag, dispositions, the
@@ -29,6 +31,7 @@ from app.models import (
     ERASED_TEXT,
     AnswerEdit,
     Attempt,
+    AuditLog,
     Case,
     County,
     ImportBatch,
@@ -39,6 +42,7 @@ from app.models import (
     audit,
     resident_labels,
 )
+from app.models.audit import ERASABLE_DETAIL_ACTIONS
 from app.questionnaires import Questionnaire
 from app.questionnaires.model import detail_key
 
@@ -154,10 +158,19 @@ class PurgePlan:
     months: list[MonthCounts] = field(default_factory=list)
     residents: int = 0
     round_ids: list[int] = field(default_factory=list)
+    audit_details: int = 0  # audit rows older than the period whose detail may hold free text
 
     @property
     def empty(self) -> bool:
-        return not self.round_ids and not self.residents
+        return not self.round_ids and not self.residents and not self.audit_details
+
+
+def _audit_detail_due(cutoff: datetime) -> ColumnElement[bool]:
+    """Audit rows written before the cutoff whose detail may quote what people wrote about a
+    resident (answer edits, problem notes). The chain covers the detail's digest, so erasing
+    the text keeps it verifiable (app/models/audit.py)."""
+    return and_(AuditLog.at < cutoff, AuditLog.action.in_(ERASABLE_DETAIL_ACTIONS),
+                AuditLog.detail.is_not(None), AuditLog.erased_at.is_(None), AuditLog.seq.is_not(None))
 
 
 def rounds_due(session: Session, cutoff: datetime) -> list[tuple[int, str]]:
@@ -232,6 +245,7 @@ def plan_purge(session: Session, cutoff: datetime, questionnaires: Mapping[str, 
     plan.residents = session.execute(
         select(func.count()).select_from(Resident).where(_resident_due(cutoff))
     ).scalar() or 0
+    plan.audit_details = session.scalar(select(func.count()).select_from(AuditLog).where(_audit_detail_due(cutoff))) or 0
     return plan
 
 
@@ -320,7 +334,10 @@ def purge(session: Session, *, now: datetime, months: int, questionnaires: Mappi
     erase_rounds(session, plan.round_ids, now=now, questionnaires=questionnaires)
     erased = erase_residents(session, cutoff, now=now)
     plan.residents = erased
+    plan.audit_details = _run(session, update(AuditLog).where(_audit_detail_due(cutoff))
+                              .values(detail=ERASED_TEXT, erased_at=utc_naive(now)))
     audit(session, AUDIT_ACTION, actor, target=f"retention {months} months, before {cutoff.isoformat(timespec='minutes')}",
-          detail={"months": {m.month: m.as_dict() for m in plan.months}, "residents": erased})
+          detail={"months": {m.month: m.as_dict() for m in plan.months}, "residents": erased,
+                  "audit_details": plan.audit_details})
     session.flush()
     return PurgeResult(plan, [tuple(f) for f in files])

@@ -37,6 +37,7 @@ from app.auth.scope import can_see_county, county_filter
 from app.core.clock import utc_naive
 from app.models import PROBLEM_STATUS_LABELS, audit, PROBLEM_STATUSES, AuditLog, Case, County, Institution, Problem, Response, Team, User
 from app.questionnaires import FLAGS, Questionnaire
+from app.core.ids import as_id
 from app.core.masking import scrub_free_text
 
 ACTION_LABELS = {"problem_assign": "交办机构", "problem_close": "记录整改并关闭", "problem_reopen": "重新打开"}
@@ -283,9 +284,9 @@ class ProblemFilters:
         status = args.get("status", "")
         return cls(
             month=month,
-            county_id=args.get("county", type=int) if user.is_admin else user.county_id,
-            institution_id=args.get("institution", type=int),
-            team_id=args.get("team", type=int),
+            county_id=as_id(args.get("county")) if user.is_admin else user.county_id,
+            institution_id=as_id(args.get("institution")),
+            team_id=as_id(args.get("team")),
             flag=flag if flag in FLAGS else "",
             status=status if status in PROBLEM_STATUS_LABELS else "",
             this_month=this_month,

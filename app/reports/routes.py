@@ -562,7 +562,7 @@ def board():
     month = request.args.get("month") or current_month(now)
     stmt = county_filter(current_user, select(Round).join(County), Round.county_id).where(Round.month == month)
     # one county of the city (the overview's links); a supervisor's board is their county anyway
-    county_id = request.args.get("county", type=int) if current_user.is_admin else None
+    county_id = as_id(request.args.get("county")) if current_user.is_admin else None
     county = db.session.get(County, county_id) if county_id else None
     if county is not None:
         stmt = stmt.where(Round.county_id == county.id)
