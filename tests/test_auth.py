@@ -165,6 +165,15 @@ def test_account_locks_at_five_failures_within_the_window(app):
     assert not account_locked(db.session, "wang", now=T0 + timedelta(minutes=15, seconds=1), settings=SETTINGS)
 
 
+def test_failures_admitted_after_a_success_count_whatever_their_clock_time(app):
+    """Each attempt's time is taken before it waits for the name's lock: failures admitted
+    after a success may carry an earlier time, and still count (admission order is the id)."""
+    record_attempt(db.session, "wang", "10.0.0.1", True, now=T0 + timedelta(seconds=2))
+    for _ in range(5):
+        fail("wang", T0 + timedelta(seconds=1))
+    assert account_locked(db.session, "wang", now=T0 + timedelta(minutes=1), settings=SETTINGS)
+
+
 def test_a_success_resets_the_account_counter(app):
     for minute in range(4):
         fail("wang", T0 + timedelta(minutes=minute))

@@ -74,11 +74,14 @@ def record_attempt(session: Session, username: str | None, ip: str | None, succe
 
 
 def account_failures(session: Session, username: str | None, *, now: datetime, settings: ThrottleSettings) -> int:
-    """Failures for this name in the window and after its last successful sign-in."""
+    """Failures for this name in the window and after its last successful sign-in. "After" is
+    in the order the attempts were admitted (their ids, handed out under the name's lock), not
+    their clock times: a time is taken before the attempt waits for the lock, so a failure
+    admitted after a success may carry an earlier time and would otherwise not count."""
     name = normalize_username(username)
     since = now - settings.window
     last_success = session.scalar(
-        select(func.max(LoginAttempt.at)).where(
+        select(func.max(LoginAttempt.id)).where(
             LoginAttempt.username == name, LoginAttempt.success.is_(True), LoginAttempt.at >= since
         )
     )
@@ -86,7 +89,7 @@ def account_failures(session: Session, username: str | None, *, now: datetime, s
         LoginAttempt.username == name, LoginAttempt.success.is_(False), LoginAttempt.at >= since
     )
     if last_success is not None:
-        stmt = stmt.where(LoginAttempt.at > last_success)
+        stmt = stmt.where(LoginAttempt.id > last_success)
     return session.scalar(stmt) or 0
 
 
