@@ -121,3 +121,67 @@ def test_call_list_downloads_are_audited(client, login, setup):
     db.session.rollback()
     actions = db.session.scalars(select(AuditLog.action).where(AuditLog.action.like("export.call_list%"))).all()
     assert actions == ["export.call_list", "export.call_list"]
+
+
+def switch(client, login, username: str) -> None:
+    """Sign out, then in as someone else."""
+    client.post("/logout", data={"csrf_token": csrf_token(text(client.get("/calls/")))})
+    login(username)
+
+
+def _close(setup) -> None:
+    from app.scheduler.month_end import close_round
+    from tests.calls_support import closing_args, committed
+    assert committed(close_round, setup.round.id, now=at(30, 23, 59), actor="test", **closing_args())
+
+
+def test_a_caller_opens_no_reserve_case_and_no_case_of_a_closed_round_they_did_not_work(client, login, setup):
+    login(setup.caller.username)
+    token = csrf_token(text(client.get("/calls/")))
+    worked = int(client.post("/calls/next", data={"csrf_token": token}).headers["Location"].rsplit("/", 1)[1])
+    client.post(f"/calls/case/{worked}/attempt", data={"outcome": "no_answer", "number": "1", "csrf_token": token})
+    reserve = db.session.scalar(select(Case).where(Case.round_id == setup.round.id, Case.status == "reserve"))
+    untouched = db.session.scalar(select(Case).where(Case.round_id == setup.round.id, Case.status == "queued",
+                                                     Case.id != worked))
+    assert reserve is not None and untouched is not None
+    reserve_id, untouched_id, untouched_name = reserve.id, untouched.id, untouched.name
+
+    # the open round: its queue, but never a backup not yet activated
+    assert client.get(f"/calls/case/{untouched_id}").status_code == 200
+    refused = client.get(f"/calls/case/{reserve_id}")
+    assert refused.status_code == 404 and reserve.name not in text(refused)
+    # the supervisor sees every case, reserve included
+    switch(client, login, setup.supervisor.username)
+    assert client.get(f"/calls/case/{reserve_id}").status_code == 200
+
+    _close(setup)
+    assert client.get(f"/calls/case/{untouched_id}").status_code == 200
+    switch(client, login, setup.caller.username)
+    for case_id in (reserve_id, untouched_id):
+        reply = client.get(f"/calls/case/{case_id}")
+        assert reply.status_code == 404 and untouched_name not in text(reply), case_id
+    # the case they dialled stays theirs to read
+    assert client.get(f"/calls/case/{worked}").status_code == 200
+    # and the other caller, who never dialled it, cannot
+    switch(client, login, setup.other.username)
+    assert client.get(f"/calls/case/{worked}").status_code == 404
+
+
+def test_a_caller_lists_only_the_open_round_of_their_county(client, login, setup):
+    name = db.session.scalar(select(Case.name).where(Case.round_id == setup.round.id, Case.status == "queued"))
+    login(setup.caller.username)
+    assert name in text(client.get("/calls/cases"))
+    assert name in text(client.get(f"/calls/cases?round={setup.round.id}"))
+    backup = db.session.scalar(select(Case.name).where(Case.round_id == setup.round.id, Case.status == "reserve"))
+    page = text(client.get("/calls/cases?status=reserve"))
+    assert backup not in page and 'value="reserve"' not in page
+
+    _close(setup)
+
+    for url in (f"/calls/cases?round={setup.round.id}", f"/calls/cases?round={setup.round.id}&status=reserve",
+                "/calls/cases"):
+        reply = client.get(url)
+        assert reply.status_code in (200, 404) and name not in text(reply), url
+    assert client.get(f"/calls/cases?round={setup.round.id}").status_code == 404
+    switch(client, login, setup.supervisor.username)
+    assert name in text(client.get(f"/calls/cases?round={setup.round.id}"))
