@@ -481,7 +481,7 @@ def cases():
     if round_ is not None and query.is_phone:
         now = utc_naive(clock_now())
         limit = current_app.config["CASE_SEARCH_MAX_PER_10_MIN"]
-        with transaction(db.session, write=True):
+        with transaction(db.session):
             refused = over_limit(db.session, current_user.id, now, limit)
             audit(db.session, SEARCH_ACTION, current_user, target=f"round:{round_.id}", at=now,
                   detail={"query": query.masked, "refused": refused})
