@@ -54,7 +54,7 @@ def test_a_caller_reads_no_roster_page(client, login, setup):
         assert resident.name not in text(reply) and resident.id_masked not in text(reply)
 
 
-def test_a_supervisor_sees_the_roster_masked_with_ages(client, login, setup):
+def test_a_supervisor_sees_the_roster_masked_with_birth_years(client, login, setup):
     team = setup.teams[0]
     login(setup.supervisor.username)
     assert "机构与团队" in text(client.get("/calls/"))
@@ -62,13 +62,29 @@ def test_a_supervisor_sees_the_roster_masked_with_ages(client, login, setup):
     page = text(client.get(f"/org/teams/{team.id}"))
 
     residents = db.session.scalars(select(Resident).where(Resident.team_id == team.id)).all()
-    assert "<th>年龄</th>" in page and "出生日期" not in page
+    assert "<th>出生年份</th>" in page and "出生日期" not in page and "年龄" not in page
     for r in residents:
         assert r.name in page and r.id_masked in page and r.id_masked.startswith("*" * 14)
+        assert f"<td>{r.birth_date.year}</td>" in page
         for shown in (r.birth_date.isoformat(), r.birth_date.strftime("%Y%m%d"),
                       f"{r.birth_date.year}年{r.birth_date.month}月{r.birth_date.day}日"):
             assert shown not in page
         assert r.phone not in page
+
+
+def test_the_roster_reads_the_same_every_day_of_the_year(client, login, setup, monkeypatch):
+    """An age computed as of today would tick up on the birthday: watched day by day, it gives
+    the birth date, which with the region and the last four is the ID number."""
+    team = setup.teams[0]
+    login(setup.supervisor.username)
+
+    def roster_on(day: int, month: int) -> str:
+        moment = at(day, 9, 30).replace(month=month)
+        monkeypatch.setattr("app.filters.clock_now", lambda: moment, raising=False)
+        page = text(client.get(f"/org/teams/{team.id}"))
+        return page[page.index("<h2>签约居民</h2>"):]
+
+    assert roster_on(2, 1) == roster_on(30, 12)
 
 
 def test_the_full_phone_is_shown_to_the_holder_only_and_each_opening_is_audited(app, client, login, setup,

@@ -10,7 +10,8 @@ and checks every page and file:
 (a) no seeded resident's full ID number appears;
 (b) for every resident whose name or masked ID appears, the ID cannot be rebuilt from what the
     page shows: region (the county's code) + birth date (in any common notation) + last four;
-    concretely the birth date never appears there;
+    concretely the birth date never appears there, and a roster page shows the birth year, not
+    an age as of today (which, watched day by day, gives the birthday);
 (c) a resident's full phone appears only on the case screen of a case the crawling caller
     holds, or in a call list (the download and the print page, both audit-logged).
 """
@@ -269,6 +270,9 @@ def test_no_page_or_export_rebuilds_an_id_or_leaks_a_phone(app, seeded, role):
                 for notation in birth_notations(births[person.name]):
                     assert notation not in text, (url, person.name, notation)
             assert rebuild(text, person.name, masked, REGION, births) is None, (url, person.name)
+        # a roster page shows the birth year, never an age as of today (it would tick on the birthday)
+        if re.fullmatch(r"/org/teams/\d+(\?.*)?", url):
+            assert "<th>年龄</th>" not in text and "<th>出生年份</th>" in text, url
         # (c) full phones only where they belong
         allowed = allowed_full_phone(url, kind, role, held)
         for person in persons:
