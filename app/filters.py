@@ -1,11 +1,11 @@
-"""Jinja filters: times in Asia/Shanghai, phones formatted or masked, sex in Chinese, ages."""
+"""Jinja filters: times in Asia/Shanghai, phones formatted or masked, sex in Chinese, birth years."""
 from __future__ import annotations
 
 from datetime import date
 
 from flask import Flask, request, url_for
 
-from app.core.clock import clock_now, local_date, to_local
+from app.core.clock import to_local
 from app.core.masking import format_phone, mask_phone
 
 
@@ -15,13 +15,11 @@ def page_url(page: int) -> str:
     return url_for(request.endpoint, **args)
 
 
-def age(birth: date | None) -> str:
-    """A person's age today, in years: what pages show instead of a birth date, which with the
-    masked ID and the region would rebuild the ID number (docs/privacy.md)."""
-    if birth is None:
-        return ""
-    today = local_date(clock_now())
-    return str(today.year - birth.year - ((today.month, today.day) < (birth.month, birth.day)))
+def birth_year(birth: date | None) -> str:
+    """The year of a birth date ("1960"): what roster pages show instead of the birth date,
+    which with the masked ID and the region would rebuild the ID number. Not an age as of
+    today either: watched day by day, it ticks up on the birthday (docs/privacy.md)."""
+    return "" if birth is None else str(birth.year)
 
 
 def register(app: Flask) -> None:
@@ -31,7 +29,7 @@ def register(app: Flask) -> None:
     app.add_template_filter(mask_phone, "mask_phone")
     app.add_template_filter(format_phone, "format_phone")
     app.add_template_filter(lambda v: {"M": "男", "F": "女"}.get(v, ""), "sex_label")
-    app.add_template_filter(age, "age")
+    app.add_template_filter(birth_year, "birth_year")
     app.add_template_filter(lambda v: f"{v:,}" if isinstance(v, int) else v, "thousands")
     app.add_template_global(pct)
 

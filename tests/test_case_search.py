@@ -85,3 +85,45 @@ def test_phone_searches_are_limited_per_user_with_a_chinese_message(app, client,
 
     clock["now"] += timedelta(minutes=11)  # the window has passed
     assert case.name in text(client.get("/calls/cases", query_string={"q": case.phone}))
+
+
+@pytest.mark.slow
+def test_parallel_phone_searches_never_pass_the_limit(app, client, login, setup, make_app):
+    """Forty phone searches of one user at the same moment, limit thirty: each is counted under
+    the user's lock before the next one counts, so exactly thirty are run (and logged as such)."""
+    import threading
+    import traceback
+
+    searches_at_once, limit = 40, 30
+    last_four = a_case(setup).phone[-4:]
+    login(setup.caller.username)
+    cookie = client.get_cookie(app.config["SESSION_COOKIE_NAME"]).value
+    db.session.remove()
+    racing = make_app(SQLALCHEMY_ENGINE_OPTIONS={"pool_size": searches_at_once + 2, "max_overflow": 0},
+                      CASE_SEARCH_MAX_PER_10_MIN=limit)
+    barrier = threading.Barrier(searches_at_once)
+    codes: list[int | None] = [None] * searches_at_once
+    errors: list[str] = []
+
+    def worker(n: int) -> None:
+        try:
+            browser = racing.test_client()
+            browser.set_cookie(racing.config["SESSION_COOKIE_NAME"], cookie)
+            barrier.wait(timeout=60)
+            codes[n] = browser.get("/calls/cases", query_string={"q": last_four}).status_code
+        except BaseException:
+            errors.append(traceback.format_exc())
+
+    threads = [threading.Thread(target=worker, args=(n,)) for n in range(searches_at_once)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=300)
+    with racing.app_context():
+        db.engine.dispose()
+
+    assert not errors, errors[0]
+    assert sorted(codes) == [200] * limit + [429] * (searches_at_once - limit)
+    rows = searches()
+    assert len(rows) == searches_at_once
+    assert sum(not json.loads(r.detail)["refused"] for r in rows) == limit

@@ -54,7 +54,7 @@ def test_a_caller_reads_no_roster_page(client, login, setup):
         assert resident.name not in text(reply) and resident.id_masked not in text(reply)
 
 
-def test_a_supervisor_sees_the_roster_masked_with_ages(client, login, setup):
+def test_a_supervisor_sees_the_roster_masked_with_birth_years(client, login, setup):
     team = setup.teams[0]
     login(setup.supervisor.username)
     assert "机构与团队" in text(client.get("/calls/"))
@@ -62,13 +62,29 @@ def test_a_supervisor_sees_the_roster_masked_with_ages(client, login, setup):
     page = text(client.get(f"/org/teams/{team.id}"))
 
     residents = db.session.scalars(select(Resident).where(Resident.team_id == team.id)).all()
-    assert "<th>年龄</th>" in page and "出生日期" not in page
+    assert "<th>出生年份</th>" in page and "出生日期" not in page and "年龄" not in page
     for r in residents:
         assert r.name in page and r.id_masked in page and r.id_masked.startswith("*" * 14)
+        assert f"<td>{r.birth_date.year}</td>" in page
         for shown in (r.birth_date.isoformat(), r.birth_date.strftime("%Y%m%d"),
                       f"{r.birth_date.year}年{r.birth_date.month}月{r.birth_date.day}日"):
             assert shown not in page
         assert r.phone not in page
+
+
+def test_the_roster_reads_the_same_every_day_of_the_year(client, login, setup, monkeypatch):
+    """An age computed as of today would tick up on the birthday: watched day by day, it gives
+    the birth date, which with the region and the last four is the ID number."""
+    team = setup.teams[0]
+    login(setup.supervisor.username)
+
+    def roster_on(day: int, month: int) -> str:
+        moment = at(day, 9, 30).replace(month=month)
+        monkeypatch.setattr("app.filters.clock_now", lambda: moment, raising=False)
+        page = text(client.get(f"/org/teams/{team.id}"))
+        return page[page.index("<h2>签约居民</h2>"):]
+
+    assert roster_on(2, 1) == roster_on(30, 12)
 
 
 def test_the_full_phone_is_shown_to_the_holder_only_and_each_opening_is_audited(app, client, login, setup,
@@ -121,3 +137,67 @@ def test_call_list_downloads_are_audited(client, login, setup):
     db.session.rollback()
     actions = db.session.scalars(select(AuditLog.action).where(AuditLog.action.like("export.call_list%"))).all()
     assert actions == ["export.call_list", "export.call_list"]
+
+
+def switch(client, login, username: str) -> None:
+    """Sign out, then in as someone else."""
+    client.post("/logout", data={"csrf_token": csrf_token(text(client.get("/calls/")))})
+    login(username)
+
+
+def _close(setup) -> None:
+    from app.scheduler.month_end import close_round
+    from tests.calls_support import closing_args, committed
+    assert committed(close_round, setup.round.id, now=at(30, 23, 59), actor="test", **closing_args())
+
+
+def test_a_caller_opens_no_reserve_case_and_no_case_of_a_closed_round_they_did_not_work(client, login, setup):
+    login(setup.caller.username)
+    token = csrf_token(text(client.get("/calls/")))
+    worked = int(client.post("/calls/next", data={"csrf_token": token}).headers["Location"].rsplit("/", 1)[1])
+    client.post(f"/calls/case/{worked}/attempt", data={"outcome": "no_answer", "number": "1", "csrf_token": token})
+    reserve = db.session.scalar(select(Case).where(Case.round_id == setup.round.id, Case.status == "reserve"))
+    untouched = db.session.scalar(select(Case).where(Case.round_id == setup.round.id, Case.status == "queued",
+                                                     Case.id != worked))
+    assert reserve is not None and untouched is not None
+    reserve_id, untouched_id, untouched_name = reserve.id, untouched.id, untouched.name
+
+    # the open round: its queue, but never a backup not yet activated
+    assert client.get(f"/calls/case/{untouched_id}").status_code == 200
+    refused = client.get(f"/calls/case/{reserve_id}")
+    assert refused.status_code == 404 and reserve.name not in text(refused)
+    # the supervisor sees every case, reserve included
+    switch(client, login, setup.supervisor.username)
+    assert client.get(f"/calls/case/{reserve_id}").status_code == 200
+
+    _close(setup)
+    assert client.get(f"/calls/case/{untouched_id}").status_code == 200
+    switch(client, login, setup.caller.username)
+    for case_id in (reserve_id, untouched_id):
+        reply = client.get(f"/calls/case/{case_id}")
+        assert reply.status_code == 404 and untouched_name not in text(reply), case_id
+    # the case they dialled stays theirs to read
+    assert client.get(f"/calls/case/{worked}").status_code == 200
+    # and the other caller, who never dialled it, cannot
+    switch(client, login, setup.other.username)
+    assert client.get(f"/calls/case/{worked}").status_code == 404
+
+
+def test_a_caller_lists_only_the_open_round_of_their_county(client, login, setup):
+    name = db.session.scalar(select(Case.name).where(Case.round_id == setup.round.id, Case.status == "queued"))
+    login(setup.caller.username)
+    assert name in text(client.get("/calls/cases"))
+    assert name in text(client.get(f"/calls/cases?round={setup.round.id}"))
+    backup = db.session.scalar(select(Case.name).where(Case.round_id == setup.round.id, Case.status == "reserve"))
+    page = text(client.get("/calls/cases?status=reserve"))
+    assert backup not in page and 'value="reserve"' not in page
+
+    _close(setup)
+
+    for url in (f"/calls/cases?round={setup.round.id}", f"/calls/cases?round={setup.round.id}&status=reserve",
+                "/calls/cases"):
+        reply = client.get(url)
+        assert reply.status_code in (200, 404) and name not in text(reply), url
+    assert client.get(f"/calls/cases?round={setup.round.id}").status_code == 404
+    switch(client, login, setup.supervisor.username)
+    assert name in text(client.get(f"/calls/cases?round={setup.round.id}"))

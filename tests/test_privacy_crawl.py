@@ -4,13 +4,15 @@ belong (docs/privacy.md).
 A county is seeded the way it is in production: a roster imported from a file (with one bad
 row, so there is an error report), a month drawn, one interview done over HTTP and one case
 held by a caller. Then, as each role, a crawler follows every same-origin link reachable from
-the navigation (breadth first, bounded), downloads the spreadsheets it meets (read cell by cell)
-and checks every page and file:
+the navigation (breadth first, bounded), submits every GET form it meets once as it stands
+(search, filters, month and unit selectors: some exports are reached only that way), downloads
+the spreadsheets it meets (read cell by cell) and checks every page and file:
 
 (a) no seeded resident's full ID number appears;
 (b) for every resident whose name or masked ID appears, the ID cannot be rebuilt from what the
     page shows: region (the county's code) + birth date (in any common notation) + last four;
-    concretely the birth date never appears there;
+    concretely the birth date never appears there, and a roster page shows the birth year, not
+    an age as of today (which, watched day by day, gives the birthday);
 (c) a resident's full phone appears only on the case screen of a case the crawling caller
     holds, or in a call list (the download and the print page, both audit-logged).
 """
@@ -22,7 +24,8 @@ import io
 import re
 from collections import deque
 from datetime import date
-from urllib.parse import urljoin, urlsplit
+from html.parser import HTMLParser
+from urllib.parse import urlencode, urljoin, urlsplit
 
 import openpyxl
 import pytest
@@ -139,11 +142,92 @@ def _links(page: str, base: str) -> list[str]:
     return out
 
 
-def crawl(client) -> dict[str, tuple[str, str]]:
-    """{url: (kind, text)} of every page and export reached from the start page. ``kind`` is
-    html, xlsx, csv or json; ``text`` what a person sees in it (cells of a spreadsheet)."""
+class _GetForms(HTMLParser):
+    """The GET forms of a page (a form without ``method`` is one), each with the values a
+    browser would send unchanged: inputs' values (checked boxes only), a select's selected
+    option (else its first), a textarea's text. Buttons send nothing."""
+
+    def __init__(self):
+        super().__init__(convert_charrefs=True)
+        self.forms: list[tuple[str, list[tuple[str, str]]]] = []
+        self._form: list[tuple[str, str]] | None = None
+        self._action = ""
+        self._select: tuple[str, list[str], list[int]] | None = None  # name, options, selected
+        self._option_text: list[str] | None = None  # inside an <option> without a value
+        self._textarea: tuple[str, list[str]] | None = None
+
+    def handle_starttag(self, tag, attrs):
+        a = {k: ("" if v is None else v) for k, v in attrs}
+        if tag == "form":
+            get = (a.get("method") or "get").lower() == "get"
+            self._form, self._action = ([], a.get("action", "")) if get else (None, "")
+        elif self._form is None:
+            return
+        elif tag == "input" and a.get("name") and "disabled" not in a:
+            kind = a.get("type", "text").lower()
+            if kind in ("submit", "button", "reset", "image", "file"):
+                return
+            if kind in ("checkbox", "radio"):
+                if "checked" in a:
+                    self._form.append((a["name"], a.get("value", "on")))
+                return
+            self._form.append((a["name"], a.get("value", "")))
+        elif tag == "select" and a.get("name") and "disabled" not in a:
+            self._select = (a["name"], [], [])
+        elif tag == "option" and self._select is not None:
+            self._select[1].append(a.get("value", ""))
+            if "selected" in a:
+                self._select[2].append(len(self._select[1]) - 1)
+            self._option_text = [] if "value" not in a else None
+        elif tag == "textarea" and a.get("name"):
+            self._textarea = (a["name"], [])
+
+    def handle_data(self, data):
+        if self._textarea is not None:
+            self._textarea[1].append(data)
+        elif self._option_text is not None:
+            self._option_text.append(data)
+
+    def handle_endtag(self, tag):
+        if self._form is None:
+            return
+        if tag == "option" and self._select is not None and self._option_text is not None:
+            self._select[1][-1] = "".join(self._option_text).strip()  # no value: it sends its text
+            self._option_text = None
+        elif tag == "select" and self._select is not None:
+            name, options, selected = self._select
+            if options:
+                self._form.append((name, options[selected[0] if selected else 0]))
+            self._select = None
+        elif tag == "textarea" and self._textarea is not None:
+            self._form.append((self._textarea[0], "".join(self._textarea[1])))
+            self._textarea = None
+        elif tag == "form":
+            self.forms.append((self._action, self._form))
+            self._form = None
+
+
+def _form_urls(page: str, base: str) -> list[str]:
+    """The URL each GET form of ``page`` requests when submitted as it stands."""
+    parser = _GetForms()
+    parser.feed(page)
+    out = []
+    for action, fields in parser.forms:
+        target = urljoin(base, action or base)
+        query = urlencode(fields)
+        out.extend(_links(f'<a href="{html.escape(target.split("?")[0] + ("?" + query if query else ""))}">', base))
+    return out
+
+
+def crawl(client, forms: bool = True) -> tuple[dict[str, tuple[str, str]], set[str]]:
+    """{url: (kind, text)} of every page and export reached from the start page, by its links
+    and (``forms``) by submitting each GET form once as it stands, and the URLs among them that
+    only a form led to. ``kind`` is html, xlsx, csv or json; ``text`` what a person sees in it
+    (cells of a spreadsheet)."""
     seen: dict[str, tuple[str, str]] = {}
     variants: dict[str, int] = {}
+    linked: set[str] = {"/"}  # every URL some link (or redirect) points to
+    from_forms: set[str] = set()
     queue = deque(["/"])
     queued = {"/"}
     while queue and len(seen) < MAX_PAGES:
@@ -153,6 +237,7 @@ def crawl(client) -> dict[str, tuple[str, str]]:
             location = reply.headers.get("Location")
         if status in (301, 302, 303) and location:
             target = _links(f'<a href="{location}">', url)
+            linked.update(target)
             for link in target:
                 if link not in queued:
                     queued.add(link)
@@ -171,7 +256,11 @@ def crawl(client) -> dict[str, tuple[str, str]]:
             seen[url] = ("json", body)
             continue
         seen[url] = ("html", html.unescape(body))
-        for link in _links(body, url):
+        links = _links(body, url)
+        linked.update(links)
+        submitted = _form_urls(body, url) if forms else []
+        from_forms.update(submitted)
+        for link in links + submitted:
             path = link.split("?")[0]
             if link in queued or "/logout" in path:
                 continue
@@ -181,7 +270,7 @@ def crawl(client) -> dict[str, tuple[str, str]]:
                 variants[path] = variants.get(path, 0) + 1
             queued.add(link)
             queue.append(link)
-    return seen
+    return seen, {url for url in from_forms - linked if url in seen}
 
 
 # ---------------------------------------------------------------------------
@@ -229,7 +318,7 @@ def test_no_page_or_export_rebuilds_an_id_or_leaks_a_phone(app, seeded, role):
     user = seeded["users"][role]
     with app.app_context():
         client = sign_in(app, user.username)
-        pages = crawl(client)
+        pages, form_only = crawl(client)
     db.session.rollback()
     held = {c.id: c.phone for c in db.session.scalars(select(Case).where(Case.leased_by_id == user.id,
                                                                          Case.status == "queued"))}
@@ -237,6 +326,14 @@ def test_no_page_or_export_rebuilds_an_id_or_leaks_a_phone(app, seeded, role):
     residents = seeded["residents"]
     births = {p.name: date(int(p.id[6:10]), int(p.id[10:12]), int(p.id[12:14])) for p in persons}
     clear_ids = [p.id for p in persons] + [seeded["rejected"].id]
+
+    # the crawl submitted the GET forms: the case search for every role, the audit log's
+    # filters and the reports' month and unit selectors for staff
+    assert any(url.startswith("/calls/cases?") and "q=" in url for url in form_only), sorted(form_only)
+    if role != "caller":
+        assert any(url.startswith("/audit/?") for url in form_only), sorted(form_only)
+        assert any(url.startswith("/reports/rankings?") for url in form_only), sorted(form_only)
+        assert any(url.startswith("/reports/problems?") for url in form_only), sorted(form_only)
 
     # the crawl is not vacuous: it saw the roster or the cases, and the exports there are
     kinds = [kind for kind, _ in pages.values()]
@@ -269,6 +366,9 @@ def test_no_page_or_export_rebuilds_an_id_or_leaks_a_phone(app, seeded, role):
                 for notation in birth_notations(births[person.name]):
                     assert notation not in text, (url, person.name, notation)
             assert rebuild(text, person.name, masked, REGION, births) is None, (url, person.name)
+        # a roster page shows the birth year, never an age as of today (it would tick on the birthday)
+        if re.fullmatch(r"/org/teams/\d+(\?.*)?", url):
+            assert "<th>年龄</th>" not in text and "<th>出生年份</th>" in text, url
         # (c) full phones only where they belong
         allowed = allowed_full_phone(url, kind, role, held)
         for person in persons:
@@ -289,3 +389,17 @@ def test_the_rebuild_attempt_finds_an_id_when_the_parts_are_shown():
     assert rebuild(page, "居民甲", "*" * 14 + ident[-4:], REGION, {"居民甲": date(1960, 1, 1)}) == ident
     assert rebuild(page.replace("1960-01-01", "65岁"), "居民甲", "*" * 14 + ident[-4:], REGION,
                    {"居民甲": date(1960, 1, 1)}) is None
+
+
+def test_the_crawler_submits_each_get_form_as_it_stands():
+    page = """
+    <form method="post" action="/x"><input name="csrf_token" value="t"></form>
+    <form class="search"><input type="hidden" name="round" value="7"><input type="search" name="q" value="">
+      <select name="status"><option value="">全部</option><option value="done">已结束</option></select>
+      <select name="month"><option>2026-10</option><option selected>2026-11</option></select>
+      <input type="checkbox" name="all" value="1"><input type="checkbox" name="mine" value="1" checked>
+      <button type="submit" name="go" value="1">查找</button></form>
+    <form method="GET" action="/audit/"><textarea name="note">a&amp;b</textarea></form>"""
+
+    assert _form_urls(page, "/calls/cases?page=2") == [
+        "/calls/cases?round=7&q=&status=&month=2026-11&mine=1", "/audit/?note=a%26b"]

@@ -53,7 +53,24 @@ def _case_or_404(case_id: int) -> Case:
     case = db.get_or_404(Case, case_id)
     round_ = db.session.get(Round, case.round_id)
     require_county(current_user, round_.county)
+    if current_user.role == "caller" and not _caller_works_on(case, round_):
+        abort(404)  # as if it did not exist: a caller learns nothing of cases outside their work
     return case
+
+
+def _caller_works_on(case: Case, round_: Round) -> bool:
+    """Least privilege: a caller reads the cases of the queue they work from (an open round's
+    cases, never a backup not yet activated) and, once the round is closed, only the cases
+    they dialled or hold."""
+    if case.status == "reserve":
+        return False
+    if round_.status == "open":
+        return True
+    if case.leased_by_id == current_user.id:
+        return True
+    return db.session.scalar(
+        select(Attempt.id).where(Attempt.case_id == case.id, Attempt.caller_id == current_user.id).limit(1)
+    ) is not None
 
 
 def _response_or_404(response_id: int) -> Response:
@@ -433,11 +450,16 @@ def _round_for_list() -> Round | None:
     if round_id:
         round_ = db.get_or_404(Round, round_id)
         require_county(current_user, round_.county)
+        if current_user.role == "caller" and round_.status != "open":
+            abort(404)  # a caller lists the queue they work from, not past months
         return round_
     if current_user.is_admin:
         county_id = as_id(request.args.get("county"))
         return current_round(db.session, county_id, now) if county_id else None
-    return current_round(db.session, current_user.county_id, now)
+    round_ = current_round(db.session, current_user.county_id, now)
+    if round_ is not None and current_user.role == "caller" and round_.status != "open":
+        return None
+    return round_
 
 
 @bp.route("/cases")
@@ -448,7 +470,10 @@ def cases():
     status = request.args.get("status", "")
     if status == "in_progress":  # the filter's former name, in bookmarks
         status = "on_call"
-    if status not in STATUS_FILTERS:
+    filters = STATUS_FILTERS
+    if current_user.role == "caller":  # backups not yet activated are no caller's work
+        filters = {value: text for value, text in STATUS_FILTERS.items() if value != "reserve"}
+    if status not in filters:
         status = ""
     page = None
     query = search_query(search)
@@ -456,7 +481,7 @@ def cases():
     if round_ is not None and query.is_phone:
         now = utc_naive(clock_now())
         limit = current_app.config["CASE_SEARCH_MAX_PER_10_MIN"]
-        with transaction(db.session, write=True):
+        with transaction(db.session):
             refused = over_limit(db.session, current_user.id, now, limit)
             audit(db.session, SEARCH_ACTION, current_user, target=f"round:{round_.id}", at=now,
                   detail={"query": query.masked, "refused": refused})
@@ -493,7 +518,7 @@ def cases():
     counties = []
     if current_user.is_admin:
         counties = db.session.scalars(select(County).order_by(County.code)).all()
-    return render_template("calls/cases.html", round=round_, page=page, search=search, status=status, filters=STATUS_FILTERS,
+    return render_template("calls/cases.html", round=round_, page=page, search=search, status=status, filters=filters,
                            form=form, callers=callers, label=oc.label, action=ActionForm(), counties=counties,
                            staff=current_user.role in STAFF), 429 if refused else 200
 

@@ -4,8 +4,8 @@ exact full number or exactly the last four digits.
 A search by any longer suffix would be an oracle: the list masks the middle digits
 (138****8000), and "does 38000 match? 138000?" would reveal them one by one. So a query of
 digits (spaces and hyphens ignored) matches a phone only when it is the whole number or its
-last four; every such query is a phone search, counted per user over ten minutes and
-audit-logged with the query masked.
+last four; every such query is a phone search, counted per user over ten minutes (under a
+lock per user, so parallel searches cannot all pass) and audit-logged with the query masked.
 """
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import ColumnElement, func, or_, select
 from sqlalchemy.orm import Session
 
+from app.core.locks import PHONE_SEARCH, begin_locked
 from app.models import AuditLog, Case
 
 WINDOW = timedelta(minutes=10)
@@ -75,4 +76,10 @@ def phone_searches_since(session: Session, user_id: int, since: datetime) -> int
 
 
 def over_limit(session: Session, user_id: int, now: datetime, limit: int) -> bool:
+    """Whether this phone search is over the user's limit. Begins the caller's transaction
+    holding the user's search lock (PostgreSQL: an advisory transaction lock; SQLite: the
+    write lock), so a parallel search of the same user waits until this one's audit row is
+    committed and then counts it: a burst gets no more than ``limit`` searches through. The
+    caller adds the audit row and commits."""
+    begin_locked(session, PHONE_SEARCH, user_id)
     return phone_searches_since(session, user_id, now - WINDOW) >= limit

@@ -27,6 +27,7 @@ def plain(session: Session) -> Session:
 DRAW = 1  # key: county id
 CLOSE = 2  # key: round id
 PURGE = 3  # key: 0 (one retention purge at a time)
+PHONE_SEARCH = 5  # key: user id (the case list's phone searches are counted one at a time)
 
 
 def has_writes(session: Session) -> bool:
