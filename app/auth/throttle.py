@@ -26,7 +26,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import delete, func, select, text, update
 from sqlalchemy.orm import Session
 
-from app.core.locks import begin_write
+from app.core.locks import SIGN_IN_ADDRESS, SIGN_IN_NAME, begin_write
 from app.models import LoginAttempt
 
 USERNAME_MAX = 50
@@ -139,9 +139,9 @@ def is_throttled(session: Session, username: str | None, ip: str | None, *, now:
     )
 
 
-# advisory lock purposes (app/core/locks.py uses 1 and 2): a user name, an address
-_NAME_LOCK = 3
-_ADDRESS_LOCK = 4
+# advisory lock purposes, numbered with the others in app/core/locks.py
+_NAME_LOCK = SIGN_IN_NAME
+_ADDRESS_LOCK = SIGN_IN_ADDRESS
 
 
 @dataclass(frozen=True)

@@ -28,6 +28,8 @@ DRAW = 1  # key: county id
 CLOSE = 2  # key: round id
 PURGE = 3  # key: 0 (one retention purge at a time)
 PHONE_SEARCH = 5  # key: user id (the case list's phone searches are counted one at a time)
+SIGN_IN_NAME = 6  # key: hashtext(user name) (app/auth/throttle.py)
+SIGN_IN_ADDRESS = 7  # key: hashtext(address)
 
 
 def has_writes(session: Session) -> bool:
