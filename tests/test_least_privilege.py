@@ -201,3 +201,26 @@ def test_a_caller_lists_only_the_open_round_of_their_county(client, login, setup
     assert client.get(f"/calls/cases?round={setup.round.id}").status_code == 404
     switch(client, login, setup.supervisor.username)
     assert name in text(client.get(f"/calls/cases?round={setup.round.id}"))
+
+
+def test_a_roster_phone_search_is_limited_and_logged_like_the_case_lists(app, client, login, setup, monkeypatch):
+    """The team roster's last-four search is a phone search like the case list's: audited with
+    the query masked, and counted against the same per-user limit (one audit action)."""
+    monkeypatch.setitem(app.config, "CASE_SEARCH_MAX_PER_10_MIN", 3)
+    team = setup.teams[0]
+    resident = db.session.scalars(select(Resident).where(Resident.team_id == team.id).order_by(Resident.id)).first()
+    login(setup.supervisor.username)
+    for _ in range(3):
+        assert resident.name in text(client.get(f"/org/teams/{team.id}", query_string={"q": resident.phone[-4:]}))
+
+    refused = client.get(f"/org/teams/{team.id}", query_string={"q": resident.phone[-4:]})
+
+    assert refused.status_code == 429 and "电话号码查询过于频繁" in text(refused)
+    assert resident.name not in text(refused)
+    db.session.rollback()
+    rows = db.session.scalars(select(AuditLog).where(AuditLog.action == "case_search").order_by(AuditLog.id)).all()
+    assert [r.target for r in rows] == [f"team:{team.id}"] * 4
+    assert all(json.loads(r.detail)["query"] == resident.phone[-4:] for r in rows)
+    assert [json.loads(r.detail)["refused"] for r in rows] == [False, False, False, True]
+    # names are still searched, and are not counted
+    assert resident.name in text(client.get(f"/org/teams/{team.id}", query_string={"q": resident.name}))

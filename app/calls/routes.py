@@ -20,7 +20,7 @@ from app.calls import bp
 from app.calls import outcomes as oc
 from app.calls.forms import ActionForm, AssignForm, AttemptForm, EditAnswerForm, FinishForm
 from app.calls.rules import CallSettings
-from app.calls.search import ACTION as SEARCH_ACTION, LIMIT_MESSAGE, over_limit
+from app.auth.phone_search import LIMIT_MESSAGE, check_and_record
 from app.calls.search import conditions as search_conditions, parse as search_query
 from app.core.transactions import transaction
 from app.core.clock import clock_now, local, utc_naive, TZ
@@ -482,9 +482,8 @@ def cases():
         now = utc_naive(clock_now())
         limit = current_app.config["CASE_SEARCH_MAX_PER_10_MIN"]
         with transaction(db.session):
-            refused = over_limit(db.session, current_user.id, now, limit)
-            audit(db.session, SEARCH_ACTION, current_user, target=f"round:{round_.id}", at=now,
-                  detail={"query": query.masked, "refused": refused})
+            refused = check_and_record(db.session, current_user, query.digits, target=f"round:{round_.id}",
+                                       now=now, limit=limit)
         if refused:
             flash(LIMIT_MESSAGE.format(limit=limit), "error")
     if round_ is not None and not refused:

@@ -62,7 +62,7 @@ ACTION_LABELS = {
     "user_unlock": "解锁账号",
     "user_import": "批量导入用户",
     "view_phone": "查看完整电话",
-    "case_search": "按电话查找样本",
+    "case_search": "按电话号码查找",
     "answer_edit": "修改答案",
     "assign_cases": "分配样本",
     "draw": "抽样",

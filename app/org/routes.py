@@ -27,6 +27,7 @@ from sqlalchemy import func, or_, select
 from sqlalchemy.exc import IntegrityError
 
 from app.core.ids import as_id
+from app.auth.phone_search import LIMIT_MESSAGE, check_and_record
 from app.auth.scope import county_filter, require_county, roles_required
 from app.extensions import db
 from app.models import audit, County, Institution, Resident, Team
@@ -214,10 +215,20 @@ def team(team_id: int):
     team = _unit("team", team_id)
     q = (request.args.get("q") or "").strip()[:50]
     stmt = select(Resident).where(Resident.team_id == team.id).order_by(Resident.active.desc(), Resident.name, Resident.id)
+    refused = False
     if q:
         # a phone is searched by its last four digits only: a longer suffix would let a
-        # search reveal the masked middle digits one by one
-        by_phone = Resident.phone.endswith(q) if len(q) == 4 and q.isdigit() else None
+        # search reveal the masked middle digits one by one; each is limited and logged
+        by_phone = None
+        if len(q) == 4 and q.isascii() and q.isdigit():
+            limit = current_app.config["CASE_SEARCH_MAX_PER_10_MIN"]
+            with transaction(db.session):
+                refused = check_and_record(db.session, current_user, q, target=f"team:{team.id}", now=utcnow(),
+                                           limit=limit)
+            if refused:
+                flash(LIMIT_MESSAGE.format(limit=limit), "error")
+            else:
+                by_phone = Resident.phone.endswith(q)
         by_name = Resident.name.contains(q, autoescape=True)
         stmt = stmt.where(or_(by_name, by_phone) if by_phone is not None else by_name)
     page = db.paginate(stmt, per_page=50, error_out=False)
@@ -231,7 +242,7 @@ def team(team_id: int):
         merged_into=merged_into,
         changes=_history("team", team.id),
         former=former_names(db.session, "team", team.id),
-    )
+    ), 429 if refused else 200
 
 
 # ---------------------------------------------------------------------------
