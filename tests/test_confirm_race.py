@@ -7,7 +7,8 @@ from __future__ import annotations
 import threading
 import traceback
 
-from sqlalchemy import select
+import pytest
+from sqlalchemy import select, text as text_sql
 
 from app.extensions import db
 from app.models import ImportBatch
@@ -104,3 +105,23 @@ def test_a_locked_database_during_the_import_is_a_clear_message(client, admin, t
     db.session.rollback()
     assert [b.status for b in db.session.scalars(select(ImportBatch))] == ["preview"]
     assert resident_count() == 0
+
+
+def test_on_postgresql_a_confirmation_waits_for_the_row_no_longer_than_its_timeout(
+        app, client, admin, team, tmp_path, monkeypatch, dialect):
+    """Another transaction holding the preview's row (a confirmation still importing): the
+    second waits CONFIRM_LOCK_TIMEOUT, then gets ImportBusy, not a request hanging until the
+    server's own timeout. The timeout covers the wait for the row only."""
+    if dialect != "postgresql":
+        pytest.skip("SQLite waits by its busy timeout")
+    path, _ = roster_with_one_bad_row(tmp_path)
+    preview_id = batch_id_from(upload(client, path).headers["Location"])
+    monkeypatch.setattr(importer, "CONFIRM_LOCK_TIMEOUT", "300ms")
+    with db.engine.connect() as holder:
+        holder.execute(select(ImportBatch.id).where(ImportBatch.id == preview_id).with_for_update())
+        with pytest.raises(ImportBusy):
+            importer.lock_preview(db.session, preview_id)
+        holder.rollback()
+    assert importer.lock_preview(db.session, preview_id) is None  # free again: the row is taken
+    assert db.session.execute(text_sql("SHOW lock_timeout")).scalar() == "0"  # and the wait is unbounded again
+    db.session.rollback()

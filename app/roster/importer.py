@@ -20,7 +20,7 @@ from datetime import date
 from pathlib import Path
 
 import numpy as np
-from sqlalchemy import select
+from sqlalchemy import select, text
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session
 
@@ -58,10 +58,17 @@ def file_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
+# how long a confirmation waits on PostgreSQL for another confirmation of the same preview
+# (SQLite's wait is its busy timeout)
+CONFIRM_LOCK_TIMEOUT = "30s"
+
+
 def is_database_locked(exc: BaseException) -> bool:
-    """SQLite's "database is locked" / "database table is locked": another writer held the
-    lock longer than the busy timeout."""
-    return isinstance(exc, OperationalError) and "locked" in str(exc.orig)
+    """SQLite's "database is locked" / "database table is locked", or PostgreSQL's lock
+    timeout (SQLSTATE 55P03): another writer held the lock longer than we wait."""
+    if not isinstance(exc, OperationalError):
+        return False
+    return "locked" in str(exc.orig) or getattr(exc.orig, "sqlstate", None) == "55P03"
 
 
 def lock_preview(session: Session, preview_id: int) -> int | None:
@@ -70,9 +77,14 @@ def lock_preview(session: Session, preview_id: int) -> int | None:
     the id of the batch that applied the preview already, if one did. A second confirmation
     waits here until the first has committed, then finds it. Raises ImportBusy when the
     database stays locked longer than the busy timeout."""
+    postgresql = session.get_bind().dialect.name == "postgresql"
     try:
         begin_write(session)
+        if postgresql:  # wait for the row no longer than SQLite would for its lock
+            session.execute(text(f"SET LOCAL lock_timeout = '{CONFIRM_LOCK_TIMEOUT}'"))
         session.execute(select(ImportBatch.id).where(ImportBatch.id == preview_id).with_for_update())
+        if postgresql:  # the import itself waits as long as it must
+            session.execute(text("SET LOCAL lock_timeout TO DEFAULT"))
     except OperationalError as exc:
         if not is_database_locked(exc):
             raise
