@@ -10,6 +10,7 @@ import html as html_lib
 import io
 import os
 import re
+import threading
 import time
 import zipfile
 from pathlib import Path
@@ -229,6 +230,28 @@ def test_the_child_runs_out_of_memory_and_time_alone():
     with pytest.raises(sandbox.ChildFailed) as info:
         list(sandbox.stream(_spin, (), sandbox.Limits(memory_mb=64, timeout_s=1)))
     assert info.value.reason == "timeout"
+
+
+def _stuck():
+    yield "first"
+    threading.Event().wait()  # never set: a child blocked on a lock, using no CPU
+
+
+def test_a_stuck_child_is_ended_without_waiting_for_its_whole_time_limit(monkeypatch):
+    monkeypatch.setattr(sandbox, "STALL_SECONDS", 2.0)
+    items = sandbox.stream(_stuck, (), sandbox.Limits(memory_mb=64, timeout_s=60))
+    assert next(items) == "first"
+    with pytest.raises(sandbox.ChildFailed) as info:
+        next(items)
+    # ended by the stall check, not by the time limit
+    assert (info.value.reason, info.value.detail) == ("timeout", "stalled")
+
+
+def test_a_busy_child_is_not_taken_for_a_stuck_one(monkeypatch):
+    monkeypatch.setattr(sandbox, "STALL_SECONDS", 1.0)
+    with pytest.raises(sandbox.ChildFailed) as info:
+        list(sandbox.stream(_spin, (), sandbox.Limits(memory_mb=64, timeout_s=3)))
+    assert (info.value.reason, info.value.detail) == ("timeout", "no data")
 
 
 def _children(pid: int) -> list[int]:

@@ -25,6 +25,10 @@ from dataclasses import dataclass
 
 PR_SET_PDEATHSIG = 1
 WATCH_SECONDS = 0.5
+# a child that neither sends anything nor uses any CPU for this long is stuck (a lock left
+# held when an allocation failed under the memory cap): it is ended at once instead of at the
+# end of its whole time limit
+STALL_SECONDS = 30.0
 
 
 @dataclass(frozen=True)
@@ -121,10 +125,43 @@ def _send_quietly(conn, message) -> None:
         pass
 
 
+def _cpu_ticks(pid: int) -> int | None:
+    """The process's user + system CPU time in clock ticks (Linux /proc), or None."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            fields = f.read().rsplit(b")", 1)[1].split()
+        return int(fields[11]) + int(fields[12])  # utime, stime (fields 14 and 15)
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def _wait_for_data(receiver, child, timeout_s: float) -> str | None:
+    """None once the child has sent something (or ended); "no data" when ``timeout_s`` (0:
+    no limit) passed first; "stalled" when its CPU time stood still for STALL_SECONDS while
+    nothing came (it is stuck)."""
+    deadline = time.monotonic() + timeout_s if timeout_s > 0 else None
+    last_ticks, still_since = _cpu_ticks(child.pid), time.monotonic()
+    while True:
+        step = min(1.0, max(deadline - time.monotonic(), 0)) if deadline else 1.0
+        if receiver.poll(step):
+            return None
+        now = time.monotonic()
+        if deadline and now >= deadline:
+            return "no data"
+        if not child.is_alive():
+            return None  # recv() reads what it sent before it ended, or reports the EOF
+        ticks = _cpu_ticks(child.pid)
+        if ticks is None or ticks != last_ticks:
+            last_ticks, still_since = ticks, now
+        elif now - still_since >= STALL_SECONDS:
+            return "stalled"
+
+
 def stream(produce: Callable[..., Iterator], args: tuple, limits: Limits) -> Iterator:
     """The items of ``produce(*args)``, computed in a confined child and sent back one by
     one. An exception raised in the child is raised here; a child that dies, runs out of
-    memory or sends nothing for ``limits.timeout_s`` seconds raises ``ChildFailed``. Closing
+    memory, sends nothing for ``limits.timeout_s`` seconds or is stuck (no CPU used for
+    STALL_SECONDS) raises ``ChildFailed``. Closing
     the iterator early ends the child."""
     context = multiprocessing.get_context("fork")
     receiver, sender = context.Pipe(duplex=False)
@@ -135,8 +172,9 @@ def stream(produce: Callable[..., Iterator], args: tuple, limits: Limits) -> Ite
     sender.close()
     try:
         while True:
-            if not receiver.poll(limits.timeout_s if limits.timeout_s > 0 else None):
-                raise ChildFailed("timeout")
+            waited = _wait_for_data(receiver, child, limits.timeout_s)
+            if waited:
+                raise ChildFailed("timeout", waited)
             try:
                 kind, payload = receiver.recv()
             except (EOFError, OSError):
