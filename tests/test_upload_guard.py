@@ -21,7 +21,7 @@ from sqlalchemy import select
 
 from app.core import sandbox
 from app.core.sheets import SheetFileError
-from app.core.upload_guard import ReadLimits
+from app.core.upload_guard import ReadLimits, child_failure_message
 from app.extensions import db
 from app.models import ImportBatch
 from app.roster.normalize import open_roster
@@ -243,8 +243,9 @@ def test_a_stuck_child_is_ended_without_waiting_for_its_whole_time_limit(monkeyp
     assert next(items) == "first"
     with pytest.raises(sandbox.ChildFailed) as info:
         next(items)
-    # ended by the stall check, not by the time limit
+    # ended by the stall check, not by the time limit, and said as such
     assert (info.value.reason, info.value.detail) == ("timeout", "stalled")
+    assert "停止响应" in child_failure_message(info.value, ReadLimits())
 
 
 def test_a_busy_child_is_not_taken_for_a_stuck_one(monkeypatch):

@@ -126,9 +126,11 @@ def _send_quietly(conn, message) -> None:
 
 
 def _cpu_ticks(pid: int) -> int | None:
-    """The process's user + system CPU time in clock ticks (Linux /proc), or None."""
+    """The user + system CPU time of the process's main thread in clock ticks (Linux /proc),
+    or None. The main thread does the reading; the parent-watch thread wakes twice a second and
+    would make a stuck process look busy."""
     try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
+        with open(f"/proc/{pid}/task/{pid}/stat", "rb") as f:
             fields = f.read().rsplit(b")", 1)[1].split()
         return int(fields[11]) + int(fields[12])  # utime, stime (fields 14 and 15)
     except (OSError, ValueError, IndexError):

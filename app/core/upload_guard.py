@@ -77,6 +77,9 @@ def child_failure_message(exc: ChildFailed, limits: ReadLimits) -> str:
     if exc.reason == "memory":
         return (f"文件无法读取：读取时所需内存超过上限（{limits.memory_mb} MB），"
                 "文件可能声明了过大的表格范围或含有异常巨大的单元格。请检查文件后重新导出。")
+    if exc.reason == "timeout" and exc.detail == "stalled":  # seen when an allocation failed under the cap
+        return (f"文件无法读取：读取进程停止响应（通常是所需内存超过上限 {limits.memory_mb} MB），已停止。"
+                "请检查文件后重新导出。")
     if exc.reason == "timeout":
         return f"文件无法读取：读取超过 {int(limits.timeout_s)} 秒仍未完成，已停止。请检查文件后重新导出。"
     return "文件无法读取：读取过程异常中止，文件可能已损坏。请检查文件后重新导出。"
