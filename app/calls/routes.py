@@ -95,24 +95,34 @@ def _fail(exc: CallError, target: str):
 @bp.route("/")
 @login_required
 def home():
+    from app.calls.day import caller_day
+
     if current_user.is_admin:
         return redirect(url_for("reports.board"))
     now = clock_now()
     round_ = current_round(db.session, current_user.county_id, now)
-    counts = mine = callbacks = None
+    counts = mine = None
     if round_ is not None:
         counts = queue_counts(db.session, round_.id, current_user, now, _settings())
         mine = held_case(db.session, round_.id, current_user, now)
-        callbacks = db.session.scalars(
-            select(Case)
-            .where(Case.round_id == round_.id, Case.status == "queued", Case.callback_by_id == current_user.id,
-                   Case.callback_at.is_not(None))
-            .order_by(Case.callback_at)
-            .limit(50)
-        ).all()
-    return render_template("calls/home.html", round=round_, counts=counts, mine=mine, callbacks=callbacks,
+    day = caller_day(db.session, current_user, round_, now)
+    return render_template("calls/home.html", round=round_, counts=counts, mine=mine, day=day,
                            form=ActionForm(), settings=_settings(), in_hours=_settings().in_hours(now),
                            now=now)
+
+
+@bp.route("/day.json")
+@login_required
+@roles_required(*CALLERS)
+def day_json():
+    """The home page's poller (app/static/day.js): the signed-in user's callbacks due today
+    and their figures. Reads only; the user's own work in their county's current round."""
+    from app.calls.day import caller_day, payload
+
+    now = clock_now()
+    round_ = current_round(db.session, current_user.county_id, now)
+    day = caller_day(db.session, current_user, round_, now)
+    return jsonify(payload(day, lambda case_id: url_for("calls.case_screen", case_id=case_id), now))
 
 
 @bp.route("/next", methods=["POST"])
