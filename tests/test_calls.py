@@ -150,7 +150,7 @@ def test_minimum_gap_and_two_day_spread(setup):
     attempt(second, setup.caller, "busy", at(23, 11, 3))
     # the third (last) attempt must be on another day than the first two
     assert claim(setup, now=at(23, 19, 0)) is None
-    with pytest.raises(CallError, match="明天"):
+    with pytest.raises(CallError, match="须与第一次不在同一天，11月24日 08:30起可再拨"):
         committed(claim_case, c.id, setup.caller, at(23, 19, 0), CALLS)
     third = claim(setup, now=at(24, 9, 0))
     assert third.id == c.id

@@ -113,7 +113,8 @@ def test_the_full_phone_is_shown_to_the_holder_only_and_each_opening_is_audited(
     assert len(phone_views()) == 1
 
     # a new attempt on the same case is a new opening
-    client.post(f"/calls/case/{case_id}/attempt", data={"outcome": "no_answer", "number": "1", "csrf_token": token})
+    client.post(f"/calls/case/{case_id}/attempt", data={"outcome": "no_answer", "number": "1", "csrf_token": token,
+                                                        "then": "home"})
     clock["now"] += timedelta(hours=3)
     db.session.execute(Case.__table__.update().where(Case.id == case_id)  # claimed again
                        .values(leased_by_id=setup.caller.id,

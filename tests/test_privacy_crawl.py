@@ -94,7 +94,7 @@ def seeded(app, county, make_team, make_user, clock, tmp_path):
         post = lambda url, data=None: client.post(url, data={**(data or {}), "csrf_token": csrf_token(  # noqa: E731
             client.get("/calls/").get_data(as_text=True))})
         case_id = int(post("/calls/next").headers["Location"].rsplit("/", 1)[1])
-        url = client.get(post(f"/calls/case/{case_id}/start", {"number": "1"}).headers["Location"]).headers["Location"]
+        url = post(f"/calls/case/{case_id}/start", {"number": "1"}).headers["Location"]
         for value in ("self", "yes", "yes", ["follow_up", "checkup"], "3", "helpful", "satisfied", "yes",
                       "医生很负责", "no"):
             url = post(url, {"value": value}).headers["Location"]

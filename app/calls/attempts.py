@@ -77,7 +77,7 @@ def record_attempt(
     else:
         attempt = open_attempt
         if not rule.connected:
-            raise CallError("本次通话已接通并开始问卷，请选择接通后的结果，或点“中途挂断”。")
+            raise CallError("本次通话已接通并开始问卷，请在问卷页记录“通话中断，约定续访”或“居民明确拒绝继续”。")
         if expected_number is not None and expected_number != attempt.number:
             raise CallError("该样本的拨打记录已更新（可能是重复提交），请查看最新记录。")
         response = session.scalar(select(Response).where(Response.attempt_id == attempt.id))

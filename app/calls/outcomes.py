@@ -38,8 +38,9 @@ _OUTCOMES = (
     Outcome(code="refusal", label="拒访", aapor="R", rank=90, connected=True, final=True, contact=True, key="8"),
     Outcome(code="callback", label="约定回访", aapor="NC", rank=40, connected=True, callback=True, key="7"),
     # the line dropped (or the resident had to stop) with the interview begun: the answers are
-    # kept and the interview resumes at the first unanswered item when the case comes back
-    Outcome(code="interrupted", label="通话中断，约定续访", aapor="NC", rank=45, connected=True, contact=True,
+    # kept and the interview resumes at the first unanswered item when the case comes back.
+    # A contact not (yet) completed: R (拒访/中断) while it waits; it ends I, P or R.
+    Outcome(code="interrupted", label="通话中断，约定续访", aapor="R", rank=45, connected=True, contact=True,
             by_questionnaire=True, callback=True),
     Outcome(code="not_available", label="本人不在", aapor="NC", rank=35, connected=True, key="6"),
     Outcome(code="wrong_person", label="号码错误/非本人", aapor="UH", rank=60, connected=True, final=True, replace=True, note_required=True, key="9"),
