@@ -4,6 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+import pytest
 from sqlalchemy import select
 
 from flask import current_app
@@ -14,7 +15,7 @@ from app.draws.services import draw_month_and_commit
 from app.extensions import db
 from app.models import Case, Round, User
 from tests.draws_support import MONTH, NOW, SETTINGS, TZ, add_residents
-from tests.helpers import PASSWORD
+from tests.helpers import PASSWORD, csrf_token
 
 CALLS = CallSettings(hours=parse_hours("08:30-12:00,14:30-20:30"))
 
@@ -68,6 +69,48 @@ def case_by(case_id: int) -> Case:
 
 def later(moment: datetime, **delta) -> datetime:
     return moment + timedelta(**delta)
+
+
+# ---------------------------------------------------------------------------
+# the calls pages over HTTP: import the fixtures by name into a test module
+# ---------------------------------------------------------------------------
+
+
+@pytest.fixture
+def clock(monkeypatch):
+    """The calls and reports views' clock, pinned to 09:30 on Monday 23 November 2026 and moved
+    by the test (``clock["now"] = ...``)."""
+    state = {"now": at(23, 9, 30)}
+    monkeypatch.setattr("app.calls.routes.clock_now", lambda: state["now"])
+    monkeypatch.setattr("app.reports.routes.clock_now", lambda: state["now"])
+    return state
+
+
+@pytest.fixture
+def setup(county, make_team, make_user, clock):
+    return drawn_round(county, make_team, make_user)
+
+
+def token(client, url="/calls/") -> str:
+    return csrf_token(client.get(url).get_data(as_text=True))
+
+
+def sign_in(app, username):
+    """A fresh browser session signed in as ``username``. Call it inside a fresh
+    ``app.app_context()``: requests reuse the test's app context, and Flask-Login caches the
+    signed-in user in its ``g``."""
+    client = app.test_client()
+    reply = client.post("/", data={"username": username, "password": PASSWORD, "csrf_token": token(client, "/")})
+    assert reply.status_code == 302
+    return client
+
+
+def post(client, url, data=None, csrf=True):
+    """A form POST as the page would send it (with a fresh CSRF token unless ``csrf`` is False)."""
+    data = dict(data or {})
+    if csrf:
+        data["csrf_token"] = token(client)
+    return client.post(url, data=data)
 
 
 __all__ = ["CALLS", "MONTH", "NOW", "PASSWORD", "Setup", "TZ", "at", "case_by", "drawn_round", "later"]

@@ -8,44 +8,16 @@ import re
 import threading
 from datetime import timedelta
 
-import pytest
 from sqlalchemy import func, select
 
 from app.extensions import db
 from app.models import Attempt, AuditLog, Case, Response
 from app.scheduler.month_end import close_round
-from tests.calls_support import at, case_by, closing_args, committed, drawn_round
-from tests.helpers import PASSWORD, csrf_token
+from tests.calls_support import at, case_by, closing_args, committed
+from tests.calls_support import clock, post, setup, sign_in, token  # noqa: F401  (fixtures)
 
 PANEL = re.compile(r'id="panel"\s+data-case="(\d+)"')
 NUMBER = re.compile(r'name="number" value="(\d+)"')
-
-
-@pytest.fixture
-def clock(monkeypatch):
-    state = {"now": at(23, 9, 30)}
-    monkeypatch.setattr("app.calls.routes.clock_now", lambda: state["now"])
-    return state
-
-
-@pytest.fixture
-def setup(county, make_team, make_user, clock):
-    return drawn_round(county, make_team, make_user)
-
-
-def token(client, url="/calls/"):
-    return csrf_token(client.get(url).get_data(as_text=True))
-
-
-def post(client, url, data=None):
-    return client.post(url, data={**(data or {}), "csrf_token": token(client)})
-
-
-def signed_in(app, username):
-    client = app.test_client()
-    reply = client.post("/", data={"username": username, "password": PASSWORD, "csrf_token": token(client, "/")})
-    assert reply.status_code == 302
-    return client
 
 
 def panel_case(reply) -> int:
@@ -137,7 +109,7 @@ def test_undo_of_a_vacant_number_puts_its_backup_back_unless_taken(app, client, 
     db.session.expire_all()
     backup = db.session.scalar(select(Case).where(Case.replaces_case_id == a))
     with app.app_context():
-        other = signed_in(app, setup.other.username)
+        other = sign_in(app, setup.other.username)
         assert post(other, f"/calls/case/{backup.id}/claim").status_code == 303
         assert post(other, f"/calls/case/{backup.id}/attempt", {"outcome": "busy", "number": "1"}).status_code in (200, 303)
     refused = post(client, undo_url)
@@ -152,7 +124,7 @@ def test_another_callers_attempt_cannot_be_undone(app, client, login, setup):
     reply = post(client, f"/calls/case/{a}/attempt", {"outcome": "no_answer", "number": "1"})
     undo_url = re.search(r'action="(/calls/attempt/\d+/undo)"', reply.get_data(as_text=True)).group(1)
     with app.app_context():
-        other = signed_in(app, setup.other.username)
+        other = sign_in(app, setup.other.username)
         refused = post(other, undo_url)
         assert refused.status_code == 303 and refused.headers["Location"].endswith("/calls/")
         assert "找不到可撤销的拨打记录" in other.get("/calls/").get_data(as_text=True)
@@ -166,7 +138,7 @@ def test_two_callers_racing_for_the_next_case_get_different_ones(app, setup, clo
     clients, cases, tokens = {}, {}, {}
     for user in (setup.caller, setup.other):
         with app.app_context():
-            clients[user.username] = client = signed_in(app, user.username)
+            clients[user.username] = client = sign_in(app, user.username)
             cases[user.username] = first_case(client)
             tokens[user.username] = token(client)
     barrier = threading.Barrier(2)
@@ -228,7 +200,7 @@ def test_the_gap_rule_holds_on_every_claim_path(app, client, login, setup, clock
     assert stale.status_code == 409 and len(attempts(a)) == 1
     # another caller cannot either
     with app.app_context():
-        other = signed_in(app, setup.other.username)
+        other = sign_in(app, setup.other.username)
         assert post(other, f"/calls/case/{a}/claim").status_code == 409
     # 下一个 does not hand it out before the gap: release the held case, then ask for more
     for _ in range(40):

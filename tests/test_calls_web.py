@@ -4,47 +4,12 @@ from __future__ import annotations
 
 import re
 
-import pytest
 from sqlalchemy import func, select
 
 from app.extensions import db
 from app.models import Attempt, AuditLog, Case, Response
 from tests.calls_support import at, case_by, drawn_round, committed
-from tests.helpers import PASSWORD, csrf_token
-
-
-@pytest.fixture
-def clock(monkeypatch):
-    state = {"now": at(23, 9, 30)}
-    monkeypatch.setattr("app.calls.routes.clock_now", lambda: state["now"])
-    monkeypatch.setattr("app.reports.routes.clock_now", lambda: state["now"])
-    return state
-
-
-@pytest.fixture
-def setup(county, make_team, make_user, clock):
-    return drawn_round(county, make_team, make_user)
-
-
-def token(client, url="/calls/"):
-    return csrf_token(client.get(url).get_data(as_text=True))
-
-
-def sign_in(app, username):
-    """A fresh browser session signed in as ``username``. Call it inside a fresh
-    ``app.app_context()``: requests reuse the test's app context, and Flask-Login caches the
-    signed-in user in its ``g``."""
-    client = app.test_client()
-    reply = client.post("/", data={"username": username, "password": PASSWORD, "csrf_token": token(client, "/")})
-    assert reply.status_code == 302
-    return client
-
-
-def post(client, url, data=None, csrf=True):
-    data = dict(data or {})
-    if csrf:
-        data["csrf_token"] = token(client)
-    return client.post(url, data=data)
+from tests.calls_support import clock, post, setup, sign_in, token  # noqa: F401  (fixtures)
 
 
 def test_another_countys_cases_answers_and_rounds_are_404(app, client, login, setup, make_county, make_team,

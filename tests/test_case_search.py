@@ -11,19 +11,8 @@ from sqlalchemy import select
 
 from app.extensions import db
 from app.models import AuditLog, Case
-from tests.calls_support import at, drawn_round
+from tests.calls_support import clock, setup  # noqa: F401  (fixtures)
 
-
-@pytest.fixture
-def clock(monkeypatch):
-    state = {"now": at(23, 9, 30)}
-    monkeypatch.setattr("app.calls.routes.clock_now", lambda: state["now"])
-    return state
-
-
-@pytest.fixture
-def setup(county, make_team, make_user, clock):
-    return drawn_round(county, make_team, make_user)
 
 
 def text(response) -> str:

@@ -7,26 +7,14 @@ import json
 import re
 from datetime import timedelta
 
-import pytest
 from sqlalchemy import select
 
 from app.extensions import db
 from app.core.clock import utc_naive
 from app.models import AuditLog, Case, Resident
-from tests.calls_support import at, drawn_round
+from tests.calls_support import at
 from tests.helpers import csrf_token
-
-
-@pytest.fixture
-def clock(monkeypatch):
-    state = {"now": at(23, 9, 30)}
-    monkeypatch.setattr("app.calls.routes.clock_now", lambda: state["now"])
-    return state
-
-
-@pytest.fixture
-def setup(county, make_team, make_user, clock):
-    return drawn_round(county, make_team, make_user)
+from tests.calls_support import clock, setup  # noqa: F401  (fixtures)
 
 
 def text(response) -> str:
