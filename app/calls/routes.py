@@ -26,6 +26,7 @@ from app.calls.search import conditions as search_conditions, parse as search_qu
 from app.core.transactions import transaction
 from app.core.clock import clock_now, local, to_local, utc_naive, TZ
 from app.calls.corrections import edit_answer
+from app.calls.day import caller_day, payload
 from app.calls.interview import (answers_of, context_for, finish_interview, interrupt_interview, interrupted_response,
                                  save_answer, start_interview)
 from app.calls.attempts import record_attempt, undo_attempt
@@ -95,8 +96,6 @@ def _fail(exc: CallError, target: str):
 @bp.route("/")
 @login_required
 def home():
-    from app.calls.day import caller_day
-
     if current_user.is_admin:
         return redirect(url_for("reports.board"))
     now = clock_now()
@@ -117,8 +116,6 @@ def home():
 def day_json():
     """The home page's poller (app/static/day.js): the signed-in user's callbacks due today
     and their figures. Reads only; the user's own work in their county's current round."""
-    from app.calls.day import caller_day, payload
-
     now = clock_now()
     round_ = current_round(db.session, current_user.county_id, now)
     day = caller_day(db.session, current_user, round_, now)
