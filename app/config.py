@@ -79,6 +79,7 @@ def load_config(overrides: dict | None = None) -> dict:
         "CALL_MAX_ATTEMPTS": int(env.get("CALL_MAX_ATTEMPTS", "3")),
         "CALL_MIN_GAP_MINUTES": int(env.get("CALL_MIN_GAP_MINUTES", "120")),
         "CALL_LEASE_MINUTES": int(env.get("CALL_LEASE_MINUTES", "20")),
+        "CALL_UNDO_SECONDS": int(env.get("CALL_UNDO_SECONDS", "15")),
         # phone searches of the case list (exact number or last four) allowed per user in 10 minutes
         "CASE_SEARCH_MAX_PER_10_MIN": int(env.get("CASE_SEARCH_MAX_PER_10_MIN", "30")),
         "QUESTIONNAIRES_DIR": env.get("QUESTIONNAIRES_DIR")
@@ -111,6 +112,8 @@ def load_config(overrides: dict | None = None) -> dict:
     share = cfg["DRAW_KEY_POPULATION_MIN_SHARE"]
     if share is not None and not 0 < share <= 1:
         raise ConfigError("DRAW_KEY_POPULATION_MIN_SHARE 应在0到1之间（例如0.5）。")
+    if not 0 <= cfg["CALL_UNDO_SECONDS"] <= 300:
+        raise ConfigError("CALL_UNDO_SECONDS 应在 0 到 300 秒之间（0 表示不提供撤销）。")
     if cfg["CALL_MAX_ATTEMPTS"] < 1 or cfg["CALL_LEASE_MINUTES"] < 1 or cfg["CALL_MIN_GAP_MINUTES"] < 0:
         raise ConfigError("CALL_MAX_ATTEMPTS、CALL_LEASE_MINUTES 至少为1，CALL_MIN_GAP_MINUTES 不能为负数。")
     if cfg["PERSONAL_DATA_RETENTION_MONTHS"] < 1:

@@ -46,7 +46,7 @@ def attempt(case, user, outcome, now, **kw):
 
 def test_outcome_table_has_the_required_codes_and_consistent_flags():
     labels = {o.label for o in oc.OUTCOMES.values()}
-    for required in ("完成访问", "部分完成", "拒访", "中途挂断", "约定回访", "本人不在", "无人接听", "占线", "关机",
+    for required in ("完成访问", "部分完成", "拒访", "中途终止", "约定回访", "本人不在", "无人接听", "占线", "关机",
                      "停机", "空号", "号码错误/非本人", "听力或语言障碍", "本人已故", "已迁出/已解约"):
         assert required in labels
     for o in oc.OUTCOMES.values():

@@ -112,21 +112,24 @@ def test_a_callers_day_over_http(app, client, login, setup, clock):
     screen = client.get(f"/calls/case/{case_id}").get_data(as_text=True)
     assert f'href="tel:{case.phone}"' in screen and case.name in screen
     assert "岳阳县卫生健康局" in screen  # the opening script is filled in
-    assert screen.index("接通了") < screen.index("未接通") < screen.index("暂不拨打")
+    # the dialling panel: the number, the non-contact outcomes, the connected ones, then 开始问卷
+    assert screen.index('id="phone"') < screen.index("未接通") < screen.index("无人接听") < screen.index("接通了") \
+        < screen.index("号码错误/非本人") < screen.index('name="note"') < screen.index('id="start"')
+    # record-and-next: one POST answers with the next case's panel and the confirmation
     done = post(client, f"/calls/case/{case_id}/attempt", {"outcome": "no_answer", "number": "1"})
-    assert done.status_code == 302
-    assert "已记录：无人接听" in client.get("/calls/").get_data(as_text=True)
+    assert done.status_code == 200
+    page = done.get_data(as_text=True)
+    assert f"已记录：{case.name} · 无人接听（第 1 次）" in page
+    second_id = int(re.search(r'id="panel"\s+data-case="(\d+)"', page).group(1))
+    assert second_id != case_id
     # the same form again (a double click) records nothing more
-    post(client, f"/calls/case/{case_id}/attempt", {"outcome": "no_answer", "number": "1"})
+    again = post(client, f"/calls/case/{case_id}/attempt", {"outcome": "no_answer", "number": "1"})
+    assert again.status_code == 409
     assert db.session.scalar(select(func.count()).select_from(Attempt)) == 1
 
-    second = post(client, "/calls/next").headers["Location"]
-    second_id = int(second.rsplit("/", 1)[1])
-    assert second_id != case_id
     started = post(client, f"/calls/case/{second_id}/start", {"number": "1"})
-    response_url = started.headers["Location"]
-    first_q = client.get(response_url).headers["Location"]
-    assert first_q.endswith("/q/identity")
+    first_q = started.headers["Location"]
+    assert started.status_code == 303 and first_q.endswith("/q/identity")
     # a forged option is refused with a Chinese message, nothing stored
     bad = post(client, first_q, {"value": "robot"})
     assert bad.status_code == 400 and "请" in bad.get_data(as_text=True)
@@ -148,8 +151,11 @@ def test_a_callers_day_over_http(app, client, login, setup, clock):
     review = client.get(url).get_data(as_text=True)
     assert "上门次数再多些" in review and "提交问卷" in review
     response_id = int(url.split("/")[-2])
-    assert post(client, f"/calls/response/{response_id}/finish").status_code == 302
-    assert post(client, f"/calls/response/{response_id}/finish").status_code == 302  # repeated: no change
+    finished = post(client, f"/calls/response/{response_id}/finish")
+    assert finished.status_code == 200 and "已记录：" in finished.get_data(as_text=True)
+    third = re.search(r'id="panel"\s+data-case="(\d+)"', finished.get_data(as_text=True)).group(1)
+    repeated = post(client, f"/calls/response/{response_id}/finish")  # a double click: nothing more recorded
+    assert re.search(r'id="panel"\s+data-case="(\d+)"', repeated.get_data(as_text=True)).group(1) == third
     db.session.rollback()
     assert db.session.scalar(select(func.count()).select_from(Response)) == 1
     response = db.session.get(Response, response_id)

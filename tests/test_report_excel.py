@@ -229,7 +229,7 @@ def test_county_workbook_equals_the_screens(app, month_data, tmp_path):
                                .where(Case.round_id == round_.id, Case.status != "reserve"))
     assert len(detail) == active == board[0].total.aapor.cases == 29
     assert detail["结果"].value_counts().to_dict() == {
-        "完成访问": 22, "无人接听": 2, "拒访": 1, "空号": 1, "中途挂断": 1, "已迁出/已解约": 1, "未拨打": 1}
+        "完成访问": 22, "无人接听": 2, "拒访": 1, "空号": 1, "中途终止": 1, "已迁出/已解约": 1, "未拨打": 1}
     backup = detail[detail["样本类型"] == "备用样本 1"].iloc[0]
     assert backup["替换情况"] == "替换主样本 15（空号）" and backup["AAPOR类别"] == "UH 资格未知"
     assert detail[detail["结果"] == "空号"].iloc[0]["替换情况"] == "已由备用样本 1替换"

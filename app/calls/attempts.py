@@ -2,7 +2,7 @@
 case that ended without an interview. Flushes; the boundary commits."""
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from sqlalchemy import case as sql_case, select, update
 from sqlalchemy.orm import Session
@@ -11,20 +11,20 @@ from app.calls import outcomes as oc
 from app.core.locks import begin_write
 from app.calls.rules import CallSettings
 from app.core.clock import current_month, utc_naive
-from app.models import Attempt, Case, Response, User
+from app.models import audit, Attempt, Case, Response, User
 from app.questionnaires import Questionnaire
 from app.calls.guards import require_holder, is_postgresql, locked_case, open_round, CallError
 
 
 def validate_callback(value: datetime | None, now: datetime, settings: CallSettings, month: str) -> datetime:
     if value is None:
-        raise CallError("约定回访必须填写回访日期和时间。")
+        raise CallError("约定回访必须填写回访日期和时间。", "callback")
     if utc_naive(value) <= utc_naive(now):
-        raise CallError("约定回访时间必须晚于现在。")
+        raise CallError("约定回访时间必须晚于现在。", "callback")
     if not settings.in_hours(value):
-        raise CallError(f"约定回访时间必须在拨打时段内（{settings.hours_label()}）。")
+        raise CallError(f"约定回访时间必须在拨打时段内（{settings.hours_label()}）。", "callback")
     if current_month(value) != month:
-        raise CallError("约定回访时间必须在本月调查期内。")
+        raise CallError("约定回访时间必须在本月调查期内。", "callback")
     return utc_naive(value)
 
 
@@ -58,9 +58,9 @@ def record_attempt(
         raise CallError(f"“{rule.label}”由问卷记录，不能直接选择。")
     note = (note or "").strip() or None
     if rule.note_required and not note:
-        raise CallError(f"选择“{rule.label}”时必须填写说明。")
+        raise CallError(f"选择“{rule.label}”时必须填写说明。", "note")
     if note and len(note) > 500:
-        raise CallError("说明不能超过500字。")
+        raise CallError("说明不能超过500字。", "note")
     begin_write(session)
     case = locked_case(session, case_id)
     round_ = open_round(session, case.round_id)
@@ -164,3 +164,72 @@ def activate_backup(session: Session, case: Case, reason: str, user_id: int | No
             return session.get(Case, backup_id)
     case.replacement_state = "none_left"
     return None
+
+
+def undo_attempt(
+    session: Session, attempt_id: int, user: User, *, now: datetime, settings: CallSettings, window: timedelta
+) -> Case:
+    """Take back the outcome a caller just recorded (a slip of the key), within ``window``:
+    the attempt is deleted, the case is as it was before it and held by the caller again, and
+    a backup the outcome put in the queue goes back to reserve. Refused once anything has
+    built on the record: a later attempt, a backup someone else has taken or dialled, an
+    interview. The undo is audit-logged with what was taken back."""
+    begin_write(session)
+    attempt = session.get(Attempt, attempt_id, populate_existing=True)
+    if attempt is None or attempt.caller_id != user.id or attempt.outcome is None:
+        raise CallError("找不到可撤销的拨打记录。")
+    case = locked_case(session, attempt.case_id)
+    open_round(session, case.round_id)
+    rule = oc.outcome(attempt.outcome)
+    seconds = int(window.total_seconds())
+    if attempt.number != case.attempt_count:
+        raise CallError("该样本之后已有新的拨打记录，不能撤销。")
+    if rule.by_questionnaire or session.scalar(select(Response.id).where(Response.case_id == case.id).limit(1)):
+        raise CallError("有问卷记录的样本不能撤销，如记录有误请联系督导。")
+    if attempt.ended_at is None or attempt.ended_at < utc_naive(now) - window:
+        raise CallError(f"已超过撤销时限（{seconds} 秒）。如记录有误，请联系督导。")
+    if case.leased_by_id not in (None, user.id):
+        raise CallError("该样本已被其他调查员领取，不能撤销。")
+    stamp = utc_naive(now)
+    backup = None
+    if case.replacement_state == "replaced":
+        backup = session.scalar(select(Case).where(Case.replaces_case_id == case.id, Case.round_id == case.round_id)
+                                .execution_options(populate_existing=True))
+        if backup is not None:
+            backup = locked_case(session, backup.id)
+            held_by_other = (backup.leased_by_id not in (None, user.id) and backup.lease_expires_at is not None
+                             and backup.lease_expires_at >= stamp)
+            if backup.attempt_count > 0 or held_by_other or backup.status != "queued":
+                raise CallError("替换它的备用样本已被领取或拨打，不能撤销。如记录有误，请联系督导。")
+            backup.status = "reserve"
+            backup.activated_at = backup.replaces_case_id = backup.replacement_reason = None
+            backup.activated_by_id = backup.leased_by_id = backup.lease_expires_at = None
+    undone = {"case": case.id, "number": attempt.number, "outcome": attempt.outcome,
+              "backup": backup.id if backup is not None else None}
+    session.delete(attempt)
+    session.flush()
+    earlier = session.scalars(select(Attempt).where(Attempt.case_id == case.id).order_by(Attempt.number)).all()
+    case.attempt_count = len(earlier)
+    case.first_attempt_at = earlier[0].started_at if earlier else None
+    case.last_attempt_at = earlier[-1].started_at if earlier else None
+    case.last_outcome = earlier[-1].outcome if earlier else None
+    case.outcome = oc.disposition([a.outcome for a in earlier])
+    last = earlier[-1] if earlier else None
+    if last is not None and last.outcome and oc.outcome(last.outcome).callback and last.callback_at:
+        case.callback_at, case.callback_by_id = last.callback_at, last.caller_id
+    else:
+        case.callback_at = case.callback_by_id = None
+    case.status = "queued"
+    case.replacement_state = None
+    # the caller holds this case again, and only it: the next case handed out is put back
+    session.execute(
+        update(Case)
+        .where(Case.round_id == case.round_id, Case.leased_by_id == user.id, Case.id != case.id,
+               Case.status == "queued", ~Case.in_state("on_call"))
+        .values(leased_by_id=None, lease_expires_at=None)
+        .execution_options(synchronize_session=False)
+    )
+    case.leased_by_id, case.lease_expires_at = user.id, stamp + settings.lease
+    audit(session, "undo_attempt", user, target=f"case:{case.id}", detail=undone)
+    session.flush()
+    return case

@@ -14,6 +14,14 @@ class AttemptForm(FlaskForm):
     callback_time = StringField("回访时间", validators=[Optional(), Length(max=5)])
 
 
+class InterruptForm(FlaskForm):
+    """通话中断，约定续访: when to call back (required), and a note."""
+
+    note = TextAreaField("说明", validators=[Optional(), Length(max=500, message="说明不能超过500字。")])
+    callback_date = StringField("续访日期", validators=[Optional(), Length(max=10)])
+    callback_time = StringField("续访时间", validators=[Optional(), Length(max=5)])
+
+
 class ActionForm(FlaskForm):
     """A button that changes state (claim, release, start, next): CSRF only."""
 

@@ -15,7 +15,12 @@ from app.models import Case, Round, User
 
 
 class CallError(ValueError):
-    """A request the rules refuse; the message is for the caller (Chinese)."""
+    """A request the rules refuse; the message is for the caller (Chinese). ``field`` names
+    the form field the message belongs next to ("note", "callback"), None for the request."""
+
+    def __init__(self, message: str, field: str | None = None) -> None:
+        super().__init__(message)
+        self.field = field
 
 
 def is_postgresql(session: Session) -> bool:

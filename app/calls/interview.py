@@ -9,13 +9,14 @@ from datetime import datetime
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from app.calls import outcomes as oc
 from app.core.locks import begin_write
 from app.calls.rules import CallSettings
 from app.core.clock import utc_naive, utcnow
 from app.models import Attempt, Case, Problem, Response, Round, User
 from app.questionnaires import Context, Questionnaire
 from app.calls.guards import require_holder, locked_case, open_round, CallError
-from app.calls.attempts import apply_outcome, check_number, new_attempt, find_open_attempt
+from app.calls.attempts import apply_outcome, check_number, new_attempt, find_open_attempt, validate_callback
 
 
 def context_for(case: Case, vocabulary) -> Context:
@@ -50,6 +51,12 @@ def start_interview(
         attempt = new_attempt(session, case, user, now, connected=True)
     response = session.scalar(select(Response).where(Response.attempt_id == attempt.id))
     if response is None:
+        response = interrupted_response(session, case.id)
+        if response is not None:  # resumed: the same answers, now carried by this attempt
+            response.attempt_id = attempt.id
+            response.status = "in_progress"
+            response.updated_at = utc_naive(now)
+    if response is None:
         response = Response(attempt_id=attempt.id, case_id=case.id, round_id=case.round_id, caller_id=user.id,
                             questionnaire_version=round_.questionnaire_version, status="in_progress",
                             answers="{}", started_at=utc_naive(now), updated_at=utc_naive(now))
@@ -57,6 +64,42 @@ def start_interview(
     case.lease_expires_at = utc_naive(now) + settings.lease
     session.flush()
     return response
+
+
+def interrupted_response(session: Session, case_id: int) -> Response | None:
+    """The case's interview that a dropped line interrupted, waiting to be resumed."""
+    return session.scalar(
+        select(Response).where(Response.case_id == case_id, Response.status == "interrupted").order_by(Response.id.desc())
+    )
+
+
+def interrupt_interview(
+    session: Session,
+    response_id: int,
+    user: User,
+    *,
+    callback_at: datetime | None,
+    note: str | None,
+    now: datetime,
+    settings: CallSettings,
+) -> Attempt:
+    """The line dropped, or the resident had to stop, with the interview begun: every answer
+    is kept, the attempt ends as 通话中断，约定续访 (a contact) with the callback agreed, and
+    when the case comes back the interview continues at the first unanswered item."""
+    begin_write(session)
+    response, case, attempt = _response_for_write(session, response_id, user)
+    round_ = session.get(Round, case.round_id)
+    when = validate_callback(callback_at, now, settings, round_.month)
+    note = (note or "").strip() or None
+    if note and len(note) > 500:
+        raise CallError("说明不能超过500字。", "note")
+    response.status = "interrupted"
+    response.updated_at = utc_naive(now)
+    attempt.outcome, attempt.note, attempt.callback_at = "interrupted", note, when
+    attempt.ended_at = utc_naive(now)
+    apply_outcome(session, case, attempt, user, now, settings)
+    session.flush()
+    return attempt
 
 
 def answers_of(response: Response) -> dict:
@@ -202,18 +245,36 @@ def _finish(session, response, case, attempt, status, questionnaire, context, us
 
 
 def finalize_open_interviews(session: Session, round_id: int, now: datetime, questionnaires, vocabulary) -> int:
-    """At the month's close: interviews left open end as partial or break-off with what was
-    asked. Runs inside the caller's transaction (the close)."""
+    """At the month's close: interviews left open, and interrupted ones never resumed, end as
+    partial or break-off with what was asked. An interrupted interview's attempt keeps its
+    outcome (通话中断); the response and the case's disposition take the closing status, unless
+    the case already ended otherwise (a later refusal stays a refusal). Runs inside the
+    caller's transaction (the close)."""
     count = 0
     for response in session.scalars(
-        select(Response).where(Response.round_id == round_id, Response.status == "in_progress")
+        select(Response).where(Response.round_id == round_id, Response.status.in_(("in_progress", "interrupted")))
+        .order_by(Response.id)
     ).all():
         case = session.get(Case, response.case_id)
         attempt = session.get(Attempt, response.attempt_id)
         questionnaire = questionnaires[response.questionnaire_version]
         status = questionnaire.breakoff_status(answers_of(response))
-        system = session.get(User, attempt.caller_id)
-        _finish(session, response, case, attempt, status, questionnaire, context_for(case, vocabulary), system,
-                now, CallSettings(hours=()))
+        context = context_for(case, vocabulary)
+        if response.status == "in_progress":
+            system = session.get(User, attempt.caller_id)
+            _finish(session, response, case, attempt, status, questionnaire, context, system, now,
+                    CallSettings(hours=()))
+        else:
+            stamp = utc_naive(now)
+            response.status, response.completed_at, response.updated_at = status, stamp, stamp
+            response.current_item = None
+            derive_into(response, questionnaire, context, answers_of(response))
+            case.outcome = oc.merge(case.outcome, status)
+            if case.status == "queued":
+                case.status = "done"
+                case.leased_by_id = case.lease_expires_at = None
+                case.callback_at = case.callback_by_id = None
+            session.flush()
+            sync_problem(session, response)
         count += 1
     return count

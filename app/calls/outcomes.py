@@ -27,26 +27,31 @@ class Outcome:
     note_required: bool = False
     by_questionnaire: bool = False  # recorded by the questionnaire, not chosen from the list
     callback: bool = False  # needs a date and time for the callback
+    key: str = ""  # the single key that records it on the dialling panel
 
 
 _OUTCOMES = (
     # connected: someone picked up
     Outcome(code="complete", label="完成访问", aapor="I", rank=100, connected=True, final=True, contact=True, by_questionnaire=True),
     Outcome(code="partial", label="部分完成", aapor="P", rank=95, connected=True, final=True, contact=True, by_questionnaire=True),
-    Outcome(code="breakoff", label="中途挂断", aapor="R", rank=90, connected=True, final=True, contact=True, by_questionnaire=True),
-    Outcome(code="refusal", label="拒访", aapor="R", rank=90, connected=True, final=True, contact=True),
-    Outcome(code="callback", label="约定回访", aapor="NC", rank=40, connected=True, callback=True),
-    Outcome(code="not_available", label="本人不在", aapor="NC", rank=35, connected=True),
-    Outcome(code="wrong_person", label="号码错误/非本人", aapor="UH", rank=60, connected=True, final=True, replace=True, note_required=True),
-    Outcome(code="incapable", label="听力或语言障碍", aapor="O", rank=80, connected=True, final=True, contact=True, replace=True, note_required=True),
-    Outcome(code="deceased", label="本人已故", aapor="O", rank=80, connected=True, final=True, contact=True, replace=True, note_required=True),
-    Outcome(code="moved", label="已迁出/已解约", aapor="NE", rank=70, connected=True, final=True, replace=True, note_required=True),
+    Outcome(code="breakoff", label="中途终止", aapor="R", rank=90, connected=True, final=True, contact=True, by_questionnaire=True),
+    Outcome(code="refusal", label="拒访", aapor="R", rank=90, connected=True, final=True, contact=True, key="8"),
+    Outcome(code="callback", label="约定回访", aapor="NC", rank=40, connected=True, callback=True, key="7"),
+    # the line dropped (or the resident had to stop) with the interview begun: the answers are
+    # kept and the interview resumes at the first unanswered item when the case comes back
+    Outcome(code="interrupted", label="通话中断，约定续访", aapor="NC", rank=45, connected=True, contact=True,
+            by_questionnaire=True, callback=True),
+    Outcome(code="not_available", label="本人不在", aapor="NC", rank=35, connected=True, key="6"),
+    Outcome(code="wrong_person", label="号码错误/非本人", aapor="UH", rank=60, connected=True, final=True, replace=True, note_required=True, key="9"),
+    Outcome(code="incapable", label="听力或语言障碍", aapor="O", rank=80, connected=True, final=True, contact=True, replace=True, note_required=True, key="T"),
+    Outcome(code="deceased", label="本人已故", aapor="O", rank=80, connected=True, final=True, contact=True, replace=True, note_required=True, key="G"),
+    Outcome(code="moved", label="已迁出/已解约", aapor="NE", rank=70, connected=True, final=True, replace=True, note_required=True, key="Q"),
     # not connected
-    Outcome(code="no_answer", label="无人接听", aapor="UH", rank=20),
-    Outcome(code="busy", label="占线", aapor="UH", rank=15),
-    Outcome(code="powered_off", label="关机", aapor="UH", rank=25),
-    Outcome(code="suspended", label="停机", aapor="UH", rank=55, final=True, replace=True),
-    Outcome(code="vacant", label="空号", aapor="UH", rank=55, final=True, replace=True),
+    Outcome(code="no_answer", label="无人接听", aapor="UH", rank=20, key="1"),
+    Outcome(code="busy", label="占线", aapor="UH", rank=15, key="2"),
+    Outcome(code="powered_off", label="关机", aapor="UH", rank=25, key="3"),
+    Outcome(code="suspended", label="停机", aapor="UH", rank=55, final=True, replace=True, key="4"),
+    Outcome(code="vacant", label="空号", aapor="UH", rank=55, final=True, replace=True, key="5"),
 )
 
 OUTCOMES: dict[str, Outcome] = {o.code: o for o in _OUTCOMES}

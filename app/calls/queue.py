@@ -9,14 +9,14 @@ flush, and leave the commit to the boundary (``transaction(session, write=True)`
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from sqlalchemy import and_, case as sql_case, false, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from app.core.locks import begin_write
 from app.calls.rules import CallSettings
-from app.core.clock import day_start, half_day_start, utc_naive
+from app.core.clock import day_start, half_day_start, local, utc_naive
 from app.models import audit, Case, Round, RoundInstitution, User
 from app.calls.guards import is_postgresql, locked_case, open_round, CallError
 
@@ -131,11 +131,15 @@ def claim_next(session: Session, round_id: int, user: User, now: datetime, setti
     return None
 
 
-def _take(session, case_id: int, round_id: int, user: User, now: datetime, settings: CallSettings) -> bool:
+def _take(session, case_id: int, round_id: int, user: User, now: datetime, settings: CallSettings, *,
+          callable_only: bool = False) -> bool:
+    conditions = [Case.id == case_id, _base(round_id, user, now)]
+    if callable_only:  # a case picked by hand: the queue's tiers decide as for 下一个
+        conditions.append(or_(*[cond for _, cond in _tiers(user, now, settings, in_hours=settings.in_hours(now))]))
     now = utc_naive(now)
     result = session.execute(
         update(Case)
-        .where(Case.id == case_id, _base(round_id, user, now))
+        .where(*conditions)
         .values(leased_by_id=user.id, lease_expires_at=now + settings.lease)
         .execution_options(synchronize_session=False)
     )
@@ -160,39 +164,78 @@ def renew(session: Session, case_id: int, user: User, now: datetime, settings: C
 
 
 def claim_case(session: Session, case_id: int, user: User, now: datetime, settings: CallSettings) -> Case:
-    """A case the caller picked from the list. The queue's rules that protect residents still apply: calling hours (except a due
-    callback this caller set), the attempt limit and the two-day spread."""
+    """A case the caller opened from the list, a callback link, Back or a stale tab. The
+    queue's own conditions decide (the same SQL as 下一个: calling hours, the gap since the
+    last attempt, the two-day spread, the attempt limit, a callback's time, assignment and
+    lease), so no path reaches a case 下一个 would not hand out; a refusal says why and when
+    the case may be called again."""
     begin_write(session)
     case = locked_case(session, case_id)
     open_round(session, case.round_id)
-    if case.status != "queued":
-        raise CallError("该样本已结束拨打或尚未启用（备用样本），不能领取。")
-    if case.leased_by_id == user.id:
+    if case.status == "queued" and case.leased_by_id == user.id and (
+        case.lease_expires_at is None or case.lease_expires_at >= utc_naive(now) or case.state == "on_call"
+    ):
         _lease(session, case.id, user, now, settings)
         session.flush()
         return case
-    if case.assigned_to_id not in (None, user.id):
-        raise CallError("该样本已由督导分配给其他调查员。")
+    if not _take(session, case.id, case.round_id, user, now, settings, callable_only=True):
+        session.expire(case)
+        raise CallError(why_not_callable(locked_case(session, case_id), user, now, settings)
+                        or "该样本现在不能领取，请稍后再试。")
+    session.flush()
+    return session.get(Case, case_id)
+
+
+def may_claim(session: Session, case: Case, user: User, now: datetime, settings: CallSettings) -> bool:
+    """Whether 领取并拨打 would succeed now (the claim's own condition, read only)."""
+    tiers = _tiers(user, now, settings, in_hours=settings.in_hours(now))
+    return session.scalar(
+        select(Case.id).where(Case.id == case.id, _base(case.round_id, user, now), or_(*[c for _, c in tiers]))
+    ) is not None
+
+
+def why_not_callable(case: Case, user: User, now: datetime, settings: CallSettings) -> str | None:
+    """Why the queue's conditions refuse this case to this caller now, and when it may be
+    called again (Chinese, for the caller). Explains the SQL of ``_tiers``/``_base``; it does
+    not decide anything."""
+    stamp = utc_naive(now)
+    if case.status == "reserve":
+        return "该样本是备用样本，尚未启用，不能拨打。"
+    if case.status != "queued":
+        return "该样本已结束拨打，不能再领取。"
     if case.attempt_count > 0 and case.last_outcome is None:
-        raise CallError("该样本正在由其他调查员访问中。")
-    callback_due = case.callback_at is not None and case.callback_at <= utc_naive(now)
-    if not settings.in_hours(now) and not (callback_due and case.callback_by_id == user.id):
-        raise CallError(f"现在不在拨打时段内（{settings.hours_label()}），只能拨打您本人约定的到期回访。")
+        return "该样本正在由其他调查员访问中。"
+    if case.leased_by_id not in (None, user.id) and case.lease_expires_at is not None and case.lease_expires_at >= stamp:
+        return f"该样本正在由其他调查员拨打（领取至 {when_label(case.lease_expires_at, now)}）。"
+    if case.assigned_to_id not in (None, user.id):
+        return "该样本已由督导分配给其他调查员。"
     if case.attempt_count >= settings.attempt_cap or (
         case.attempt_count >= settings.max_attempts and case.callback_at is None
     ):
-        raise CallError("该样本的拨打次数已用完。")
-    if (
-        case.attempt_count >= settings.max_attempts - 1
-        and case.first_attempt_at is not None
-        and case.first_attempt_at >= day_start(now)
-        and not callback_due
-    ):
-        raise CallError("最后一次拨打须与前几次不在同一天，请明天再拨。")
-    if not _take(session, case.id, case.round_id, user, now, settings):
-        raise CallError("该样本已被其他调查员领取。")
-    session.flush()
-    return session.get(Case, case_id)
+        return "该样本的拨打次数已用完。"
+    due = case.callback_at is not None and case.callback_at <= stamp
+    if not settings.in_hours(now) and not (due and case.callback_by_id == user.id):
+        return (f"现在不在拨打时段内（{settings.hours_label()}），只能拨打您本人约定的到期回访；"
+                f"{when_label(settings.next_open(now), now)}起可拨。")
+    if case.callback_at is not None and not due:
+        return f"该样本约定 {when_label(case.callback_at, now)} 回访，届时再拨。"
+    if case.last_attempt_at is not None and case.callback_at is None:
+        again = case.last_attempt_at + settings.min_gap
+        if again > stamp:
+            minutes = int(settings.min_gap.total_seconds() // 60)
+            return (f"距上次拨打（{when_label(case.last_attempt_at, now)}）不足 {minutes} 分钟，"
+                    f"{when_label(settings.next_open(again), now)}后可再拨。")
+        if (case.attempt_count >= settings.max_attempts - 1 and case.first_attempt_at is not None
+                and case.first_attempt_at >= day_start(now)):
+            tomorrow = local(now).replace(hour=0, minute=0, second=0, microsecond=0) + timedelta(days=1)
+            return f"最后一次拨打须与第一次不在同一天，{when_label(settings.next_open(tomorrow), now)}起可再拨。"
+    return None
+
+
+def when_label(moment: datetime, now: datetime) -> str:
+    """A time for the caller: "14:30" today, else "11月25日 08:30"."""
+    here = local(moment)
+    return here.strftime("%H:%M") if here.date() == local(now).date() else f"{here.month}月{here.day}日 {here:%H:%M}"
 
 
 def release(session: Session, case_id: int, user: User) -> bool:

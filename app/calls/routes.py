@@ -8,6 +8,7 @@ Every POST carries a CSRF token; GETs change nothing.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
 
 from flask import abort, current_app, flash, jsonify, redirect, render_template, request, session, url_for
@@ -18,16 +19,18 @@ from app.core.ids import as_id
 from app.auth.scope import require_county, roles_required
 from app.calls import bp
 from app.calls import outcomes as oc
-from app.calls.forms import ActionForm, AssignForm, AttemptForm, EditAnswerForm, FinishForm
+from app.calls.forms import ActionForm, AssignForm, AttemptForm, EditAnswerForm, FinishForm, InterruptForm
 from app.calls.rules import CallSettings
 from app.auth.phone_search import LIMIT_MESSAGE, check_and_record
 from app.calls.search import conditions as search_conditions, parse as search_query
 from app.core.transactions import transaction
-from app.core.clock import clock_now, local, utc_naive, TZ
+from app.core.clock import clock_now, local, to_local, utc_naive, TZ
 from app.calls.corrections import edit_answer
-from app.calls.interview import answers_of, context_for, finish_interview, save_answer, start_interview
-from app.calls.attempts import record_attempt
-from app.calls.queue import assign, claim_case, claim_next, held_case, queue_counts, release, renew
+from app.calls.interview import (answers_of, context_for, finish_interview, interrupt_interview, interrupted_response,
+                                 save_answer, start_interview)
+from app.calls.attempts import record_attempt, undo_attempt
+from app.calls.queue import (assign, claim_case, claim_next, held_case, may_claim, queue_counts, release, renew,
+                             why_not_callable)
 from app.calls.guards import CallError, current_round
 from app.extensions import db
 from app.models import audit, CASE_STATE_LABELS, AnswerEdit, Attempt, Case, County, Response, Round, User
@@ -92,24 +95,34 @@ def _fail(exc: CallError, target: str):
 @bp.route("/")
 @login_required
 def home():
+    from app.calls.day import caller_day
+
     if current_user.is_admin:
         return redirect(url_for("reports.board"))
     now = clock_now()
     round_ = current_round(db.session, current_user.county_id, now)
-    counts = mine = callbacks = None
+    counts = mine = None
     if round_ is not None:
         counts = queue_counts(db.session, round_.id, current_user, now, _settings())
         mine = held_case(db.session, round_.id, current_user, now)
-        callbacks = db.session.scalars(
-            select(Case)
-            .where(Case.round_id == round_.id, Case.status == "queued", Case.callback_by_id == current_user.id,
-                   Case.callback_at.is_not(None))
-            .order_by(Case.callback_at)
-            .limit(50)
-        ).all()
-    return render_template("calls/home.html", round=round_, counts=counts, mine=mine, callbacks=callbacks,
+    day = caller_day(db.session, current_user, round_, now)
+    return render_template("calls/home.html", round=round_, counts=counts, mine=mine, day=day,
                            form=ActionForm(), settings=_settings(), in_hours=_settings().in_hours(now),
                            now=now)
+
+
+@bp.route("/day.json")
+@login_required
+@roles_required(*CALLERS)
+def day_json():
+    """The home page's poller (app/static/day.js): the signed-in user's callbacks due today
+    and their figures. Reads only; the user's own work in their county's current round."""
+    from app.calls.day import caller_day, payload
+
+    now = clock_now()
+    round_ = current_round(db.session, current_user.county_id, now)
+    day = caller_day(db.session, current_user, round_, now)
+    return jsonify(payload(day, lambda case_id: url_for("calls.case_screen", case_id=case_id), now))
 
 
 @bp.route("/next", methods=["POST"])
@@ -118,27 +131,56 @@ def home():
 def next_case():
     if not ActionForm().validate_on_submit():
         abort(400)
+    case = _claim_next()
+    if case is None:
+        return redirect(url_for("calls.home"), 303)
+    return redirect(url_for("calls.case_screen", case_id=case.id), 303)
+
+
+def _claim_next() -> Case | None:
+    """The caller's next case from the queue (committed), or None with a message flashed."""
     now = clock_now()
     round_ = current_round(db.session, current_user.county_id, now)
     if round_ is None:
         flash("本县区本月尚未抽样，暂无拨打任务。", "info")
-        return redirect(url_for("calls.home"))
+        return None
     try:
         with transaction(db.session, write=True):
             case = claim_next(db.session, round_.id, current_user, now, _settings())
     except CallError as exc:
-        return _fail(exc, url_for("calls.home"))
+        flash(str(exc), "error")
+        return None
     if case is None:
         if not _settings().in_hours(now):
             flash(f"现在不在拨打时段内（{_settings().hours_label()}），没有到期的本人约定回访。", "info")
         else:
             flash("当前没有可拨打的样本（其余样本在等待间隔、约定的回访时间或他人拨打中）。", "info")
-        return redirect(url_for("calls.home"))
-    return redirect(url_for("calls.case_screen", case_id=case.id))
+    return case
+
+
+@dataclass
+class Recorded:
+    """What the caller just recorded, shown above the next case's panel (with an undo)."""
+
+    text: str
+    undo_attempt_id: int | None = None
+
+
+def _then_next(recorded: Recorded):
+    """Record-and-next: the same request answers with the next case's panel (one request from
+    one panel to the next), or goes home when the caller asked to stop or nothing is left."""
+    if request.form.get("then") == "home":
+        flash(recorded.text, "success")
+        return redirect(url_for("calls.home"), 303)
+    case = _claim_next()
+    if case is None:
+        flash(recorded.text, "success")
+        return redirect(url_for("calls.home"), 303)
+    return _panel(case, recorded=recorded)
 
 
 # ---------------------------------------------------------------------------
-# The case screen
+# The case screen: the dialling panel
 # ---------------------------------------------------------------------------
 
 
@@ -146,36 +188,61 @@ def _history(case: Case) -> list[Attempt]:
     return db.session.scalars(select(Attempt).where(Attempt.case_id == case.id).order_by(Attempt.number)).all()
 
 
-@bp.route("/case/<int:case_id>")
-@login_required
-def case_screen(case_id: int):
-    case = _case_or_404(case_id)
+def _holding(case: Case, now: datetime) -> bool:
+    """The full phone only to the caller whose lease runs (or whose interview is open)."""
+    return (case.leased_by_id == current_user.id and case.status == "queued"
+            and ((case.lease_expires_at is not None and case.lease_expires_at >= utc_naive(now))
+                 or case.state == "on_call"))
+
+
+def _panel(case: Case, *, form: AttemptForm | None = None, error: CallError | None = None,
+           recorded: Recorded | None = None, status: int = 200):
+    """The case screen. Re-rendered with what the caller typed and the error beside its field
+    when the server refuses an outcome."""
     round_ = db.session.get(Round, case.round_id)
     now = clock_now()
-    # the full phone only to the caller whose lease runs (or whose interview is open)
-    holding = (case.leased_by_id == current_user.id and case.status == "queued"
-               and ((case.lease_expires_at is not None and case.lease_expires_at >= utc_naive(now))
-                    or case.state == "on_call"))
+    holding = _holding(case, now)
     response = None
     if case.attempt_count and case.last_outcome is None:
         response = db.session.scalar(
             select(Response).join(Attempt, Attempt.id == Response.attempt_id)
             .where(Attempt.case_id == case.id, Attempt.number == case.attempt_count)
         )
+    resume = interrupted_response(db.session, case.id) if response is None else None
     responses = db.session.scalars(select(Response).where(Response.case_id == case.id).order_by(Response.id)).all()
     q = _questionnaire(round_.questionnaire_version)
     script = opening(q, resident=case.name, bureau=f"{round_.county.name}卫生健康局", caller=current_user.display_name,
                      institution=case.institution_name, team=case.team_name, doctor=case.doctor_name or "")
     replaced = db.session.get(Case, case.replaces_case_id) if case.replaces_case_id else None
+    refusal = None
+    if not holding and case.status == "queued" and current_user.role in CALLERS:
+        if not may_claim(db.session, case, current_user, now, _settings()):
+            refusal = why_not_callable(case, current_user, now, _settings()) or "该样本现在不能领取。"
+    errors = {}
+    if error is not None:
+        errors[error.field or ""] = str(error)
+    if form is not None:
+        for name, messages in form.errors.items():
+            if name != "csrf_token" and messages:
+                errors.setdefault(name if name in ("note",) else ("callback" if name.startswith("callback") else ""),
+                                  "；".join(messages))
     page = render_template(
         "calls/case.html", case=case, round=round_, holding=holding, history=_history(case), response=response,
         responses=responses, script=script, connected=oc.choices(True), not_connected=oc.choices(False),
-        form=AttemptForm(), action=ActionForm(), label=oc.label, settings=_settings(), replaced=replaced,
-        today=local(now).date().isoformat(), questionnaire=q,
+        form=form or AttemptForm(formdata=None), action=ActionForm(), label=oc.label, settings=_settings(),
+        replaced=replaced, today=local(now).date().isoformat(), questionnaire=q, refusal=refusal, errors=errors,
+        recorded=recorded, resume=resume, resume_answered=len(q.display(answers_of(resume))) if resume else 0,
+        undo_seconds=int(_settings().undo.total_seconds()),
     )
     if holding:
         _phone_shown(case)
-    return page
+    return page, status
+
+
+@bp.route("/case/<int:case_id>")
+@login_required
+def case_screen(case_id: int):
+    return _panel(_case_or_404(case_id))
 
 
 PHONES_SHOWN = "phones_shown"
@@ -189,7 +256,7 @@ def _phone_shown(case: Case) -> None:
     if mark in shown:
         return
     case_id, round_id, attempt = case.id, case.round_id, case.attempt_count + 1
-    with transaction(db.session):
+    with transaction(db.session, write=True):  # SQLite: a write after this request's reads
         audit(db.session, "view_phone", current_user, target=f"case:{case_id}",
               detail={"round": round_id, "attempt": attempt})
     session[PHONES_SHOWN] = (shown + [mark])[-20:]
@@ -206,8 +273,9 @@ def claim(case_id: int):
         with transaction(db.session, write=True):
             claim_case(db.session, case.id, current_user, clock_now(), _settings())
     except CallError as exc:
-        return _fail(exc, url_for("calls.case_screen", case_id=case_id))
-    return redirect(url_for("calls.case_screen", case_id=case_id))
+        db.session.expire_all()
+        return _panel(db.session.get(Case, case_id), error=exc, status=409)
+    return redirect(url_for("calls.case_screen", case_id=case_id), 303)
 
 
 @bp.route("/case/<int:case_id>/release", methods=["POST"])
@@ -221,7 +289,7 @@ def release_case(case_id: int):
         released = release(db.session, case_id, current_user)
     if released:
         flash("已放回队列。", "info")
-    return redirect(url_for("calls.home"))
+    return redirect(url_for("calls.home"), 303)
 
 
 @bp.route("/case/<int:case_id>/renew", methods=["POST"])
@@ -234,18 +302,25 @@ def renew_lease(case_id: int):
     return jsonify({"ok": ok})
 
 
-def _callback_time(form: AttemptForm) -> datetime | None:
+def _callback_time(form) -> datetime | None:
     day, clock = (form.callback_date.data or "").strip(), (form.callback_time.data or "").strip()
     if not day and not clock:
         return None
     try:
         return datetime.strptime(f"{day} {clock}", "%Y-%m-%d %H:%M").replace(tzinfo=TZ)
     except ValueError:
-        raise CallError("回访日期或时间格式不正确（例如 2026-11-24 和 09:30）。") from None
+        raise CallError("回访日期或时间格式不正确（例如 2026-11-24 和 09:30）。", "callback") from None
 
 
 def _number(value) -> int | None:
     return int(value) if str(value or "").isdigit() else None
+
+
+def _recorded_text(case: Case, attempt: Attempt) -> str:
+    text = f"已记录：{case.name} · {oc.label(attempt.outcome)}（第 {attempt.number} 次）"
+    if attempt.callback_at is not None:
+        text += f"，约定 {to_local(attempt.callback_at, fmt='%m月%d日 %H:%M')} 回访"
+    return text + "。"
 
 
 @bp.route("/case/<int:case_id>/attempt", methods=["POST"])
@@ -254,22 +329,43 @@ def _number(value) -> int | None:
 def attempt(case_id: int):
     case = _case_or_404(case_id)
     form = AttemptForm()
-    back = url_for("calls.case_screen", case_id=case_id)
     if not form.validate_on_submit():
         if form.csrf_token.errors:
             abort(400)
-        return _fail(CallError("；".join(e for errs in form.errors.values() for e in errs)), back)
+        return _panel(case, form=form, status=400)
     try:
         with transaction(db.session, write=True):
-            record_attempt(db.session, case.id, current_user, outcome=form.outcome.data, now=clock_now(),
-                           settings=_settings(), note=form.note.data, callback_at=_callback_time(form),
-                           expected_number=_number(form.number.data))
+            rule = oc.OUTCOMES.get(form.outcome.data)
+            callback_at = _callback_time(form) if rule is not None and rule.callback else None
+            recorded = record_attempt(db.session, case.id, current_user, outcome=form.outcome.data, now=clock_now(),
+                                      settings=_settings(), note=form.note.data, callback_at=callback_at,
+                                      expected_number=_number(form.number.data))
+            text = _recorded_text(case, recorded)
+            undo_id = recorded.id if _settings().undo else None
     except CallError as exc:
-        return _fail(exc, back)
-    flash(f"已记录：{oc.label(form.outcome.data)}。", "success")
-    if request.form.get("then") == "next":
-        return redirect(url_for("calls.home", go="next"))
-    return redirect(url_for("calls.home"))
+        db.session.expire_all()
+        return _panel(db.session.get(Case, case_id), form=form, error=exc, status=400 if exc.field else 409)
+    return _then_next(Recorded(text, undo_id))
+
+
+@bp.route("/attempt/<int:attempt_id>/undo", methods=["POST"])
+@login_required
+@roles_required(*CALLERS)
+def undo(attempt_id: int):
+    attempt_ = db.get_or_404(Attempt, attempt_id)
+    case = _case_or_404(attempt_.case_id)
+    if not ActionForm().validate_on_submit():
+        abort(400)
+    label_, number = oc.label(attempt_.outcome), attempt_.number
+    try:
+        with transaction(db.session, write=True):
+            undo_attempt(db.session, attempt_id, current_user, now=clock_now(), settings=_settings(),
+                         window=_settings().undo)
+    except CallError as exc:
+        flash(str(exc), "error")
+        return redirect(url_for("calls.home"), 303)
+    flash(f"已撤销：{case.name} · {label_}（第 {number} 次）。请重新选择结果。", "info")
+    return redirect(url_for("calls.case_screen", case_id=case.id), 303)
 
 
 @bp.route("/case/<int:case_id>/start", methods=["POST"])
@@ -285,8 +381,18 @@ def start(case_id: int):
             response = start_interview(db.session, case.id, current_user, now=clock_now(), settings=_settings(),
                                        expected_number=_number(form.number.data))
     except CallError as exc:
-        return _fail(exc, url_for("calls.case_screen", case_id=case_id))
-    return redirect(url_for("calls.interview", response_id=response.id))
+        db.session.expire_all()
+        return _panel(db.session.get(Case, case_id), error=exc, status=409)
+    return _resume(response)
+
+
+def _resume(response: Response):
+    """To the first unanswered item (a resumed interview continues where it stopped)."""
+    q = _questionnaire(response.questionnaire_version)
+    code = q.current(answers_of(response))
+    if code is None:
+        return redirect(url_for("calls.review", response_id=response.id), 303)
+    return redirect(url_for("calls.question", response_id=response.id, code=code), 303)
 
 
 # ---------------------------------------------------------------------------
@@ -305,13 +411,25 @@ def _interview_parts(response: Response):
 @login_required
 def interview(response_id: int):
     response = _response_or_404(response_id)
-    case, q, _ = _interview_parts(response)
     if response.status != "in_progress":
         return redirect(url_for("calls.response_view", response_id=response.id))
-    code = q.current(answers_of(response))
-    if code is None:
-        return redirect(url_for("calls.review", response_id=response.id))
-    return redirect(url_for("calls.question", response_id=response.id, code=code))
+    return _resume(response)
+
+
+def _question_page(response: Response, case: Case, q, code: str, form, *, stop_form=None, stop_error=None,
+                   status: int = 200):
+    answers = answers_of(response)
+    path = q.path(answers)
+    position = path.index(code)
+    previous = path[position - 1] if position else None
+    last = code == path[-1]
+    closing = q.render(q.closing_script, name=case.name, institution=case.institution_name, team=case.team_name,
+                       doctor=case.doctor_name or "") if last else None
+    stop_form = stop_form or InterruptForm(formdata=None)
+    return render_template("calls/question.html", response=response, case=case, q=q, item=q.item(code), form=form,
+                           number=position + 1, previous=previous, finish=FinishForm(), last=last, closing=closing,
+                           stop=stop_form, stop_error=stop_error, today=local(clock_now()).date().isoformat(),
+                           settings=_settings()), status
 
 
 @bp.route("/response/<int:response_id>/q/<code>", methods=["GET", "POST"])
@@ -321,13 +439,11 @@ def question(response_id: int, code: str):
     response = _response_or_404(response_id)
     case, q, context = _interview_parts(response)
     answers = answers_of(response)
-    path = q.path(answers)
-    if code not in path:
+    if code not in q.path(answers):
         abort(404)
     if response.status != "in_progress":
         return redirect(url_for("calls.response_view", response_id=response.id))
-    item = q.item(code)
-    form = build_form(q, item, context, answers=answers)
+    form = build_form(q, q.item(code), context, answers=answers)
     if form.validate_on_submit():
         try:
             with transaction(db.session, write=True):
@@ -336,18 +452,16 @@ def question(response_id: int, code: str):
         except CallError as exc:
             return _fail(exc, url_for("calls.case_screen", case_id=case.id))
         if response.status == "ended":
-            flash("身份核实未通过，已礼貌结束通话，记为“本人不在”，可择时再拨。", "info")
-            return redirect(url_for("calls.home"))
+            return _then_next(Recorded(f"已记录：{case.name} · 身份核实未通过，已礼貌结束通话，记为“本人不在”，可择时再拨。"))
         nxt = q.current(answers_of(response))
+        if nxt is None and request.form.get("finish") == "1":
+            return _finish(response.id, breakoff=False)
         if nxt is None:
-            return redirect(url_for("calls.review", response_id=response.id))
-        return redirect(url_for("calls.question", response_id=response.id, code=nxt))
+            return redirect(url_for("calls.review", response_id=response.id), 303)
+        return redirect(url_for("calls.question", response_id=response.id, code=nxt), 303)
     if request.method == "POST" and form.csrf_token.errors:
         abort(400)
-    position = path.index(code)
-    previous = path[position - 1] if position else None
-    return render_template("calls/question.html", response=response, case=case, q=q, item=item, form=form,
-                           number=position + 1, previous=previous, finish=FinishForm()), 400 if request.method == "POST" else 200
+    return _question_page(response, case, q, code, form, status=400 if request.method == "POST" else 200)
 
 
 @bp.route("/response/<int:response_id>/review")
@@ -369,20 +483,59 @@ def review(response_id: int):
 @login_required
 @roles_required(*CALLERS)
 def finish(response_id: int):
-    response = _response_or_404(response_id)
-    case, q, context = _interview_parts(response)
+    _response_or_404(response_id)
     form = FinishForm()
     if not form.validate_on_submit():
         abort(400)
-    breakoff = form.breakoff.data == "1"
+    return _finish(response_id, breakoff=form.breakoff.data == "1")
+
+
+def _finish(response_id: int, *, breakoff: bool):
+    response = db.session.get(Response, response_id)
+    case, q, context = _interview_parts(response)
     try:
         with transaction(db.session, write=True):
             response = finish_interview(db.session, response.id, current_user, questionnaire=q, context=context,
                                         now=clock_now(), settings=_settings(), breakoff=breakoff)
     except CallError as exc:
         return _fail(exc, url_for("calls.interview", response_id=response_id))
-    flash(f"已记录：{oc.label(response.status)}。", "success")
-    return redirect(url_for("calls.home"))
+    return _then_next(Recorded(f"已记录：{case.name} · {oc.label(response.status)}。"))
+
+
+@bp.route("/response/<int:response_id>/interrupt", methods=["POST"])
+@login_required
+@roles_required(*CALLERS)
+def interrupt(response_id: int):
+    """The line dropped mid-interview: keep the answers, agree a time to call back."""
+    response = _response_or_404(response_id)
+    case, q, context = _interview_parts(response)
+    form = InterruptForm()
+    if not form.validate_on_submit():
+        if form.csrf_token.errors:
+            abort(400)
+        return _stopped_page(response, case, q, context, form, None)
+    try:
+        with transaction(db.session, write=True):
+            attempt_ = interrupt_interview(db.session, response.id, current_user, callback_at=_callback_time(form),
+                                           note=form.note.data, now=clock_now(), settings=_settings())
+            text = _recorded_text(case, attempt_)
+    except CallError as exc:
+        if exc.field is None:
+            return _fail(exc, url_for("calls.case_screen", case_id=case.id))
+        db.session.expire_all()
+        response = db.session.get(Response, response_id)
+        return _stopped_page(response, case, q, context, form, exc)
+    return _then_next(Recorded(text))
+
+
+def _stopped_page(response, case, q, context, form, error):
+    """The question the caller was on, with the interruption form as they filled it and the
+    error beside it."""
+    answers = answers_of(response)
+    code = q.current(answers) or q.path(answers)[-1]
+    answer_form = build_form(q, q.item(code), context, answers=answers, formdata=None)
+    message = str(error) if error else "；".join(m for name, ms in form.errors.items() if name != "csrf_token" for m in ms)
+    return _question_page(response, case, q, code, answer_form, stop_form=form, stop_error=message, status=400)
 
 
 @bp.route("/response/<int:response_id>/view")

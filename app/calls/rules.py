@@ -43,6 +43,8 @@ class CallSettings:
     # a callback the resident asked for is honoured even after the last regular attempt,
     # up to this many attempts in all
     callback_extra: int = 2
+    # how long a caller may take back an outcome just recorded (a slip of the key)
+    undo: timedelta = timedelta(seconds=15)
 
     @classmethod
     def from_config(cls, config) -> CallSettings:
@@ -51,6 +53,7 @@ class CallSettings:
             max_attempts=config["CALL_MAX_ATTEMPTS"],
             min_gap=timedelta(minutes=config["CALL_MIN_GAP_MINUTES"]),
             lease=timedelta(minutes=config["CALL_LEASE_MINUTES"]),
+            undo=timedelta(seconds=config["CALL_UNDO_SECONDS"]),
         )
 
     @property
@@ -60,6 +63,19 @@ class CallSettings:
     def in_hours(self, moment: datetime) -> bool:
         clock = local(moment).time()
         return any(start <= clock < end for start, end in self.hours)
+
+    def next_open(self, moment: datetime) -> datetime:
+        """The first moment at or after ``moment`` inside calling hours (local time)."""
+        here = local(moment)
+        for days in range(8):
+            day = (here + timedelta(days=days)).date()
+            for start, end in self.hours:
+                begin = here.replace(year=day.year, month=day.month, day=day.day, hour=start.hour,
+                                     minute=start.minute, second=0, microsecond=0)
+                finish = begin.replace(hour=end.hour, minute=end.minute)
+                if finish > here:
+                    return max(begin, here)
+        return here
 
     def hours_label(self) -> str:
         return "、".join(f"{a:%H:%M}–{b:%H:%M}" for a, b in self.hours)

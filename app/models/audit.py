@@ -64,6 +64,7 @@ ACTION_LABELS = {
     "view_phone": "查看完整电话",
     "case_search": "按电话号码查找",
     "answer_edit": "修改答案",
+    "undo_attempt": "撤销拨打记录",
     "assign_cases": "分配样本",
     "draw": "抽样",
     "redraw": "重新抽样",

@@ -9,7 +9,7 @@ from sqlalchemy.orm import Mapped, mapped_column, relationship
 from app.extensions import db
 from app.core.clock import utcnow
 
-RESPONSE_STATUSES = ("in_progress", "complete", "partial", "breakoff", "ended")
+RESPONSE_STATUSES = ("in_progress", "interrupted", "complete", "partial", "breakoff", "ended")
 
 
 class Attempt(db.Model):

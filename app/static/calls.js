@@ -1,6 +1,117 @@
-// Caller screens: number keys pick options, Enter saves, confirmations, lease renewal.
+// Caller screens, all by keyboard: the dialling panel's one-key outcomes, number keys and Enter
+// on the questionnaire, Ctrl+Enter in multi-line fields, undo, confirmations, lease renewal.
 (function () {
   "use strict";
+  var TYPING = "textarea, input[type=text], input[type=number], input[type=search], input[type=date], input[type=time], select";
+  var sent = false;  // one submission per page: a second key press must not post twice
+
+  function plainKey(event) {
+    return !event.ctrlKey && !event.altKey && !event.metaKey && event.key && event.key.length === 1;
+  }
+
+  function send(form, button) {
+    if (sent) { return; }
+    sent = true;
+    form.requestSubmit(button || undefined);
+  }
+
+  document.addEventListener("submit", function () { sent = true; }, true);
+
+  // ---- the dialling panel ----------------------------------------------------------------
+  var panel = document.getElementById("panel");
+  if (panel) {
+    // the panel came as the answer to recording the previous case: its own address for
+    // reload and Back, so a reload shows this case instead of posting again
+    var own = panel.getAttribute("data-url");
+    if (own && window.location.pathname !== own && window.history.replaceState) {
+      window.history.replaceState(null, "", own);
+    }
+    var note = document.getElementById("note");
+    var day = document.getElementById("callback_date");
+    var clock = document.getElementById("callback_time");
+    var pending = panel.querySelector("button.choice.chosen");
+    var hint = document.createElement("p");
+    hint.className = "field-hint pending-hint";
+    hint.setAttribute("role", "status");
+
+    var choose = function (button) {
+      panel.querySelectorAll("button.chosen").forEach(function (b) { b.classList.remove("chosen"); });
+      pending = button;
+      button.classList.add("chosen");
+    };
+    var missing = function (button) {
+      var needs = button.getAttribute("data-needs");
+      if (needs === "note") { return !note.value.trim() ? note : null; }
+      if (needs === "callback") {
+        if (!day.value) { return day; }
+        if (!clock.value) { return clock; }
+      }
+      return null;
+    };
+    // an outcome that needs a note or a time: choose it, go to the field, record with Ctrl+Enter
+    var pick = function (button) {
+      var field = missing(button);
+      if (!field) { send(panel, button); return; }
+      choose(button);
+      var label = button.textContent.replace(/^\s*\S+\s+/, "").trim();
+      hint.textContent = (field === note ? "请填写说明，" : "请填写回访日期和时间，") + "然后按 Ctrl+Enter 记录“" + label + "”。";
+      field.closest("fieldset").appendChild(hint);
+      if (field === day && !day.value) { day.value = day.getAttribute("min") || ""; field = clock; }
+      field.focus();
+    };
+    panel.querySelectorAll("button[data-needs]").forEach(function (button) {
+      button.addEventListener("click", function (event) {
+        if (missing(button)) { event.preventDefault(); pick(button); }
+      });
+    });
+    document.addEventListener("keydown", function (event) {
+      if (sent) { return; }
+      var target = event.target;
+      if (event.key === "Enter" && (event.ctrlKey || event.metaKey) && panel.contains(target)) {
+        event.preventDefault();
+        if (pending && !missing(pending)) { send(panel, pending); }
+        else if (pending) { pick(pending); }
+        else if (target === day || target === clock) { pick(panel.querySelector("button[data-needs=callback]")); }
+        else {
+          hint.textContent = "请先按键或点击选择一个结果。";
+          (target.closest("fieldset") || panel).appendChild(hint);
+        }
+        return;
+      }
+      if (event.key === "Enter" && (target === day || target === clock)) {
+        event.preventDefault();
+        pick(panel.querySelector("button[data-needs=callback]"));
+        return;
+      }
+      if (!plainKey(event) || target.matches(TYPING)) { return; }
+      var key = event.key.toUpperCase();
+      if (key === "U") { return; }  // undo, below
+      var button = panel.querySelector('button[data-key="' + key + '"]');
+      if (button) { event.preventDefault(); pick(button); }
+    });
+  }
+
+  // ---- undo of the outcome just recorded -------------------------------------------------
+  var undo = document.getElementById("undo");
+  if (undo) {
+    var left = parseInt(undo.getAttribute("data-seconds"), 10) || 0;
+    var countdown = undo.querySelector(".countdown");
+    var tick = function () {
+      if (left <= 0) { undo.hidden = true; return; }
+      countdown.textContent = "（" + left + " 秒内）";
+      left -= 1;
+      window.setTimeout(tick, 1000);
+    };
+    tick();
+    document.addEventListener("keydown", function (event) {
+      if (!undo.hidden && plainKey(event) && event.key.toUpperCase() === "U" && !event.target.matches(TYPING)) {
+        event.preventDefault();
+        send(undo);
+      }
+    });
+  }
+
+  // ---- the questionnaire -----------------------------------------------------------------
   var form = document.getElementById("answer");
   if (form) {
     // focus the chosen option when there is one (coming back with 上一题), else the first one;
@@ -31,8 +142,9 @@
     }
     document.addEventListener("keydown", function (event) {
       var target = event.target;
-      var typing = target.matches("textarea, input[type=text], input[type=number], input[type=search]");
-      if (!typing && /^[1-9]$/.test(event.key) && !event.ctrlKey && !event.altKey && !event.metaKey) {
+      var inAnswer = form.contains(target) || target === document.body;
+      if (!inAnswer) { return; }
+      if (plainKey(event) && /^[1-9]$/.test(event.key) && !target.matches(TYPING)) {
         var options = form.querySelectorAll(".options input");
         var option = options[parseInt(event.key, 10) - 1];
         if (option) {
@@ -41,15 +153,27 @@
           option.focus();
           option.dispatchEvent(new Event("change", { bubbles: true }));
         }
-      } else if (event.key === "Enter" && !event.shiftKey && target.tagName !== "TEXTAREA" && target.tagName !== "BUTTON" && target.tagName !== "A") {
+      } else if (event.key === "Enter" && !event.shiftKey && !event.ctrlKey && !event.metaKey &&
+                 target.tagName !== "TEXTAREA" && target.tagName !== "BUTTON" && target.tagName !== "A") {
         event.preventDefault();
-        form.requestSubmit();
+        send(form);
       }
     });
   }
+
+  // Ctrl+Enter submits the form being typed in (Enter in a multi-line field makes a new line)
+  document.addEventListener("keydown", function (event) {
+    if (event.key !== "Enter" || !(event.ctrlKey || event.metaKey) || event.defaultPrevented) { return; }
+    var own = event.target.closest ? event.target.closest("form") : null;
+    if (own && own !== panel) {
+      event.preventDefault();
+      send(own, own.querySelector("button.primary:not([disabled])"));
+    }
+  });
+
   document.querySelectorAll("form[data-confirm]").forEach(function (f) {
     f.addEventListener("submit", function (event) {
-      if (!window.confirm(f.getAttribute("data-confirm"))) { event.preventDefault(); }
+      if (!window.confirm(f.getAttribute("data-confirm"))) { event.preventDefault(); sent = false; }
     });
   });
   // keep the case while the caller is working on it: renew the lease on activity, at most every 2 minutes
