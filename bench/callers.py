@@ -1,58 +1,94 @@
-"""Caller load benchmark: 30 simulated callers working one county's queue at once against the
-application under gunicorn on PostgreSQL, each figure printed beside the same run's *floor*:
-the server time of the cheapest request through the same stack (GET of the sign-in page ``/``
-while signed out; a static file is shown too), measured while the callers are working.
+"""Caller load benchmark: simulated callers working one county's queue at once (30, then 100)
+against the application under gunicorn on PostgreSQL, each figure printed beside the same
+run's *floor*: the server time of the cheapest request through the same stack (GET of the
+sign-in page ``/`` while signed out; a static file is shown too), measured while the callers
+are working.
 
-    .venv/bin/python bench/callers.py                              # 30 callers x 10 cases each
-    .venv/bin/python bench/callers.py --seconds 120                # as many cases as fit in 2 min
+    .venv/bin/python bench/callers.py                              # 30, then 100 callers x 10 cases each
+    .venv/bin/python bench/callers.py --callers 5 --cases-per-caller 3   # a quick check
+    .venv/bin/python bench/callers.py --seconds 60                 # each phase: as many cases as fit in 60 s
     .venv/bin/python bench/callers.py --workers 3 --threads 4      # another gunicorn set-up
     .venv/bin/python bench/callers.py --keep                       # keep the database afterwards
 
 Target (2-core machine; reported, not asserted): server time per caller request <= 50 ms at
-the 95th percentile with 30 concurrent callers.
+the 95th percentile, with 30 and with 100 concurrent callers; 0 request errors; 0 cases held
+by two callers at once.
 
 Server time is the ``Server-Timing: app;dur=<ms>`` header every response carries (the time
 inside Flask for that request: from before_request to after_request, so neither gunicorn's
 queue nor the socket); client time is the wall time the simulated caller waited for the whole
-response, queueing in gunicorn's backlog included.
+response, queueing in gunicorn's backlog included (with 100 callers on 3 sync workers most of
+the client time is that queue).
 
 Set-up (timed, printed, not a figure): a fresh PostgreSQL database ``survey_bench_callers``
 (dropped first if it exists, and at the end unless --keep), ``flask --app wsgi db upgrade``,
 one county of --institutions institutions with 4-8 teams each (app.demo.synth.make_units),
 --residents residents written by SQL (bench/draw.py's generator: ~90 % eligible, 2/3 with a
 key-population label), VACUUM ANALYZE, the draw of the current month (Asia/Shanghai) by
-``app.draws.services.draw_month_and_commit`` (10 primaries + 10 backups per institution), and --callers
-caller accounts of the county.
+``app.draws.services.draw_month_and_commit`` (10 primaries + 10 backups per institution), and
+as many caller accounts of the county as the largest phase needs. The phases (``--callers
+30,100``) run one after the other on that one database and one server: the second phase
+works the queue the first left (a mid-month database), with fresh figures, floor and CPU
+accounting; the database checks are made after each phase, over everything done so far.
 
-The server: ``gunicorn --workers <CPUs + 1> --timeout 300 wsgi:app`` (the README's production command;
-sync workers, --workers/--threads to change it) on a free port of 127.0.0.1 with the
+The server: ``gunicorn --workers <CPUs + 1> --timeout 300 wsgi:app`` (the README's production
+command; sync workers, --workers/--threads to change it) on a free port of 127.0.0.1 with the
 environment a deployment would have (APP_ENV=production, secrets, DATABASE_URL) and
-CALL_HOURS=00:00-23:59 so the queue is open at any hour. CALL_MIN_GAP_MINUTES keeps its default (120): no retry of
-a case comes due during a run, so every claim is an untried primary or a backup activated by
-an earlier vacant or suspended number, and the county is sized (10 primaries per institution,
-at least one per claim) so the queue never runs dry; running dry is an error.
+CALL_HOURS=00:00-23:59 so the queue is open at any hour. CALL_MIN_GAP_MINUTES keeps its
+default (120): no retry of a case comes due during a run, so every claim is an untried
+primary, a backup activated by a final outcome that replaces, a case released by a caller of
+an earlier phase, or the caller's own case given back by an undo. The county is sized (10
+primaries per institution, one for every claim expected over all phases plus 15 %) so the
+queue never runs dry; running dry is an error.
 
 Each caller is a thread with its own cookie session over ``http.client`` (redirects followed
-by hand, so every hop is timed and checked): sign in (GET and POST ``/``, not in the figures),
-then per case: POST ``/calls/next`` -> GET the case screen -> either (--no-contact-share of the
-cases) POST an attempt outcome (no answer, busy, powered off, vacant, suspended, refusal, callback) ->
-GET ``/calls/`` or POST start -> GET the interview redirect -> for each question GET it and
-POST the answer -> GET review -> POST finish -> GET ``/calls/``. No think time. Every status
-code and redirect target is checked; anything else is an error (with samples printed). The
-first --warmup-cases cases of every caller are not in the figures (the requests are made and
-checked all the same). A separate floor thread alternates GET ``/`` (signed out) and GET of a
-static file every --floor-interval seconds while the callers work; the same two requests are
-also timed on the idle server just before the load.
+by hand, so every hop is timed and checked). It signs in (GET and POST ``/``, GET ``/calls/``;
+not in the figures), then works the "record-and-next" flow:
 
-Afterwards the database is checked: attempts = successful attempt + finish requests, none
-left open, no case with attempts by two callers, no case claimed by two callers, no lease
-left. The script exits non-zero on any request error, failed check or failed set-up.
+* POST ``/calls/next`` -> redirect to ``/calls/case/<id>`` -> GET it: the dialling panel
+  (``<form id="panel" data-case="<id>">``, the hidden attempt ``number``, the start button).
+  Only the first case of a phase (and a case given back by an undo) is opened this way.
+* a non-contact outcome (--no-contact-share of the cases; see NON_CONTACT; the outcomes that
+  need one send a note, a callback sends a date and time this month): ONE POST
+  ``/calls/case/<id>/attempt`` whose 200 answer is the NEXT case's panel with the confirmation
+  ``id="recorded"``. Of those, --undo-share are undone at once (POST the confirmation's
+  ``/calls/attempt/<aid>/undo`` -> redirect to ``/calls/case/<id>`` -> GET it) and recorded
+  again with another outcome.
+* an interview: POST ``/calls/case/<id>/start`` -> redirect straight to the first
+  ``/calls/response/<rid>/q/<code>`` (an intermediate ``/calls/response/<rid>`` hop is
+  followed too), then per question GET it and POST the answer -> redirect to the next
+  question or the review. On a question page that offers ``finish`` the last answer is sent
+  with ``finish=1`` (the "answer + finish" kind) and the 200 answer is the next panel;
+  --review-share of the interviews take the review path instead (GET review, POST
+  ``/calls/response/<rid>/finish`` -> next panel). --interrupt-share of the interviews are
+  interrupted after 3-4 answers (POST ``/calls/response/<rid>/interrupt`` with a callback ->
+  next panel; a start on such a case later resumes the same response) and --breakoff-share
+  break off after 2-5 answers (POST finish with ``breakoff=1`` -> next panel).
+* every ~--day-every cases (randomised), GET ``/calls/day.json`` (the home page's poll). If the
+  server answers 404 (not there yet) the kind is dropped for the rest of the run, not an error.
+* after its last case the caller releases the case the last record handed it (POST
+  ``/calls/case/<id>/release`` -> ``/calls/``, GET ``/calls/``).
+
+No think time. Every status code and redirect target is checked (302 and 303 are both taken
+as a redirect); a record whose answer is a redirect to ``/calls/`` (nothing more to claim) is
+the queue running dry, an error. The first --warmup-cases cases of every caller are not in the
+figures (the requests are made and checked all the same). A separate floor thread alternates
+GET ``/`` (signed out) and GET of a static file every --floor-interval seconds while the
+callers work; the same two requests are also timed on the idle server just before each phase.
+
+Afterwards the database is checked: live attempts = successful attempt, finish (complete or
+break-off), answer + finish and interrupt requests minus undone ones, and = sum of
+cases.attempt_count; none left open (outcome NULL); responses by status as the callers left
+them; no case with attempts by two callers; no lease left; backups activated = cases marked
+replaced. From the callers' own log: no case held by two callers at once (a claim by one
+caller that falls wholly inside another caller's hold of the same case). The script exits
+non-zero on any request error, failed check or failed set-up.
 
 With no think time the server is saturated, and on a small machine a request's server time is
-mostly its CPU time times the number of requests sharing the CPUs: the run therefore also prints
-the CPU seconds used by the gunicorn workers, the PostgreSQL backends, the simulated callers and
-everything else on the machine (from /proc), and warns when other processes took more than 10 %
-of the CPUs (the figures are then inflated by them).
+mostly its CPU time times the number of requests sharing the CPUs: each phase therefore also
+prints the CPU seconds used by the gunicorn workers, the PostgreSQL backends, the simulated
+callers and everything else on the machine (from /proc), and warns when other processes took
+more than 10 % of the CPUs (the figures are then inflated by them).
 """
 from __future__ import annotations
 
@@ -90,33 +126,46 @@ DB_NAME = "survey_bench_callers"
 TARGET_P95_MS = 50.0
 COUNTY = ("基准县", "439901")
 PASSWORD = "bench-caller-pw-2026"
-USER_AGENT = "bench-callers/1 (python http.client)"
+USER_AGENT = "bench-callers/2 (python http.client)"
 STATIC_PATH = "/static/app.css"
 CALL_HOURS = "00:00-23:59"
 # the README's production command: gunicorn --workers $(( $(nproc) + 1 )) --timeout 300 wsgi:app
 # (sync workers; the requests are CPU-bound, so more workers than CPUs + 1 only queue inside)
 DEFAULT_WORKERS = (os.cpu_count() or 1) + 1
 GUNICORN_TIMEOUT = 300
+DEFAULT_CALLERS = "30,100"
 DEFAULT_INSTITUTIONS = 40
-SECONDS_CLAIM_RATE = 12  # claims per second to size the county for --seconds (2 CPUs manage ~8)
+SIZE_MARGIN = 1.15  # primaries per expected claim
+SECONDS_CLAIM_RATE = 20  # claims per second to size the county for --seconds (one POST per non-contact case)
 OTHER_CPU_WARN = 0.10  # other processes used more than this share of the CPUs: figures inflated
+REDIRECT = (302, 303)
 
-# request kinds in the caller's loop, in the order a case goes through them
-KINDS = ("next", "case", "attempt", "home", "start", "interview", "question GET", "answer POST", "review", "finish")
-SIGN_IN_KINDS = ("sign-in GET", "sign-in POST")
+# request kinds, roughly in the order a case goes through them
+KINDS = ("next", "case", "attempt", "undo", "start", "interview", "question GET", "answer POST", "answer + finish",
+         "review", "finish", "breakoff", "interrupt", "day.json", "release", "home")
+SIGN_IN_KINDS = ("sign-in GET", "sign-in POST", "sign-in home")
 
-# what a case that is not interviewed ends with this time (weights): vacant and suspended are
-# final and activate a backup, refusal is final, callback needs a time, the rest are retried
-# after the gap
-NON_CONTACT = (("no_answer", 40), ("busy", 15), ("powered_off", 15), ("vacant", 10), ("suspended", 5),
-               ("refusal", 10), ("callback", 5))
+# what a case that is not interviewed ends with this time (weights): vacant, suspended,
+# wrong_person, incapable, deceased and moved are final and activate a backup, refusal is
+# final, callback needs a time, the rest are retried after the gap
+NON_CONTACT = (("no_answer", 34), ("busy", 12), ("powered_off", 12), ("not_available", 6), ("vacant", 8),
+               ("suspended", 4), ("refusal", 9), ("callback", 6), ("wrong_person", 4), ("incapable", 2),
+               ("deceased", 1), ("moved", 2))
+NOTE_NEEDED = {"wrong_person": "对方说打错了，不认识此人。", "incapable": "老人听力不好，无法交流。",
+               "deceased": "家属告知本人已去世。", "moved": "家属说已搬到外地居住。"}
 
 CSRF_RE = re.compile(r'name="csrf_token"[^>]*value="([^"]+)"')
-NUMBER_RE = re.compile(r'name="number" value="(\d+)"')
+PANEL_RE = re.compile(r'<form\b[^>]*\bid="panel"[^>]*>')
+DATA_CASE_RE = re.compile(r'\bdata-case="(\d+)"')
+NUMBER_INPUT_RE = re.compile(r'<input\b[^>]*\bname="number"[^>]*>')
+VALUE_RE = re.compile(r'\bvalue="(\d+)"')
+UNDO_RE = re.compile(r'action="(/calls/attempt/(\d+)/undo)"')
+RECORDED_RE = re.compile(r'<div\b[^>]*\bid="recorded"[^>]*>([^<]*)<')
+FINISH_FIELD_RE = re.compile(r'\bname="finish"')
 FLASH_RE = re.compile(r'class="flash flash-(\w+)"[^>]*>([^<]*)<')
 TIMING_RE = re.compile(r"\bapp;dur=([0-9.]+)")
 CASE_RE = re.compile(r"^/calls/case/(\d+)$")
-RESPONSE_RE = re.compile(r"^/calls/response/(\d+)$")
+START_TO_RE = re.compile(r"^/calls/response/(\d+)(/q/\w+)?$")
 QUESTION_RE = re.compile(r"^/calls/response/(\d+)/q/(\w+)$")
 
 
@@ -136,10 +185,12 @@ class Reply:
     body: str
     server_ms: float | None
     client_ms: float
+    sent: float  # time.monotonic() before the request was sent
+    received: float  # time.monotonic() once the whole response was read
 
 
 class Client:
-    def __init__(self, host: str, port: int, timeout: float = 60.0) -> None:
+    def __init__(self, host: str, port: int, timeout: float = 120.0) -> None:
         self.conn = http.client.HTTPConnection(host, port, timeout=timeout)
         self.cookies: dict[str, str] = {}
         self.csrf: str | None = None
@@ -155,6 +206,7 @@ class Client:
         if form is not None:
             body = urlencode(form, doseq=True).encode()
             headers["Content-Type"] = "application/x-www-form-urlencoded"
+        sent = time.monotonic()
         t0 = time.perf_counter()
         try:
             self.conn.request(method, path, body=body, headers=headers)
@@ -164,6 +216,7 @@ class Client:
             self.conn.close()
             raise
         client_ms = (time.perf_counter() - t0) * 1000.0
+        received = time.monotonic()
         for raw in resp.headers.get_all("Set-Cookie") or []:
             jar = SimpleCookie()
             jar.load(raw)
@@ -181,11 +234,35 @@ class Client:
             token = CSRF_RE.search(text)
             if token:
                 self.csrf = token.group(1)
-        return Reply(resp.status, location, text, float(timing.group(1)) if timing else None, client_ms)
+        return Reply(resp.status, location, text, float(timing.group(1)) if timing else None, client_ms,
+                     sent, received)
 
 
 def flashes(body: str) -> str:
     return "; ".join(f"{cat}: {msg.strip()}" for cat, msg in FLASH_RE.findall(body)) or "-"
+
+
+@dataclass
+class Panel:
+    """The dialling panel of the case the caller holds."""
+
+    case_id: int
+    number: str
+    body: str
+
+
+def parse_panel(body: str) -> Panel | None:
+    """The panel of a case the caller holds: ``<form id="panel" data-case=..>``, the hidden
+    attempt number after it and the start button; None when the page is not one."""
+    tag = PANEL_RE.search(body)
+    if tag is None:
+        return None
+    case = DATA_CASE_RE.search(tag.group(0))
+    number_input = NUMBER_INPUT_RE.search(body, tag.start())
+    number = VALUE_RE.search(number_input.group(0)) if number_input else None
+    if case is None or number is None or 'id="start"' not in body:
+        return None
+    return Panel(int(case.group(1)), number.group(1), body)
 
 
 # ===========================================================================
@@ -201,12 +278,22 @@ class Tally:
     errors: list[str] = field(default_factory=list)
     missing_timing: int = 0
     requests: int = 0
-    claims: list[int] = field(default_factory=list)  # case ids handed out by POST /calls/next
-    attempt_ok: int = 0
+    claims: int = 0
+    # (case id, caller, claim sent, claim received, release sent, release received): one hold
+    holds: list[tuple[int, str, float, float, float, float]] = field(default_factory=list)
+    attempt_ok: int = 0  # POST attempt answered with the next panel (or /calls/)
+    undone: int = 0
     start_ok: int = 0
-    finish_ok: int = 0
+    resumed: int = 0  # starts that continued a response interrupted earlier
+    complete_ok: int = 0  # interviews finished (answer + finish, or review + finish)
+    by_answer_finish: int = 0
+    finish_early: int = 0  # question pages offering finish=1 that were not the interview's last
+    breakoff_ok: int = 0
+    interrupt_ok: int = 0
+    responses: dict[int, str] = field(default_factory=dict)  # response id -> what the caller left it as
     outcomes: dict[str, int] = field(default_factory=dict)
     cases_done: int = 0
+    day_json: int = 0
     dry: bool = False
 
     def add(self, kind: str, reply: Reply, record: bool) -> None:
@@ -217,42 +304,95 @@ class Tally:
         if record:
             self.samples.setdefault(kind, []).append((reply.server_ms, reply.client_ms))
 
+    @property
+    def closes(self) -> int:
+        """Successful requests that each ended one attempt."""
+        return self.attempt_ok + self.complete_ok + self.breakoff_ok + self.interrupt_ok
+
 
 class Caller:
+    day_json_missing = threading.Event()  # GET /calls/day.json answered 404: the kind is dropped
+
     def __init__(self, index: int, username: str, host: str, port: int, args, stop: threading.Event) -> None:
         self.index = index
         self.username = username
         self.client = Client(host, port)
         self.args = args
         self.stop = stop
-        self.rng = random.Random(args.seed * 1000 + index)
+        self.rng = random.Random(args.seed * 1000 + index + 7919 * args.phase)
         self.tally = Tally()
         self.recording = False
+        self.panel: Panel | None = None
+        self.hold: tuple[int, float, float] | None = None  # case id, claim sent, claim received
+        self.day_due = self.rng.randint(1, max(1, args.day_every))
 
     # -- one request, checked -------------------------------------------------------------------
 
-    def call(self, kind: str, method: str, path: str, form: dict | None = None, *, expect: int,
-             to: re.Pattern | str | None = None) -> Reply:
+    def call(self, kind: str, method: str, path: str, form: dict | None = None, *, expect,
+             to: re.Pattern | str | None = None, relabel=None) -> Reply:
+        """One request, timed under ``kind`` (or under ``relabel(reply)`` when the kind depends
+        on the answer), and checked: status in ``expect``, a redirect's target matching ``to``."""
         if form is not None:
             form = {**form, "csrf_token": self.client.csrf}
         reply = self.client.request(method, path, form)
-        self.tally.add(kind, reply, self.recording)
-        ok = reply.status == expect
-        if ok and to is not None:
+        self.tally.add(relabel(reply) if relabel else kind, reply, self.recording)
+        expected = (expect,) if isinstance(expect, int) else tuple(expect)
+        ok = reply.status in expected
+        if ok and to is not None and reply.status in REDIRECT:
             ok = reply.location is not None and (
                 reply.location == to if isinstance(to, str) else to.match(reply.location) is not None
             )
         if not ok:
-            detail = flashes(reply.body)
-            if reply.status in (301, 302, 303) and reply.location:
-                try:  # the message the browser would show, from the page redirected to (not timed)
-                    detail = flashes(self.client.request("GET", reply.location).body)
-                except (OSError, http.client.HTTPException):
-                    pass
-            raise RequestFailed(f"{self.username} {kind}: {method} {path} -> {reply.status}"
-                                f"{' ' + reply.location if reply.location else ''} (expected {expect}"
-                                f"{' ' + (to if isinstance(to, str) else to.pattern) if to else ''}); {detail}")
+            raise RequestFailed(self.describe(kind, method, path, reply, expected, to))
         return reply
+
+    def describe(self, kind, method, path, reply: Reply, expected=(), to=None) -> str:
+        detail = flashes(reply.body)
+        if reply.status in REDIRECT and reply.location:
+            try:  # the message the browser would show, from the page redirected to (not timed)
+                detail = flashes(self.client.request("GET", reply.location).body)
+            except (OSError, http.client.HTTPException):
+                pass
+        want = "/".join(map(str, expected))
+        if to is not None:
+            want += " " + (to if isinstance(to, str) else to.pattern)
+        return (f"{self.username} {kind}: {method} {path} -> {reply.status}"
+                f"{' ' + reply.location if reply.location else ''} (expected {want}); {detail}")
+
+    # -- holds: which case this caller holds, from when to when (the client's view) --------------
+
+    def claimed(self, case_id: int, reply: Reply) -> None:
+        if self.hold is not None and self.hold[0] != case_id:
+            self.released(reply)
+        if self.hold is None:
+            self.hold = (case_id, reply.sent, reply.received)
+            self.tally.claims += 1
+
+    def released(self, reply: Reply) -> None:
+        if self.hold is not None:
+            case_id, sent, received = self.hold
+            self.tally.holds.append((case_id, self.username, sent, received, reply.sent, reply.received))
+            self.hold = None
+
+    def next_panel(self, kind: str, path: str, reply: Reply, *, recorded: bool = False) -> Panel:
+        """After a request that ended the held case: the 200 answer is the next case's panel; a
+        redirect to /calls/ means nothing more could be claimed (the queue ran dry)."""
+        self.released(reply)
+        self.panel = None
+        if reply.status in REDIRECT:
+            self.tally.dry = True
+            raise RequestFailed(f"{self.username} {kind}: POST {path} -> {reply.status} {reply.location}: "
+                                f"nothing more to claim, the queue ran dry? {self.describe(kind, 'GET', path, reply)}")
+        panel = parse_panel(reply.body)
+        if panel is None:
+            raise RequestFailed(f"{self.username} {kind}: POST {path} -> 200 without the next case's panel "
+                                f"(form id=panel data-case, number, start button); {flashes(reply.body)}")
+        if recorded and RECORDED_RE.search(reply.body) is None:
+            raise RequestFailed(f"{self.username} {kind}: POST {path} -> 200: the next panel has no "
+                                f"confirmation id=\"recorded\"")
+        self.claimed(panel.case_id, reply)
+        self.panel = panel
+        return panel
 
     # -- the work -------------------------------------------------------------------------------
 
@@ -260,9 +400,9 @@ class Caller:
         self.recording = True
         self.call("sign-in GET", "GET", "/", expect=200)
         self.call("sign-in POST", "POST", "/", {"username": self.username, "password": PASSWORD},
-                  expect=302, to="/calls/")
+                  expect=REDIRECT, to="/calls/")
+        self.call("sign-in home", "GET", "/calls/", expect=200)
         self.recording = False
-        self.call("home", "GET", "/calls/", expect=200)
 
     def run(self, start: threading.Barrier, deadline_box: list) -> None:
         try:
@@ -285,9 +425,12 @@ class Caller:
                 elif n >= self.args.warmup_cases + self.args.cases_per_caller:
                     break
                 self.recording = n >= self.args.warmup_cases
-                if not self.one_case():
-                    break
+                if self.panel is None:
+                    self.open_next()
+                self.one_case()
                 n += 1
+                self.maybe_day_json()
+            self.end_of_shift()
         except RequestFailed as exc:
             self.tally.errors.append(str(exc))
         except (OSError, http.client.HTTPException) as exc:
@@ -297,49 +440,96 @@ class Caller:
         finally:
             self.client.close()
 
-    def one_case(self) -> bool:
-        reply = self.call("next", "POST", "/calls/next", {}, expect=302)
+    def open_next(self) -> None:
+        """下一个 from the home page: POST /calls/next, then the case's panel."""
+        reply = self.call("next", "POST", "/calls/next", {}, expect=REDIRECT)
         match = CASE_RE.match(reply.location or "")
         if match is None:
-            detail = flashes(self.client.request("GET", reply.location or "/calls/").body)
             self.tally.dry = True
             raise RequestFailed(f"{self.username} next: POST /calls/next -> {reply.status} {reply.location} "
-                                f"(expected /calls/case/<id>): the queue ran dry? {detail}")
-        case_id = int(match.group(1))
-        self.tally.claims.append(case_id)
+                                f"(expected /calls/case/<id>): the queue ran dry? "
+                                f"{self.describe('next', 'POST', '/calls/next', reply)}")
+        self.open_case(int(match.group(1)), reply)
+
+    def open_case(self, case_id: int, claim: Reply) -> None:
         page = self.call("case", "GET", f"/calls/case/{case_id}", expect=200)
-        number = NUMBER_RE.search(page.body)
-        if number is None or 'id="start"' not in page.body:
-            raise RequestFailed(f"{self.username} case: GET /calls/case/{case_id}: the screen shows no start "
-                                f"button / attempt number (not holding the case?); {flashes(page.body)}")
-        number = number.group(1)
+        panel = parse_panel(page.body)
+        if panel is None or panel.case_id != case_id:
+            raise RequestFailed(f"{self.username} case: GET /calls/case/{case_id}: no panel of this case "
+                                f"(form id=panel data-case, number, start button: not holding it?); "
+                                f"{flashes(page.body)}")
+        self.claimed(case_id, claim)
+        self.panel = panel
+
+    def one_case(self) -> None:
+        panel = self.panel
         if self.rng.random() < self.args.no_contact_share:
-            outcome = self.rng.choices([o for o, _ in NON_CONTACT], [w for _, w in NON_CONTACT])[0]
-            form = {"outcome": outcome, "number": number}
-            if outcome == "callback":
-                when = callback_time()
-                if when is None:
-                    outcome = form["outcome"] = "no_answer"
-                else:
-                    form.update(callback_date=when.strftime("%Y-%m-%d"), callback_time=when.strftime("%H:%M"))
-            self.call("attempt", "POST", f"/calls/case/{case_id}/attempt", form, expect=302, to="/calls/")
-            self.tally.attempt_ok += 1
+            outcome = self.pick_outcome()
+            reply = self.record(panel, outcome)
+            if self.rng.random() < self.args.undo_share:
+                self.undo(panel, reply)
+                outcome = self.pick_outcome(other_than=outcome)
+                self.record(self.panel, outcome)
         else:
-            outcome = "complete"
-            self.interview(case_id, number)
-            self.tally.finish_ok += 1
+            outcome = self.interview(panel)
         self.tally.outcomes[outcome] = self.tally.outcomes.get(outcome, 0) + 1
         self.tally.cases_done += 1
-        self.call("home", "GET", "/calls/", expect=200)
-        return True
 
-    def interview(self, case_id: int, number: str) -> None:
-        reply = self.call("start", "POST", f"/calls/case/{case_id}/start", {"number": number}, expect=302,
-                          to=RESPONSE_RE)
+    def pick_outcome(self, other_than: str | None = None) -> str:
+        while True:
+            outcome = self.rng.choices([o for o, _ in NON_CONTACT], [w for _, w in NON_CONTACT])[0]
+            if outcome == "callback" and callback_time() is None:
+                outcome = "no_answer"  # no callback time left this month
+            if outcome != other_than:
+                return outcome
+
+    def record(self, panel: Panel, outcome: str) -> Reply:
+        """Record-and-next: one POST ends this case and answers with the next case's panel."""
+        form = {"outcome": outcome, "number": panel.number, "note": NOTE_NEEDED.get(outcome, ""),
+                "callback_date": "", "callback_time": ""}
+        if outcome == "callback":
+            when = callback_time()
+            form.update(callback_date=when.strftime("%Y-%m-%d"), callback_time=when.strftime("%H:%M"))
+        path = f"/calls/case/{panel.case_id}/attempt"
+        reply = self.call("attempt", "POST", path, form, expect=(200, *REDIRECT), to="/calls/")
+        self.tally.attempt_ok += 1
+        self.next_panel("attempt", path, reply, recorded=True)
+        return reply
+
+    def undo(self, undone: Panel, reply: Reply) -> None:
+        """Undo the outcome just recorded (the confirmation's form), then the undone case's panel."""
+        match = UNDO_RE.search(reply.body)
+        if match is None:
+            raise RequestFailed(f"{self.username} undo: the confirmation after recording case {undone.case_id} "
+                                f"offers no /calls/attempt/<id>/undo form")
+        back = self.call("undo", "POST", match.group(1), {}, expect=REDIRECT, to=f"/calls/case/{undone.case_id}")
+        self.tally.undone += 1
+        self.released(back)  # the next case the record handed out goes back
+        self.panel = None
+        self.open_case(undone.case_id, back)
+        if self.panel.number != undone.number:
+            raise RequestFailed(f"{self.username} undo: case {undone.case_id} shows attempt number "
+                                f"{self.panel.number} after the undo, {undone.number} before the record")
+
+    def interview(self, panel: Panel) -> str:
+        """Start, answer, and end the interview; returns the case's outcome this time."""
+        path = f"/calls/case/{panel.case_id}/start"
+        reply = self.call("start", "POST", path, {"number": panel.number}, expect=REDIRECT, to=START_TO_RE)
         self.tally.start_ok += 1
-        rid = RESPONSE_RE.match(reply.location).group(1)
-        reply = self.call("interview", "GET", reply.location, expect=302, to=QUESTION_RE)
+        rid = int(START_TO_RE.match(reply.location).group(1))
+        if rid in self.tally.responses:
+            self.tally.resumed += 1
+        self.tally.responses[rid] = "in_progress"
+        if QUESTION_RE.match(reply.location) is None:  # the former intermediate hop
+            reply = self.call("interview", "GET", reply.location, expect=REDIRECT, to=QUESTION_RE)
         plan = self.answers()
+        roll = self.rng.random()
+        fate, stop_after = "complete", None
+        if roll < self.args.interrupt_share:
+            fate, stop_after = "interrupt", self.rng.randint(3, 4)
+        elif roll < self.args.interrupt_share + self.args.breakoff_share:
+            fate, stop_after = "breakoff", self.rng.randint(2, 5)
+        use_finish = self.rng.random() >= self.args.review_share
         asked = 0
         location = reply.location
         while True:
@@ -350,18 +540,91 @@ class Caller:
             if code not in plan:
                 raise RequestFailed(f"{self.username}: the questionnaire asked {code!r}, which the bench "
                                     f"has no answer for (path so far {asked} items)")
-            self.call("question GET", "GET", location, expect=200)
-            reply = self.call("answer POST", "POST", location, plan[code], expect=302,
-                              to=re.compile(rf"^/calls/response/{rid}/(q/\w+|review)$"))
-            location = reply.location
+            page = self.call("question GET", "GET", location, expect=200)
+            if stop_after is not None and asked >= stop_after:
+                return self.stop_interview(rid, fate)
+            form = dict(plan[code])
+            offered = FINISH_FIELD_RE.search(page.body) is not None
+            if use_finish and offered:  # the browser sends the hidden finish=1 of the last question
+                form["finish"] = "1"
+            # "answer + finish" = the answer that finished the interview (200 next panel, or /calls/)
+            reply = self.call("answer POST", "POST", location, form, expect=(200, *REDIRECT),
+                              to=re.compile(rf"^/calls/response/{rid}/(q/\w+|review)$|^/calls/$"),
+                              relabel=lambda r: ("answer + finish" if r.status == 200 or r.location == "/calls/"
+                                                 else "answer POST"))
             asked += 1
+            kind = "answer + finish" if "finish" in form else "answer POST"
+            if offered and reply.status in REDIRECT and QUESTION_RE.match(reply.location or ""):
+                self.tally.finish_early += 1  # finish offered on a question that was not the last
+            if reply.status == 200 or reply.location == "/calls/":
+                if "finish" not in form:
+                    raise RequestFailed(f"{self.username} {kind}: POST {location} -> {reply.status} "
+                                        f"{reply.location or ''} without finish=1; {flashes(reply.body)}")
+                self.finished(rid, "complete")
+                self.tally.by_answer_finish += 1
+                self.next_panel(kind, location, reply)
+                return "complete"
+            location = reply.location
             if asked > 20:
                 raise RequestFailed(f"{self.username}: more than 20 questions in one interview")
-        page = self.call("review", "GET", location, expect=200)
-        if 'id="submit"' not in page.body:
+        if stop_after is not None:  # the path ended before the planned interruption
+            fate = "complete"
+        review = self.call("review", "GET", location, expect=200)
+        if 'id="submit"' not in review.body:
             raise RequestFailed(f"{self.username} review: {location} shows no submit button "
-                                f"(questionnaire incomplete?); {flashes(page.body)}")
-        self.call("finish", "POST", f"/calls/response/{rid}/finish", {}, expect=302, to="/calls/")
+                                f"(questionnaire incomplete?); {flashes(review.body)}")
+        path = f"/calls/response/{rid}/finish"
+        reply = self.call("finish", "POST", path, {}, expect=(200, *REDIRECT), to="/calls/")
+        self.finished(rid, "complete")
+        self.next_panel("finish", path, reply)
+        return "complete"
+
+    def stop_interview(self, rid: int, fate: str) -> str:
+        if fate == "interrupt":
+            when = callback_time()
+            if when is not None:
+                path = f"/calls/response/{rid}/interrupt"
+                form = {"callback_date": when.strftime("%Y-%m-%d"), "callback_time": when.strftime("%H:%M"),
+                        "note": self.rng.choice(["", "对方有事，晚点再聊。"])}
+                reply = self.call("interrupt", "POST", path, form, expect=(200, *REDIRECT), to="/calls/")
+                self.tally.interrupt_ok += 1
+                self.tally.responses[rid] = "interrupted"
+                self.next_panel("interrupt", path, reply)
+                return "interrupted"
+        path = f"/calls/response/{rid}/finish"  # break-off (or an interruption with no callback time left)
+        reply = self.call("breakoff", "POST", path, {"breakoff": "1"}, expect=(200, *REDIRECT), to="/calls/")
+        self.tally.breakoff_ok += 1
+        self.tally.responses[rid] = "breakoff"
+        self.next_panel("breakoff", path, reply)
+        return "breakoff"
+
+    def finished(self, rid: int, state: str) -> None:
+        self.tally.complete_ok += 1
+        self.tally.responses[rid] = state
+
+    def maybe_day_json(self) -> None:
+        self.day_due -= 1
+        if self.day_due > 0 or Caller.day_json_missing.is_set():
+            return
+        self.day_due = self.rng.randint(max(1, self.args.day_every // 2), max(1, self.args.day_every * 3 // 2))
+        reply = self.client.request("GET", "/calls/day.json")
+        if reply.status == 404:
+            Caller.day_json_missing.set()  # not in this version of the app: dropped, not an error
+            self.tally.requests += 1
+            return
+        self.tally.add("day.json", reply, self.recording)
+        if reply.status != 200:
+            raise RequestFailed(self.describe("day.json", "GET", "/calls/day.json", reply, (200,)))
+        self.tally.day_json += 1
+
+    def end_of_shift(self) -> None:
+        """Put back the case the last record handed out, and look at the home page."""
+        if self.panel is not None:
+            path = f"/calls/case/{self.panel.case_id}/release"
+            reply = self.call("release", "POST", path, {}, expect=REDIRECT, to="/calls/")
+            self.released(reply)
+            self.panel = None
+        self.call("home", "GET", "/calls/", expect=200)
 
     def answers(self) -> dict[str, dict]:
         """One resident's answers to v1, a realistic mix of paths (services or none)."""
@@ -550,15 +813,15 @@ def build(url: str, work: Path, env: dict, args, now: datetime) -> dict:
         step(f"draw_month_and_commit {month}", draw)
 
         def users():
-            names = [f"bench_caller_{k + 1:02d}" for k in range(args.callers)]
+            names = [f"bench_caller_{k + 1:03d}" for k in range(max(args.callers))]
             for k, name in enumerate(names, start=1):
                 # simulated callers sign in and work at once: no forced password change
-                create_user(db.session, name, "caller", PASSWORD, COUNTY[0], real_name=f"压测调查员{k:02d}",
+                create_user(db.session, name, "caller", PASSWORD, COUNTY[0], real_name=f"压测调查员{k:03d}",
                             must_change_password=False)
             db.session.commit()
             return names
 
-        info["users"] = step(f"{args.callers} caller accounts", users)
+        info["users"] = step(f"{max(args.callers)} caller accounts", users)
 
         def vacuum():
             with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
@@ -743,14 +1006,12 @@ def merge(tallies: list[Tally]) -> Tally:
         for kind, rows in t.samples.items():
             out.samples.setdefault(kind, []).extend(rows)
         out.errors += t.errors
-        out.missing_timing += t.missing_timing
-        out.requests += t.requests
-        out.claims += t.claims
-        out.attempt_ok += t.attempt_ok
-        out.start_ok += t.start_ok
-        out.finish_ok += t.finish_ok
-        out.cases_done += t.cases_done
+        out.holds += t.holds
+        out.responses.update(t.responses)
         out.dry = out.dry or t.dry
+        for name in ("missing_timing", "requests", "claims", "attempt_ok", "undone", "start_ok", "resumed",
+                     "complete_ok", "by_answer_finish", "finish_early", "breakoff_ok", "interrupt_ok", "cases_done", "day_json"):
+            setattr(out, name, getattr(out, name) + getattr(t, name))
         for k, v in t.outcomes.items():
             out.outcomes[k] = out.outcomes.get(k, 0) + v
     return out
@@ -779,6 +1040,28 @@ def code_info() -> str:
     return text
 
 
+def held_at_once(holds: list[tuple[int, str, float, float, float, float]]) -> tuple[int, int, list[str]]:
+    """From the callers' log: (cases held by two callers at once, cases held by two or more
+    callers one after the other, samples). Two holds overlap for sure when one caller's claim
+    (sent .. received) lies wholly inside another's hold (claim received .. release sent)."""
+    by_case: dict[int, list] = {}
+    for h in holds:
+        by_case.setdefault(h[0], []).append(h)
+    at_once: set[int] = set()
+    samples: list[str] = []
+    several = 0
+    for case_id, rows in by_case.items():
+        if len({r[1] for r in rows}) > 1:
+            several += 1
+        for a in rows:
+            for b in rows:
+                if a[1] != b[1] and b[2] > a[3] and b[3] < a[4]:
+                    if case_id not in at_once and len(samples) < 5:
+                        samples.append(f"case {case_id}: {b[1]} claimed it while {a[1]} held it")
+                    at_once.add(case_id)
+    return len(at_once), several, samples
+
+
 def db_checks(url: str, total: Tally) -> list[tuple[str, bool]]:
     from sqlalchemy import create_engine, text
 
@@ -786,11 +1069,16 @@ def db_checks(url: str, total: Tally) -> list[tuple[str, bool]]:
     try:
         with engine.connect() as conn:
             q = lambda sql: conn.execute(text(sql)).scalar()  # noqa: E731
-            attempts = q("SELECT count(*) FROM attempts")
-            open_attempts = q("SELECT count(*) FROM attempts WHERE outcome IS NULL")
-            completes = q("SELECT count(*) FROM responses WHERE status = 'complete'")
-            other_responses = q("SELECT count(*) FROM responses WHERE status <> 'complete'")
-            two_callers = q("SELECT count(*) FROM (SELECT case_id FROM attempts GROUP BY case_id "
+            columns = set(conn.execute(text(
+                "SELECT column_name FROM information_schema.columns WHERE table_name = 'attempts'")).scalars())
+            undo_columns = sorted(c for c in columns if "undo" in c or "undone" in c)
+            # an undone attempt is either deleted or marked (a NULL/false column is a live one)
+            live = " AND ".join(f"({c} IS NULL OR {c}::text IN ('false', 'f', '0'))" for c in undo_columns) or "true"
+            rows = q("SELECT count(*) FROM attempts")
+            attempts = q(f"SELECT count(*) FROM attempts WHERE {live}")
+            open_attempts = q(f"SELECT count(*) FROM attempts WHERE {live} AND outcome IS NULL")
+            statuses = dict(conn.execute(text("SELECT status, count(*) FROM responses GROUP BY status")).all())
+            two_callers = q(f"SELECT count(*) FROM (SELECT case_id FROM attempts WHERE {live} GROUP BY case_id "
                             "HAVING count(DISTINCT caller_id) > 1) x")
             leased = q("SELECT count(*) FROM cases WHERE leased_by_id IS NOT NULL")
             count_sum = q("SELECT coalesce(sum(attempt_count), 0) FROM cases")
@@ -798,20 +1086,32 @@ def db_checks(url: str, total: Tally) -> list[tuple[str, bool]]:
             replaced = q("SELECT count(*) FROM cases WHERE replacement_state = 'replaced'")
     finally:
         engine.dispose()
-    claimed: dict[int, int] = {}
-    for case_id in total.claims:
-        claimed[case_id] = claimed.get(case_id, 0) + 1
-    twice = sum(1 for n in claimed.values() if n > 1)
-    want = total.attempt_ok + total.finish_ok
+    want = total.closes - total.undone
+    left = {}
+    for state in total.responses.values():
+        left[state] = left.get(state, 0) + 1
+    completes = statuses.get("complete", 0)
+    stopped = statuses.get("partial", 0) + statuses.get("breakoff", 0)
+    others = sum(v for k, v in statuses.items() if k not in ("complete", "partial", "breakoff"))
+    at_once, several, samples = held_at_once(total.holds)
+    undo_how = (f"marked in attempts.{', '.join(undo_columns)}; {rows:,} rows in all" if undo_columns
+                else "deleted")
     return [
-        (f"attempts in the database {attempts:,} = successful attempt requests {total.attempt_ok:,} "
-         f"+ finish requests {total.finish_ok:,} ({want:,})", attempts == want),
+        (f"live attempts in the database {attempts:,} = attempt {total.attempt_ok:,} + completed interviews "
+         f"{total.complete_ok:,} + break-offs {total.breakoff_ok:,} + interrupts {total.interrupt_ok:,} "
+         f"- undone {total.undone:,} ({want:,}; undone attempts {undo_how})", attempts == want),
         (f"attempts left open (outcome NULL): {open_attempts}", open_attempts == 0),
-        (f"complete responses {completes:,} = finish requests {total.finish_ok:,}; other responses {other_responses}",
-         completes == total.finish_ok and other_responses == 0),
-        (f"sum(cases.attempt_count) {count_sum:,} = attempts {attempts:,}", count_sum == attempts),
+        (f"sum(cases.attempt_count) {count_sum:,} = live attempts {attempts:,}", count_sum == attempts),
+        (f"responses: complete {completes:,} = interviews completed {left.get('complete', 0):,}; partial + "
+         f"breakoff {stopped:,} = break-offs {left.get('breakoff', 0):,}; other {others:,} = left interrupted "
+         f"{left.get('interrupted', 0):,} (by status: "
+         + ", ".join(f"{k} {v:,}" for k, v in sorted(statuses.items())) + f"; {total.resumed} resumed)",
+         completes == left.get("complete", 0) and stopped == left.get("breakoff", 0)
+         and others == left.get("interrupted", 0) and left.get("in_progress", 0) == 0),
         (f"cases with attempts by two callers: {two_callers}", two_callers == 0),
-        (f"cases claimed by two callers (client log, {len(claimed):,} cases claimed): {twice}", twice == 0),
+        (f"cases held by two callers at once (callers' log, {len(total.holds):,} holds of "
+         f"{len({h[0] for h in total.holds}):,} cases; {several} cases held by two callers one after the other): "
+         f"{at_once}" + (f" ({'; '.join(samples)})" if samples else ""), at_once == 0),
         (f"cases still leased after the run: {leased}", leased == 0),
         (f"backups activated {activated:,} = cases marked replaced {replaced:,}", activated == replaced),
     ]
@@ -830,7 +1130,7 @@ def run_load(args, host: str, port: int, users: list[str], meter: CpuMeter) -> t
     floor_stop = threading.Event()
     floor_thread = threading.Thread(target=floor.run_until, args=(floor_stop, args.floor_interval), daemon=True)
     try:
-        start.wait(timeout=300)
+        start.wait(timeout=600)
     except threading.BrokenBarrierError:
         stop.set()
         for t in threads:
@@ -865,42 +1165,202 @@ def run_load(args, host: str, port: int, users: list[str], meter: CpuMeter) -> t
     return merge([c.tally for c in callers]), floor.tally, elapsed
 
 
+def expected_claims(args, callers: int) -> int:
+    """Cases one phase takes from the queue: every case worked, and the one each caller puts
+    back at the end (it stays untried, but sizing does not count on it)."""
+    per = args.warmup_cases + 1 + (args.cases_per_caller if args.seconds is None else 0)
+    claims = callers * per
+    if args.seconds is not None:
+        claims += math.ceil(args.seconds * SECONDS_CLAIM_RATE)
+    return claims
+
+
+FLOOR_KIND = "floor GET / (signed out)"
+
+
+def run_phase(args, port: int, server, pg_admin, url: str, users: list[str], work: str, log_path: Path,
+              cumulative: list[Tally]) -> dict:
+    """One phase (one number of callers): idle floor, load, its report and the database checks."""
+    idle = FloorProbe("127.0.0.1", port)
+    idle.run_n(args.idle_floor)
+    print(f"\n[load] phase {args.phase + 1}: {len(users)} callers, {work}, no think time", flush=True)
+    meter = CpuMeter(server.pid, pg_admin, args.db_name)
+    total, floor, elapsed = run_load(args, "127.0.0.1", port, users, meter)
+    cumulative.append(total)
+    errors = total.errors + floor.errors + idle.tally.errors
+    n = len(users)
+
+    print()
+    print(f"PHASE {args.phase + 1}: {n} CALLERS")
+    others = ", ".join(f"{k} {v}" for k, v in sorted(total.outcomes.items(), key=lambda kv: -kv[1])
+                       if k not in ("complete", "interrupted", "breakoff"))
+    print(f"  run     : {elapsed:.1f} s, {total.requests:,} caller requests "
+          f"({total.requests / max(elapsed, 1e-9):.0f}/s) incl. warm-up, {total.cases_done:,} cases: "
+          f"{total.complete_ok:,} interviews completed ({total.by_answer_finish:,} by answer + finish, the rest by "
+          f"review + submit), {total.breakoff_ok:,} break-offs, {total.interrupt_ok:,} interrupted, "
+          f"{total.attempt_ok:,} non-contact records ({total.undone:,} undone and recorded again: {others}); "
+          f"{total.claims:,} claims, {total.day_json:,} day.json polls"
+          + (f"; NOTE: {total.finish_early:,} question pages that were not the last offered finish=1 (the "
+             "server moved on to the next question)" if total.finish_early else "")
+          + (" (day.json answered 404: dropped)" if Caller.day_json_missing.is_set() else ""))
+    cpu = meter.result
+    cpu_line = "-"
+    if cpu and total.requests:
+        per = 1000.0 / (total.requests + floor.requests)
+        cpu_line = (f"{cpu['busy']:.0f} of {cpu['available']:.0f} CPU-s busy during the load "
+                    f"({cpu['busy'] / cpu['available']:.0%}): gunicorn workers {cpu['workers']:.1f} s "
+                    f"({cpu['workers'] * per:.1f} ms per request), PostgreSQL backends {cpu['pg']:.1f} s "
+                    f"({cpu['pg'] * per:.1f} ms per request), simulated callers {cpu['self']:.1f} s, "
+                    f"other processes on the machine {cpu['other']:.1f} s")
+        print(f"  CPU     : {cpu_line}")
+        if cpu["other"] > OTHER_CPU_WARN * cpu["available"]:
+            print(f"  WARNING : other processes took {cpu['other'] / cpu['available']:.0%} of the CPUs during the "
+                  "load: the server times below are inflated by them; run again on a quiet machine")
+    print()
+
+    floor_rows = floor.samples.get(FLOOR_KIND, [])
+    floor_p95 = pct([s for s, _ in floor_rows], 95) if floor_rows else None
+    rows = []
+    overall: list[tuple[float, float]] = []
+    for kind in KINDS:
+        samples = total.samples.get(kind, [])
+        overall += samples
+        if samples:
+            rows.append(stat_row(kind, samples, floor_p95))
+    rows.append(stat_row("overall (caller requests)", overall, floor_p95))
+    for kind in (FLOOR_KIND, f"floor GET {STATIC_PATH}"):
+        if floor.samples.get(kind):
+            rows.append(stat_row(kind + ", under load", floor.samples[kind], floor_p95))
+    for kind in (FLOOR_KIND, f"floor GET {STATIC_PATH}"):
+        if idle.tally.samples.get(kind):
+            rows.append(stat_row(kind + ", idle", idle.tally.samples[kind], floor_p95))
+    for kind in SIGN_IN_KINDS:
+        if total.samples.get(kind):
+            rows.append(stat_row(kind + " (before the load)", total.samples[kind], floor_p95))
+    print_table(f"RESULTS (ms; {n} concurrent callers, warm-up excluded)", HEAD, rows, set(range(1, len(HEAD))))
+    overall_p95 = pct([s for s, _ in overall], 95)
+    met = overall_p95 <= TARGET_P95_MS
+    over = [kind for kind in KINDS if total.samples.get(kind)
+            and pct([s for s, _ in total.samples[kind]], 95) > TARGET_P95_MS]
+    print(f"\n目标 p95 ≤ {TARGET_P95_MS:.0f} ms（{n} 名调查员）：{'达到' if met else '未达到'}  "
+          f"(overall server p95 {overall_p95:.1f} ms over {len(overall):,} caller requests"
+          + (f"; kinds over {TARGET_P95_MS:.0f} ms at p95: {', '.join(over)}" if over else "") + ")")
+
+    print(f"\nDATABASE CHECKS (after phase {args.phase + 1}, everything done so far)")
+    failed_checks = 0
+    try:
+        for label, ok in db_checks(url, merge(cumulative)):
+            print(f"  {'ok  ' if ok else 'FAIL'} {label}")
+            failed_checks += not ok
+    except Exception as exc:  # noqa: BLE001
+        print(f"  FAIL could not check the database: {type(exc).__name__}: {exc}")
+        failed_checks += 1
+
+    print(f"\nERRORS: {len(errors)}" + (f" (requests without Server-Timing: {total.missing_timing})"
+                                        if total.missing_timing else ""))
+    for e in errors[:8]:
+        print("  " + e)
+    if total.dry:
+        print("  the queue ran dry: raise --institutions (10 primaries each) or lower the cases per caller")
+    gunicorn_log = log_path.read_text(errors="replace").strip()
+    if gunicorn_log:
+        lines = gunicorn_log.splitlines()
+        print(f"gunicorn log ({log_path}, {len(lines)} lines, last 10):")
+        for line in lines[-10:]:
+            print("  " + line[:200])
+    return {"callers": n, "total": total, "floor_p95": floor_p95, "overall": overall, "overall_p95": overall_p95,
+            "met": met, "errors": len(errors) + total.missing_timing, "failed_checks": failed_checks,
+            "cpu": cpu_line, "elapsed": elapsed}
+
+
+def print_summary(phases: list[dict]) -> None:
+    """One table: each kind's figures side by side for every phase."""
+    head = ["request"]
+    for p in phases:
+        c = p["callers"]
+        head += [f"{c}: count", f"{c}: p50", f"{c}: p95", f"{c}: max", f"{c}: cli p95"]
+
+    def cells(rows):
+        server = [s for s, _ in rows]
+        if not server:
+            return ["-"] * 5
+        return [f"{len(rows):,}", f"{pct(server, 50):.1f}", f"{pct(server, 95):.1f}", f"{max(server):.1f}",
+                f"{pct([c for _, c in rows], 95):.1f}"]
+
+    rows = []
+    for kind in KINDS:
+        if any(p["total"].samples.get(kind) for p in phases):
+            rows.append([kind] + [x for p in phases for x in cells(p["total"].samples.get(kind, []))])
+    rows.append(["overall"] + [x for p in phases for x in cells(p["overall"])])
+    rows.append(["floor p95 (same load)"] + [x for p in phases for x in
+                                             ["", "", f"{p['floor_p95']:.1f}" if p["floor_p95"] else "-", "", ""]])
+    print()
+    print_table("SUMMARY (server time in ms unless marked cli; warm-up excluded)", head, rows,
+                set(range(1, len(head))))
+    for p in phases:
+        print(f"  {p['callers']} callers: target p95 ≤ {TARGET_P95_MS:.0f} ms {'met' if p['met'] else 'NOT met'} "
+              f"(overall p95 {p['overall_p95']:.1f} ms, floor p95 "
+              f"{p['floor_p95'] if p['floor_p95'] is None else round(p['floor_p95'], 1)} ms); "
+              f"{p['errors']} errors, {p['failed_checks']} failed checks; {p['elapsed']:.0f} s; CPU {p['cpu']}")
+
+
+def parse_callers(text: str) -> list[int]:
+    try:
+        values = [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a list of numbers: {text!r}") from None
+    if not values or min(values) < 1:
+        raise argparse.ArgumentTypeError("every number of callers must be at least 1")
+    return values
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--callers", type=int, default=30)
+    parser.add_argument("--callers", type=parse_callers, default=parse_callers(DEFAULT_CALLERS),
+                        help=f"concurrent callers of each phase, run one after the other (default {DEFAULT_CALLERS})")
     parser.add_argument("--cases-per-caller", type=int, default=10, help="measured cases per caller (default 10)")
-    parser.add_argument("--seconds", type=float, help="work for this long instead of a fixed number of cases")
+    parser.add_argument("--seconds", type=float, help="each phase works for this long instead of a fixed number of cases")
     parser.add_argument("--warmup-cases", type=int, default=1, help="cases per caller before the figures (default 1)")
     parser.add_argument("--no-contact-share", type=float, default=0.4,
                         help="share of cases ending without an interview (default 0.4)")
+    parser.add_argument("--undo-share", type=float, default=0.03,
+                        help="share of non-contact records undone and recorded again (default 0.03)")
+    parser.add_argument("--interrupt-share", type=float, default=0.05,
+                        help="share of interviews interrupted with a callback after 3-4 answers (default 0.05)")
+    parser.add_argument("--breakoff-share", type=float, default=0.03,
+                        help="share of interviews broken off after 2-5 answers (default 0.03)")
+    parser.add_argument("--review-share", type=float, default=0.1,
+                        help="share of completed interviews submitted from the review page rather than by "
+                        "answer + finish (default 0.1)")
+    parser.add_argument("--day-every", type=int, default=20, help="cases between GET /calls/day.json (default ~20)")
     parser.add_argument("--workers", type=int, default=DEFAULT_WORKERS,
                         help=f"gunicorn workers (default {DEFAULT_WORKERS}: README's production command)")
     parser.add_argument("--threads", type=int, default=1, help="threads per worker (>1: gthread worker class)")
     parser.add_argument("--institutions", type=int,
-                        help=f"institutions of the county (default {DEFAULT_INSTITUTIONS}, or more: one primary "
-                        f"per expected claim, {SECONDS_CLAIM_RATE} claims/s with --seconds)")
+                        help=f"institutions of the county (default {DEFAULT_INSTITUTIONS}, or more: one primary per "
+                        f"expected claim over all phases + {SIZE_MARGIN - 1:.0%}%, {SECONDS_CLAIM_RATE} claims/s "
+                        "with --seconds)")
     parser.add_argument("--residents", type=int, default=60_000,
                         help="residents of the county (default 60,000; at least 150 per institution)")
     parser.add_argument("--min-gap-minutes", type=int,
                         help="CALL_MIN_GAP_MINUTES for the server (default: the app's, 120)")
     parser.add_argument("--floor-interval", type=float, default=0.05, help="seconds between floor probes")
-    parser.add_argument("--idle-floor", type=int, default=100, help="floor probes on the idle server before the load")
+    parser.add_argument("--idle-floor", type=int, default=100, help="floor probes on the idle server before each phase")
     parser.add_argument("--seed", type=int, default=2026)
     parser.add_argument("--pg-url", default=os.environ.get("BENCH_PG_URL", DEFAULT_PG_URL),
                         help="server (and maintenance database) on which the bench database is created")
     parser.add_argument("--db-name", default=DB_NAME)
     parser.add_argument("--keep", action="store_true", help="keep the database afterwards")
     args = parser.parse_args(argv)
-    if args.callers < 1 or args.workers < 1 or args.threads < 1:
-        parser.error("--callers, --workers and --threads must be at least 1")
+    if args.workers < 1 or args.threads < 1:
+        parser.error("--workers and --threads must be at least 1")
+    args.phase = 0
 
     for sig in (signal.SIGTERM, signal.SIGHUP):
         signal.signal(sig, exit_on_signal)
-    claims = args.callers * (args.warmup_cases + (args.cases_per_caller if args.seconds is None else 0))
-    if args.seconds is not None:
-        claims += math.ceil(args.seconds * SECONDS_CLAIM_RATE)
-    needed = math.ceil(claims / 10)  # 10 primaries per institution
+    claims = sum(expected_claims(args, n) for n in args.callers)
+    needed = math.ceil(claims * SIZE_MARGIN / 10)  # 10 primaries per institution
     sized_up = args.institutions is None and needed > DEFAULT_INSTITUTIONS
     if args.institutions is None:
         args.institutions = max(DEFAULT_INSTITUTIONS, needed)
@@ -960,30 +1420,20 @@ def main(argv=None) -> int:
             print(f"SETUP FAILED: {exc}")
             return 2
         print(f"[server] {server.bench_cmd}  (pid {server.pid}, answering after {up_s:.1f} s)", flush=True)
-
-        idle = FloorProbe("127.0.0.1", port)
-        idle.run_n(10)  # every worker imports and compiles its templates before the idle floor
-        idle = FloorProbe("127.0.0.1", port)
-        idle.run_n(args.idle_floor)
+        FloorProbe("127.0.0.1", port).run_n(10)  # every worker imports and compiles its templates first
 
         work = (f"{args.seconds:.0f} s" if args.seconds is not None
                 else f"{args.cases_per_caller} cases each") + f" after {args.warmup_cases} warm-up case(s)"
-        print(f"[load] {args.callers} callers, {work}, no think time", flush=True)
-        meter = CpuMeter(server.pid, pg_admin, args.db_name)
-        total, floor, elapsed = run_load(args, "127.0.0.1", port, info["users"], meter)
-        stop_server(server)
-        server = None
-        errors = total.errors + floor.errors + idle.tally.errors
-        gunicorn_log = log_path.read_text(errors="replace").strip()
-
-        # ---- the report ------------------------------------------------------------------------
-        print()
         gap = args.min_gap_minutes if args.min_gap_minutes is not None else 120
         worker_kind = "sync" if args.threads == 1 else f"gthread x {args.threads} threads"
+        print()
         print("CONFIGURATION")
-        print(f"  callers : {args.callers} threads (one cookie session and one http.client connection each), "
-              f"no think time; {work}; non-contact share {args.no_contact_share:.0%} "
-              f"({', '.join(f'{o} {w}' for o, w in NON_CONTACT)} by weight)")
+        print(f"  callers : phases of {', then '.join(map(str, args.callers))} threads (one cookie session and one "
+              f"http.client connection each), no think time; {work}; non-contact share {args.no_contact_share:.0%} "
+              f"({', '.join(f'{o} {w}' for o, w in NON_CONTACT)} by weight), {args.undo_share:.0%} of them undone "
+              f"and recorded again; interviews: {args.interrupt_share:.0%} interrupted with a callback, "
+              f"{args.breakoff_share:.0%} broken off, {args.review_share:.0%} of the completed submitted from the "
+              f"review page; day.json every ~{args.day_every} cases")
         print(f"  server  : gunicorn {args.workers} {worker_kind} worker(s) on {os.cpu_count()} CPUs"
               + (" (the README's production command, --workers CPUs+1 --timeout 300)"
                  if (args.workers, args.threads) == (DEFAULT_WORKERS, 1) else "")
@@ -993,90 +1443,36 @@ def main(argv=None) -> int:
               + (" (default)" if args.min_gap_minutes is None else ""))
         print(f"  data    : county {COUNTY[0]}: {info['institutions']} institutions, {info['teams']} teams, "
               f"{info['residents']:,} residents; round {info['month']}: {info['primaries']:,} primaries, "
-              f"{info['backups']:,} backups; {args.callers} callers"
+              f"{info['backups']:,} backups; {max(args.callers)} caller accounts"
               + (f" (institutions raised from {DEFAULT_INSTITUTIONS} to {args.institutions}: one primary for each of "
-                 f"the ~{claims} claims expected)" if sized_up else ""))
+                 f"the ~{claims} claims expected over all phases + {SIZE_MARGIN - 1:.0%})" if sized_up else ""))
         print(f"  queue   : with a {gap}-min gap no retry comes due during the run: every claim is an untried "
-              f"primary or a backup activated by a vacant or suspended number")
+              f"primary, a backup activated by a final outcome that replaces, a case put back by a caller of an "
+              f"earlier phase, or a case given back by an undo")
         print(f"  set-up  : {setup_s:.1f} s (" + ", ".join(f"{l.split(' ...')[0][:40]} {s:.1f} s" for l, s in info['steps'])
               + ")")
-        print(f"  run     : {elapsed:.1f} s, {total.requests:,} caller requests ({total.requests / elapsed:.0f}/s) "
-              f"incl. warm-up, {total.cases_done:,} cases ({total.finish_ok:,} interviews completed, "
-              f"{total.attempt_ok:,} other outcomes: "
-              f"{', '.join(f'{k} {v}' for k, v in sorted(total.outcomes.items(), key=lambda kv: -kv[1]) if k != 'complete')})")
-        cpu = meter.result
-        if cpu and total.requests:
-            per = 1000.0 / (total.requests + floor.requests)
-            print(f"  CPU     : {cpu['busy']:.0f} of {cpu['available']:.0f} CPU-s busy during the load "
-                  f"({cpu['busy'] / cpu['available']:.0%}): gunicorn workers {cpu['workers']:.1f} s "
-                  f"({cpu['workers'] * per:.1f} ms per request), PostgreSQL backends {cpu['pg']:.1f} s "
-                  f"({cpu['pg'] * per:.1f} ms per request), simulated callers {cpu['self']:.1f} s, "
-                  f"other processes on the machine {cpu['other']:.1f} s")
-            if cpu["other"] > OTHER_CPU_WARN * cpu["available"]:
-                print(f"  WARNING : other processes took {cpu['other'] / cpu['available']:.0%} of the CPUs during the "
-                      "load: the server times below are inflated by them; run again on a quiet machine")
-        print()
+        print("  columns : srv = Server-Timing app;dur (inside Flask); cli = wall time at the simulated caller "
+              "(gunicorn's queue included); floor = GET / signed out (sign-in page: session, CSRF token, template; "
+              f"no database), probed every {args.floor_interval} s by one more client while the callers work "
+              f"(under load) and {args.idle_floor} times on the idle server just before (idle); p95/floor = srv "
+              "p95 / floor p95 under load")
 
-        floor_rows = floor.samples.get("floor GET / (signed out)", [])
-        floor_p95 = pct([s for s, _ in floor_rows], 95) if floor_rows else None
-        rows = []
-        overall: list[tuple[float, float]] = []
-        for kind in KINDS:
-            samples = total.samples.get(kind, [])
-            overall += samples
-            if samples:
-                rows.append(stat_row(kind, samples, floor_p95))
-        rows.append(stat_row("overall (caller requests)", overall, floor_p95))
-        for kind in ("floor GET / (signed out)", f"floor GET {STATIC_PATH}"):
-            if floor.samples.get(kind):
-                rows.append(stat_row(kind + ", under load", floor.samples[kind], floor_p95))
-        for kind in ("floor GET / (signed out)", f"floor GET {STATIC_PATH}"):
-            if idle.tally.samples.get(kind):
-                rows.append(stat_row(kind + ", idle", idle.tally.samples[kind], floor_p95))
-        for kind in SIGN_IN_KINDS:
-            if total.samples.get(kind):
-                rows.append(stat_row(kind + " (before the load)", total.samples[kind], floor_p95))
-        print_table(f"RESULTS (ms; {args.callers} concurrent callers, warm-up excluded)", HEAD, rows,
-                    set(range(1, len(HEAD))))
-        print("srv = Server-Timing app;dur (inside Flask); cli = wall time at the simulated caller (gunicorn's "
-              "queue included);\nfloor = GET / signed out (sign-in page: session, CSRF token, template; no "
-              f"database), probed every {args.floor_interval} s by one more client\nwhile the callers work "
-              f"(under load) and {args.idle_floor} times on the idle server just before (idle); p95/floor = srv p95 "
-              "/ floor p95 under load.\nhome = GET /calls/ after each attempt or finish; interview = GET "
-              "/calls/response/<id>, the redirect after start to the first question.")
-        overall_p95 = pct([s for s, _ in overall], 95)
-        met = overall_p95 <= TARGET_P95_MS
-        over = [kind for kind in KINDS if total.samples.get(kind)
-                and pct([s for s, _ in total.samples[kind]], 95) > TARGET_P95_MS]
-        print(f"\n目标 p95 ≤ {TARGET_P95_MS:.0f} ms：{'达到' if met else '未达到'}  "
-              f"(overall server p95 {overall_p95:.1f} ms over {len(overall):,} caller requests"
-              + (f"; kinds over {TARGET_P95_MS:.0f} ms at p95: {', '.join(over)}" if over else "") + ")")
-
-        print("\nDATABASE CHECKS")
-        failed_checks = 0
-        try:
-            for label, ok in db_checks(url, total):
-                print(f"  {'ok  ' if ok else 'FAIL'} {label}")
-                failed_checks += not ok
-        except Exception as exc:  # noqa: BLE001
-            print(f"  FAIL could not check the database: {type(exc).__name__}: {exc}")
-            failed_checks += 1
-
-        print(f"\nERRORS: {len(errors)}" + (f" (requests without Server-Timing: {total.missing_timing})"
-                                            if total.missing_timing else ""))
-        for e in errors[:8]:
-            print("  " + e)
-        if total.dry:
-            print("  the queue ran dry: raise --institutions (10 primaries each) or lower the cases per caller")
-        if gunicorn_log:
-            lines = gunicorn_log.splitlines()
-            print(f"gunicorn log ({log_path}, {len(lines)} lines, last 10):")
-            for line in lines[-10:]:
-                print("  " + line[:200])
+        phases: list[dict] = []
+        cumulative: list[Tally] = []
+        for index, n in enumerate(args.callers):
+            args.phase = index
+            phases.append(run_phase(args, port, server, pg_admin, url, info["users"][:n], work, log_path,
+                                    cumulative))
+        stop_server(server)
+        server = None
+        if len(phases) > 1:
+            print_summary(phases)
         load = os.getloadavg()
         print(f"\nload average at end: {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
-        if errors or total.missing_timing:
-            print(f"FAILED: {len(errors)} request error(s)")
+        errors = sum(p["errors"] for p in phases)
+        failed_checks = sum(p["failed_checks"] for p in phases)
+        if errors:
+            print(f"FAILED: {errors} request error(s)")
             exit_code = 1
         if failed_checks:
             print(f"FAILED: {failed_checks} database check(s)")
