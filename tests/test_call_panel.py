@@ -332,6 +332,8 @@ def test_an_interrupted_interview_resumes_where_it_stopped(client, login, setup,
     again, url = _start(client, a)
     assert again == rid and url.endswith("/q/services")  # the same response, at the first unanswered item
     *middle, last = REST
+    # only the last item saves and finishes; the ones before it go on to the next question
+    assert "保存并完成访问" not in client.get(url).get_data(as_text=True)
     url = _answer(client, url, middle)
     assert url.endswith("/q/wants_contact")
     question = client.get(url).get_data(as_text=True)

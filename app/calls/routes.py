@@ -419,7 +419,8 @@ def _question_page(response: Response, case: Case, q, code: str, form, *, stop_f
     path = q.path(answers)
     position = path.index(code)
     previous = path[position - 1] if position else None
-    last = code == path[-1]
+    # skips only jump forward, so the questionnaire's last item is the last of every path
+    last = code == q.items[-1].code
     closing = q.render(q.closing_script, name=case.name, institution=case.institution_name, team=case.team_name,
                        doctor=case.doctor_name or "") if last else None
     stop_form = stop_form or InterruptForm(formdata=None)
