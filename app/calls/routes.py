@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Callable
 
 from flask import abort, current_app, flash, jsonify, redirect, render_template, request, session, url_for
 from flask_login import current_user, login_required
@@ -27,8 +28,8 @@ from app.core.transactions import transaction
 from app.core.clock import clock_now, local, to_local, utc_naive, TZ
 from app.calls.corrections import edit_answer
 from app.calls.day import caller_day, payload
-from app.calls.interview import (answers_of, context_for, finish_interview, interrupt_interview, interrupted_response,
-                                 save_answer, start_interview)
+from app.calls.interview import (answers_of, context_for, finish_interview, interrupt_interview, save_answer,
+                                 start_interview)
 from app.calls.attempts import record_attempt, undo_attempt
 from app.calls.queue import (assign, claim_case, claim_next, held_case, may_claim, queue_counts, release, renew,
                              why_not_callable)
@@ -137,22 +138,32 @@ def next_case():
 def _claim_next() -> Case | None:
     """The caller's next case from the queue (committed), or None with a message flashed."""
     now = clock_now()
-    round_ = current_round(db.session, current_user.county_id, now)
-    if round_ is None:
-        flash("本县区本月尚未抽样，暂无拨打任务。", "info")
-        return None
     try:
         with transaction(db.session, write=True):
-            case = claim_next(db.session, round_.id, current_user, now, _settings())
+            case = _claim(now)
     except CallError as exc:
         flash(str(exc), "error")
         return None
     if case is None:
-        if not _settings().in_hours(now):
-            flash(f"现在不在拨打时段内（{_settings().hours_label()}），没有到期的本人约定回访。", "info")
-        else:
-            flash("当前没有可拨打的样本（其余样本在等待间隔、约定的回访时间或他人拨打中）。", "info")
+        _nothing_to_call(now)
     return case
+
+
+def _claim(now: datetime) -> Case | None:
+    """Inside the caller's write transaction: the next case of the county's current round."""
+    round_ = current_round(db.session, current_user.county_id, now)
+    if round_ is None:
+        return None
+    return claim_next(db.session, round_.id, current_user, now, _settings())
+
+
+def _nothing_to_call(now: datetime) -> None:
+    if current_round(db.session, current_user.county_id, now) is None:
+        flash("本县区本月尚未抽样，暂无拨打任务。", "info")
+    elif not _settings().in_hours(now):
+        flash(f"现在不在拨打时段内（{_settings().hours_label()}），没有到期的本人约定回访。", "info")
+    else:
+        flash("当前没有可拨打的样本（其余样本在等待间隔、约定的回访时间或他人拨打中）。", "info")
 
 
 @dataclass
@@ -163,15 +174,22 @@ class Recorded:
     undo_attempt_id: int | None = None
 
 
-def _then_next(recorded: Recorded):
-    """Record-and-next: the same request answers with the next case's panel (one request from
-    one panel to the next), or goes home when the caller asked to stop or nothing is left."""
-    if request.form.get("then") == "home":
-        flash(recorded.text, "success")
-        return redirect(url_for("calls.home"), 303)
-    case = _claim_next()
+def _record_and_next(record: Callable[[], Recorded]):
+    """Record-and-next: ``record`` (a service call, raising CallError when refused) and the
+    claim of the caller's next case run in one write transaction, with the audit of the phone
+    its panel shows; the answer is that panel (one request from one panel to the next), or the
+    home page when the caller asked to stop or nothing is left to call."""
+    now = clock_now()
+    stop = request.form.get("then") == "home"
+    with transaction(db.session, write=True):
+        recorded = record()
+        case = None if stop else _claim(now)
+        if case is not None:
+            _phone_shown(case, in_transaction=True)
     if case is None:
         flash(recorded.text, "success")
+        if not stop:
+            _nothing_to_call(now)
         return redirect(url_for("calls.home"), 303)
     return _panel(case, recorded=recorded)
 
@@ -199,14 +217,11 @@ def _panel(case: Case, *, form: AttemptForm | None = None, error: CallError | No
     round_ = db.session.get(Round, case.round_id)
     now = clock_now()
     holding = _holding(case, now)
-    response = None
-    if case.attempt_count and case.last_outcome is None:
-        response = db.session.scalar(
-            select(Response).join(Attempt, Attempt.id == Response.attempt_id)
-            .where(Attempt.case_id == case.id, Attempt.number == case.attempt_count)
-        )
-    resume = interrupted_response(db.session, case.id) if response is None else None
     responses = db.session.scalars(select(Response).where(Response.case_id == case.id).order_by(Response.id)).all()
+    # the interview of the attempt in progress (one at most), else one interrupted to resume
+    response = next((r for r in responses if r.status == "in_progress"), None) \
+        if case.attempt_count and case.last_outcome is None else None
+    resume = next((r for r in reversed(responses) if r.status == "interrupted"), None) if response is None else None
     q = _questionnaire(round_.questionnaire_version)
     script = opening(q, resident=case.name, bureau=f"{round_.county.name}卫生健康局", caller=current_user.display_name,
                      institution=case.institution_name, team=case.team_name, doctor=case.doctor_name or "")
@@ -245,17 +260,22 @@ def case_screen(case_id: int):
 PHONES_SHOWN = "phones_shown"
 
 
-def _phone_shown(case: Case) -> None:
+def _phone_shown(case: Case, *, in_transaction: bool = False) -> None:
     """Audit the full phone shown on the case screen: one row when the caller opens the case
-    for an attempt, not one per refresh of the same attempt in the same browser session."""
+    for an attempt, not one per refresh of the same attempt in the same browser session.
+    ``in_transaction``: written in the caller's transaction (record-and-next's)."""
     mark = f"{case.id}:{case.attempt_count}"
     shown = session.get(PHONES_SHOWN) or []
     if mark in shown:
         return
     case_id, round_id, attempt = case.id, case.round_id, case.attempt_count + 1
-    with transaction(db.session, write=True):  # SQLite: a write after this request's reads
+    if in_transaction:
         audit(db.session, "view_phone", current_user, target=f"case:{case_id}",
               detail={"round": round_id, "attempt": attempt})
+    else:
+        with transaction(db.session, write=True):  # SQLite: a write after this request's reads
+            audit(db.session, "view_phone", current_user, target=f"case:{case_id}",
+                  detail={"round": round_id, "attempt": attempt})
     session[PHONES_SHOWN] = (shown + [mark])[-20:]
 
 
@@ -313,8 +333,8 @@ def _number(value) -> int | None:
     return int(value) if str(value or "").isdigit() else None
 
 
-def _recorded_text(case: Case, attempt: Attempt) -> str:
-    text = f"已记录：{case.name} · {oc.label(attempt.outcome)}（第 {attempt.number} 次）"
+def _recorded_text(name: str, attempt: Attempt) -> str:
+    text = f"已记录：{name} · {oc.label(attempt.outcome)}（第 {attempt.number} 次）"
     if attempt.callback_at is not None:
         text += f"，约定 {to_local(attempt.callback_at, fmt='%m月%d日 %H:%M')} 回访"
     return text + "。"
@@ -330,19 +350,21 @@ def attempt(case_id: int):
         if form.csrf_token.errors:
             abort(400)
         return _panel(case, form=form, status=400)
+    name = case.name
+
+    def record() -> Recorded:
+        rule = oc.OUTCOMES.get(form.outcome.data)
+        callback_at = _callback_time(form) if rule is not None and rule.callback else None
+        attempt_ = record_attempt(db.session, case_id, current_user, outcome=form.outcome.data, now=clock_now(),
+                                  settings=_settings(), note=form.note.data, callback_at=callback_at,
+                                  expected_number=_number(form.number.data))
+        return Recorded(_recorded_text(name, attempt_), attempt_.id if _settings().undo else None)
+
     try:
-        with transaction(db.session, write=True):
-            rule = oc.OUTCOMES.get(form.outcome.data)
-            callback_at = _callback_time(form) if rule is not None and rule.callback else None
-            recorded = record_attempt(db.session, case.id, current_user, outcome=form.outcome.data, now=clock_now(),
-                                      settings=_settings(), note=form.note.data, callback_at=callback_at,
-                                      expected_number=_number(form.number.data))
-            text = _recorded_text(case, recorded)
-            undo_id = recorded.id if _settings().undo else None
+        return _record_and_next(record)
     except CallError as exc:
         db.session.expire_all()
         return _panel(db.session.get(Case, case_id), form=form, error=exc, status=400 if exc.field else 409)
-    return _then_next(Recorded(text, undo_id))
 
 
 @bp.route("/attempt/<int:attempt_id>/undo", methods=["POST"])
@@ -450,7 +472,9 @@ def question(response_id: int, code: str):
         except CallError as exc:
             return _fail(exc, url_for("calls.case_screen", case_id=case.id))
         if response.status == "ended":
-            return _then_next(Recorded(f"已记录：{case.name} · 身份核实未通过，已礼貌结束通话，记为“本人不在”，可择时再拨。"))
+            name = case.name
+            return _record_and_next(
+                lambda: Recorded(f"已记录：{name} · 身份核实未通过，已礼貌结束通话，记为“本人不在”，可择时再拨。"))
         nxt = q.current(answers_of(response))
         if nxt is None and request.form.get("finish") == "1":
             return _finish(response.id, breakoff=False)
@@ -491,13 +515,17 @@ def finish(response_id: int):
 def _finish(response_id: int, *, breakoff: bool):
     response = db.session.get(Response, response_id)
     case, q, context = _interview_parts(response)
+    name = case.name
+
+    def record() -> Recorded:
+        finished = finish_interview(db.session, response_id, current_user, questionnaire=q, context=context,
+                                    now=clock_now(), settings=_settings(), breakoff=breakoff)
+        return Recorded(f"已记录：{name} · {oc.label(finished.status)}。")
+
     try:
-        with transaction(db.session, write=True):
-            response = finish_interview(db.session, response.id, current_user, questionnaire=q, context=context,
-                                        now=clock_now(), settings=_settings(), breakoff=breakoff)
+        return _record_and_next(record)
     except CallError as exc:
         return _fail(exc, url_for("calls.interview", response_id=response_id))
-    return _then_next(Recorded(f"已记录：{case.name} · {oc.label(response.status)}。"))
 
 
 @bp.route("/response/<int:response_id>/interrupt", methods=["POST"])
@@ -512,18 +540,21 @@ def interrupt(response_id: int):
         if form.csrf_token.errors:
             abort(400)
         return _stopped_page(response, case, q, context, form, None)
+    name, case_id = case.name, case.id
+
+    def record() -> Recorded:
+        attempt_ = interrupt_interview(db.session, response_id, current_user, callback_at=_callback_time(form),
+                                       note=form.note.data, now=clock_now(), settings=_settings())
+        return Recorded(_recorded_text(name, attempt_))
+
     try:
-        with transaction(db.session, write=True):
-            attempt_ = interrupt_interview(db.session, response.id, current_user, callback_at=_callback_time(form),
-                                           note=form.note.data, now=clock_now(), settings=_settings())
-            text = _recorded_text(case, attempt_)
+        return _record_and_next(record)
     except CallError as exc:
         if exc.field is None:
-            return _fail(exc, url_for("calls.case_screen", case_id=case.id))
+            return _fail(exc, url_for("calls.case_screen", case_id=case_id))
         db.session.expire_all()
         response = db.session.get(Response, response_id)
-        return _stopped_page(response, case, q, context, form, exc)
-    return _then_next(Recorded(text))
+        return _stopped_page(response, db.session.get(Case, case_id), q, context, form, exc)
 
 
 def _stopped_page(response, case, q, context, form, error):
