@@ -422,7 +422,7 @@ def _question_page(response: Response, case: Case, q, code: str, form, *, stop_f
     path = q.path(answers)
     position = path.index(code)
     previous = path[position - 1] if position else None
-    last = code == path[-1]
+    last = q.next_code(code, None) is None  # the questionnaire's last item, not merely the first unanswered one
     closing = q.render(q.closing_script, name=case.name, institution=case.institution_name, team=case.team_name,
                        doctor=case.doctor_name or "") if last else None
     stop_form = stop_form or InterruptForm(formdata=None)
