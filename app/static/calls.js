@@ -115,10 +115,15 @@
   var form = document.getElementById("answer");
   if (form) {
     // focus the chosen option when there is one (coming back with 上一题), else the first one;
-    // one selector list would return the first option in document order, checked or not
+    // one selector list would return the first option in document order, checked or not.
+    // A field the page asks to focus (the refused 通话中断 form's date, a number or text
+    // answer) wins: the browser may apply autofocus only after this script has run, and not
+    // at all once the focus has moved, so focus it here rather than race it.
+    var asked = document.querySelector("[autofocus]");
     var first = form.querySelector(".options input[type=radio]:checked") ||
       form.querySelector(".options input[type=radio], .options input[type=checkbox]");
-    if (first && !document.activeElement.matches("input, textarea")) { first.focus(); }
+    if (asked) { asked.focus(); }
+    else if (first && !document.activeElement.matches("input, textarea")) { first.focus(); }
     // "没有接受过服务" and the like exclude the other options: choosing one clears the others
     form.addEventListener("change", function (event) {
       var input = event.target;
