@@ -311,6 +311,7 @@ def test_an_interrupted_interview_resumes_where_it_stopped(client, login, setup,
     missing = post(client, f"/calls/response/{rid}/interrupt", {"callback_date": "2026-11-23", "note": "信号不好"})
     page = missing.get_data(as_text=True)
     assert missing.status_code == 400 and 'id="interrupt-error"' in page and "信号不好" in page
+    assert "请填写回访时间" in page
     assert 'value="2026-11-23"' in page and "4. " in page  # the question the caller was on
     assert db.session.get(Response, rid).status == "in_progress"
     stopped = post(client, f"/calls/response/{rid}/interrupt",

@@ -92,6 +92,11 @@ def test_display_belongs_to_the_kind(q):
     assert q.item("services").display([]) == "（未回答）"
 
 
+def test_a_text_answer_keeps_plain_newlines(q):
+    """A browser posts a textarea's line breaks as CRLF; the answer stores newlines only."""
+    assert q.clean("suggestion", {"value": " 多上门\r\n开药方便些\r "}, ADULT) == ({"suggestion": "多上门\n开药方便些"}, [])
+
+
 def test_form_fields_belong_to_the_kind(q):
     assert q.item("identity").form_field(ADULT).field_class is RadioField
     assert q.item("services").form_field(ADULT).field_class is CheckboxField

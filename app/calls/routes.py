@@ -323,6 +323,10 @@ def _callback_time(form) -> datetime | None:
     day, clock = (form.callback_date.data or "").strip(), (form.callback_time.data or "").strip()
     if not day and not clock:
         return None
+    if not clock:
+        raise CallError("请填写回访时间（例如 09:30）。", "callback")
+    if not day:
+        raise CallError("请填写回访日期。", "callback")
     try:
         return datetime.strptime(f"{day} {clock}", "%Y-%m-%d %H:%M").replace(tzinfo=TZ)
     except ValueError:

@@ -295,7 +295,8 @@ class TextItem(Item):
     def _clean(self, value, raw, context, answers, questionnaire) -> Cleaned:
         if isinstance(value, (list, tuple)):
             value = value[0] if value else ""
-        text = value.strip() if isinstance(value, str) else ""
+        # a browser sends a textarea's line breaks as CRLF: kept as plain newlines
+        text = value.replace("\r\n", "\n").replace("\r", "\n").strip() if isinstance(value, str) else ""
         if not text and self.required:
             return {}, [f"请填写{self.title}"]
         if self.max_length is not None and len(text) > self.max_length:
