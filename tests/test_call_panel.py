@@ -10,6 +10,7 @@ from datetime import timedelta
 
 from sqlalchemy import func, select
 
+from app.core.clock import utc_naive
 from app.extensions import db
 from app.models import Attempt, AuditLog, Case, Response
 from app.scheduler.month_end import close_round
@@ -197,7 +198,8 @@ def test_the_gap_rule_holds_on_every_claim_path(app, client, login, setup, clock
     # a stale tab still showing the panel of attempt 1: nothing recorded
     stale_number = NUMBER.search(old_panel).group(1)
     stale = post(client, f"/calls/case/{a}/attempt", {"outcome": "no_answer", "number": stale_number})
-    assert stale.status_code == 409 and len(attempts(a)) == 1
+    assert stale.status_code == 200 and "重复提交，未重复记录" in stale.get_data(as_text=True)
+    assert len(attempts(a)) == 1 and panel_case(stale) != a  # the case the caller holds now
     # another caller cannot either
     with app.app_context():
         other = sign_in(app, setup.other.username)
@@ -379,3 +381,137 @@ def test_interviews_still_interrupted_at_month_close_end_by_the_breakoff_rule(cl
     assert db.session.get(Response, rid_b).satisfaction == 4
     # the attempts keep what happened on the phone
     assert [x.outcome for x in attempts(a)] == ["interrupted"] and case_by(a).status in ("done", "closed")
+
+
+# ---------------------------------------------------------------------------
+# what a stale page, a slip or a bad value cannot do
+# ---------------------------------------------------------------------------
+
+
+def test_a_stale_panel_cannot_end_a_resumed_interview(client, login, setup, clock):
+    login(setup.caller.username)
+    a = first_case(client)
+    rid, url = _start(client, a)
+    _answer(client, url, FIRST)
+    other = panel_case(post(client, f"/calls/response/{rid}/interrupt",
+                            {"callback_date": "2026-11-23", "callback_time": "15:00"}))
+    post(client, f"/calls/case/{other}/release")
+    clock["now"] = at(23, 15, 0)
+    assert first_case(client) == a
+    old_panel = client.get(f"/calls/case/{a}").get_data(as_text=True)
+    assert _start(client, a)[0] == rid  # resumed in this tab
+    stale = post(client, f"/calls/case/{a}/attempt", {"outcome": "callback", "number": NUMBER.search(old_panel).group(1),
+                                                      "callback_date": "2026-11-24", "callback_time": "09:00"})
+    assert stale.status_code == 409 and "本次通话已开始问卷" in stale.get_data(as_text=True)
+    db.session.expire_all()
+    response = db.session.get(Response, rid)
+    assert response.status == "in_progress" and set(json.loads(response.answers)) == {"identity", "aware", "knows_doctor"}
+
+
+def test_a_waiting_interview_settles_when_the_case_ends_otherwise(client, login, setup, clock):
+    login(setup.caller.username)
+    a = first_case(client)
+    rid_a, url = _start(client, a)
+    _answer(client, url, FIRST + REST[:4])  # through satisfaction: a partial if it ends now
+    b = panel_case(post(client, f"/calls/response/{rid_a}/interrupt",
+                        {"callback_date": "2026-11-23", "callback_time": "15:00"}))
+    rid_b, url = _start(client, b)
+    _answer(client, url, FIRST)  # not as far: a break-off if it ends now
+    post(client, f"/calls/response/{rid_b}/interrupt", {"callback_date": "2026-11-23", "callback_time": "15:00",
+                                                        "then": "home"})
+    clock["now"] = at(23, 15, 0)
+    # a: the resident refuses at the callback; the interview that reached satisfaction stands
+    assert post(client, f"/calls/case/{a}/claim").status_code == 303
+    post(client, f"/calls/case/{a}/attempt", {"outcome": "refusal", "number": "2", "then": "home"})
+    db.session.expire_all()
+    case_a = case_by(a)
+    assert db.session.get(Response, rid_a).status == "partial" and db.session.get(Response, rid_a).satisfaction == 4
+    assert case_a.status == "done" and case_a.outcome == "partial" and case_a.replacement_state is None
+    assert db.session.scalar(select(func.count()).select_from(Case).where(Case.replaces_case_id == a)) == 0
+    # b: the number is now vacant; the short interview ends as a break-off, the case is replaced
+    assert post(client, f"/calls/case/{b}/claim").status_code == 303
+    post(client, f"/calls/case/{b}/attempt", {"outcome": "vacant", "number": "2", "then": "home"})
+    db.session.expire_all()
+    case_b = case_by(b)
+    assert db.session.get(Response, rid_b).status == "breakoff"
+    assert case_b.outcome == "vacant" and case_b.replacement_state == "replaced"
+
+
+def test_no_callback_promised_once_the_attempts_are_used_up(client, login, setup, clock):
+    login(setup.caller.username)
+    a = first_case(client)
+    post(client, f"/calls/case/{a}/release")
+    db.session.execute(Case.__table__.update().where(Case.id == a).values(
+        attempt_count=4, last_outcome="callback", outcome="callback", first_attempt_at=utc_naive(at(20, 9, 0)),
+        last_attempt_at=utc_naive(at(22, 9, 0)), callback_at=utc_naive(at(23, 9, 0)), callback_by_id=setup.caller.id))
+    db.session.commit()
+    assert post(client, f"/calls/case/{a}/claim").status_code == 303
+    rid, url = _start(client, a)  # the fifth and last attempt
+    assert "不能再约定续访" in client.get(url).get_data(as_text=True)
+    _answer(client, url, FIRST)
+    refused = post(client, f"/calls/response/{rid}/interrupt", {"callback_date": "2026-11-24", "callback_time": "09:00"})
+    assert refused.status_code in (302, 303) and db.session.get(Response, rid).status == "in_progress"
+    db.session.expire_all()
+    assert case_by(a).status == "queued" and case_by(a).replacement_state is None
+
+
+def test_a_resumed_interview_belongs_to_the_caller_who_finishes_it(app, client, login, setup, clock):
+    login(setup.caller.username)
+    a = first_case(client)
+    rid, url = _start(client, a)
+    _answer(client, url, FIRST)
+    post(client, f"/calls/response/{rid}/interrupt", {"callback_date": "2026-11-23", "callback_time": "15:00",
+                                                      "then": "home"})
+    clock["now"] = at(23, 15, 30)
+    with app.app_context():
+        other = sign_in(app, setup.other.username)
+        assert post(other, f"/calls/case/{a}/claim").status_code == 303
+        reply = post(other, f"/calls/case/{a}/start", {"number": "2"})
+        assert reply.headers["Location"].endswith(f"/calls/response/{rid}/q/services")
+    db.session.rollback()  # the other caller's requests ran in another session
+    response = db.session.get(Response, rid)
+    assert response.caller_id == setup.other.id and response.started_at == utc_naive(at(23, 15, 30))
+
+
+def test_odd_values_get_a_message_not_a_500(client, login, setup):
+    login(setup.caller.username)
+    a = first_case(client)
+    for number in ("²", "①", "99999999999999999999", "-1"):
+        reply = post(client, f"/calls/case/{a}/attempt", {"outcome": "no_answer", "number": number, "then": "home"})
+        assert reply.status_code in (303, 400, 409), (number, reply.status_code)
+        if reply.status_code == 303:  # a number it cannot read is no number: recorded once
+            break
+    a = first_case(client)
+    for day, clock_ in (("0001-01-01", "00:00"), ("9999-12-31", "23:59"), ("2026-13-01", "09:00")):
+        reply = post(client, f"/calls/case/{a}/attempt", {"outcome": "callback", "number": "1",
+                                                          "callback_date": day, "callback_time": clock_})
+        assert reply.status_code == 400 and "格式不正确" in reply.get_data(as_text=True), day
+    for outcome in ("complete", "interrupted", "robot", ""):
+        reply = post(client, f"/calls/case/{a}/attempt", {"outcome": outcome, "number": "1"})
+        assert reply.status_code == 400, outcome
+    assert attempts(a) == []
+
+
+def test_a_lease_run_out_authorises_nothing(client, login, setup, clock):
+    login(setup.caller.username)
+    a = first_case(client)
+    clock["now"] = at(23, 12, 30)  # lease run out, and outside calling hours
+    reply = post(client, f"/calls/case/{a}/attempt", {"outcome": "no_answer", "number": "1"})
+    assert reply.status_code == 409 and "领取已超时" in reply.get_data(as_text=True)
+    assert attempts(a) == []
+    assert post(client, f"/calls/case/{a}/claim").status_code == 409  # not in calling hours
+    clock["now"] = at(23, 14, 30)
+    assert post(client, f"/calls/case/{a}/claim").status_code == 303
+    assert post(client, f"/calls/case/{a}/attempt", {"outcome": "no_answer", "number": "1"}).status_code == 200
+
+
+def test_an_undo_form_names_its_attempt(client, login, setup):
+    login(setup.caller.username)
+    a = first_case(client)
+    reply = post(client, f"/calls/case/{a}/attempt", {"outcome": "no_answer", "number": "1"})
+    page = reply.get_data(as_text=True)
+    undo_url = re.search(r'action="(/calls/attempt/\d+/undo)"', page).group(1)
+    assert f'name="case" value="{a}"' in page and 'name="number" value="1"' in page
+    wrong = post(client, undo_url, {"case": str(a), "number": "2"})
+    assert wrong.status_code == 303 and wrong.headers["Location"].endswith("/calls/") and len(attempts(a)) == 1
+    assert post(client, undo_url, {"case": str(a), "number": "1"}).status_code == 303 and attempts(a) == []

@@ -64,7 +64,7 @@ def record_attempt(
     begin_write(session)
     case = locked_case(session, case_id)
     round_ = open_round(session, case.round_id)
-    require_holder(case, user)
+    require_holder(case, user, now)
     when = None
     if rule.callback:
         when = validate_callback(callback_at, now, settings, round_.month)
@@ -75,15 +75,15 @@ def record_attempt(
             raise CallError("该样本的拨打次数已用完。")
         attempt = new_attempt(session, case, user, now, connected=rule.connected)
     else:
+        # the questionnaire of this call is open: its page records how the call ended (a stale
+        # panel must not end it, least of all a resumed one with earlier answers)
+        if session.scalar(select(Response.id).where(Response.attempt_id == open_attempt.id)) is not None:
+            raise CallError("本次通话已开始问卷，请在问卷页继续，或记录“通话中断，约定续访”“居民明确拒绝继续”。")
         attempt = open_attempt
         if not rule.connected:
-            raise CallError("本次通话已接通并开始问卷，请在问卷页记录“通话中断，约定续访”或“居民明确拒绝继续”。")
+            raise CallError("本次通话已接通，请选择接通后的结果。")
         if expected_number is not None and expected_number != attempt.number:
             raise CallError("该样本的拨打记录已更新（可能是重复提交），请查看最新记录。")
-        response = session.scalar(select(Response).where(Response.attempt_id == attempt.id))
-        if response is not None and response.status == "in_progress":
-            response.status = "ended"
-            response.updated_at = utc_naive(now)
     attempt.outcome, attempt.note, attempt.callback_at = outcome, note, when
     attempt.connected = attempt.connected or rule.connected
     attempt.ended_at = utc_naive(now)
@@ -167,7 +167,8 @@ def activate_backup(session: Session, case: Case, reason: str, user_id: int | No
 
 
 def undo_attempt(
-    session: Session, attempt_id: int, user: User, *, now: datetime, settings: CallSettings, window: timedelta
+    session: Session, attempt_id: int, user: User, *, now: datetime, settings: CallSettings, window: timedelta,
+    expected: tuple[int, int] | None = None,
 ) -> Case:
     """Take back the outcome a caller just recorded (a slip of the key), within ``window``:
     the attempt is deleted, the case is as it was before it and held by the caller again, and
@@ -176,7 +177,9 @@ def undo_attempt(
     interview. The undo is audit-logged with what was taken back."""
     begin_write(session)
     attempt = session.get(Attempt, attempt_id, populate_existing=True)
-    if attempt is None or attempt.caller_id != user.id or attempt.outcome is None:
+    if attempt is None or attempt.caller_id != user.id or attempt.outcome is None or (
+        expected is not None and (attempt.case_id, attempt.number) != expected
+    ):  # ``expected``: the (case, number) the undo form was made for (an id may be reused)
         raise CallError("找不到可撤销的拨打记录。")
     case = locked_case(session, attempt.case_id)
     open_round(session, case.round_id)
@@ -184,28 +187,19 @@ def undo_attempt(
     seconds = int(window.total_seconds())
     if attempt.number != case.attempt_count:
         raise CallError("该样本之后已有新的拨打记录，不能撤销。")
-    if rule.by_questionnaire or session.scalar(select(Response.id).where(Response.case_id == case.id).limit(1)):
+    finished = select(Response.id).where(Response.case_id == case.id, Response.status != "interrupted").limit(1)
+    if rule.by_questionnaire or session.scalar(finished) is not None:
         raise CallError("有问卷记录的样本不能撤销，如记录有误请联系督导。")
     if attempt.ended_at is None or attempt.ended_at < utc_naive(now) - window:
         raise CallError(f"已超过撤销时限（{seconds} 秒）。如记录有误，请联系督导。")
     if case.leased_by_id not in (None, user.id):
         raise CallError("该样本已被其他调查员领取，不能撤销。")
     stamp = utc_naive(now)
-    backup = None
-    if case.replacement_state == "replaced":
-        backup = session.scalar(select(Case).where(Case.replaces_case_id == case.id, Case.round_id == case.round_id)
-                                .execution_options(populate_existing=True))
-        if backup is not None:
-            backup = locked_case(session, backup.id)
-            held_by_other = (backup.leased_by_id not in (None, user.id) and backup.lease_expires_at is not None
-                             and backup.lease_expires_at >= stamp)
-            if backup.attempt_count > 0 or held_by_other or backup.status != "queued":
-                raise CallError("替换它的备用样本已被领取或拨打，不能撤销。如记录有误，请联系督导。")
-            backup.status = "reserve"
-            backup.activated_at = backup.replaces_case_id = backup.replacement_reason = None
-            backup.activated_by_id = backup.leased_by_id = backup.lease_expires_at = None
+    backup = return_backup(session, case, user, now) if case.replacement_state == "replaced" else None
+    if backup is False:
+        raise CallError("替换它的备用样本已被领取或拨打，不能撤销。如记录有误，请联系督导。")
     undone = {"case": case.id, "number": attempt.number, "outcome": attempt.outcome,
-              "backup": backup.id if backup is not None else None}
+              "backup": backup.id if backup else None}
     session.delete(attempt)
     session.flush()
     earlier = session.scalars(select(Attempt).where(Attempt.case_id == case.id).order_by(Attempt.number)).all()
@@ -233,3 +227,23 @@ def undo_attempt(
     audit(session, "undo_attempt", user, target=f"case:{case.id}", detail=undone)
     session.flush()
     return case
+
+
+def return_backup(session: Session, case: Case, user: User, now: datetime) -> Case | bool | None:
+    """Put the backup that replaced ``case`` back in reserve, as if it had never been needed.
+    Returns it, None when there is none, and False when it can no longer go back: dialled
+    already, or held by another caller."""
+    found = session.scalar(select(Case.id).where(Case.replaces_case_id == case.id, Case.round_id == case.round_id))
+    if found is None:
+        return None
+    backup = locked_case(session, found)
+    stamp = utc_naive(now)
+    held_by_other = (backup.leased_by_id not in (None, user.id) and backup.lease_expires_at is not None
+                     and backup.lease_expires_at >= stamp)
+    if backup.attempt_count > 0 or held_by_other or backup.status != "queued":
+        return False
+    backup.status = "reserve"
+    backup.activated_at = backup.replaces_case_id = backup.replacement_reason = None
+    backup.activated_by_id = backup.leased_by_id = backup.lease_expires_at = None
+    case.replacement_state = None
+    return backup

@@ -10,7 +10,7 @@ from datetime import datetime
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from app.core.clock import current_month
+from app.core.clock import current_month, utc_naive
 from app.models import Case, Round, User
 
 
@@ -51,11 +51,16 @@ def locked_case(session: Session, case_id: int) -> Case:
     return case
 
 
-def require_holder(case: Case, user: User) -> None:
+def require_holder(case: Case, user: User, now: datetime) -> None:
+    """The user holds the case: their lease runs, or their interview on it is open. A lease
+    that ran out authorises nothing: the case is claimed again, under the queue's rules."""
     if case.status != "queued":
         raise CallError("该样本已结束拨打，不能再记录。")
     if case.leased_by_id != user.id:
         raise CallError("该样本已被其他调查员领取（或您的领取已超时被他人接手），请返回队列领取下一个。")
+    on_call = case.attempt_count > 0 and case.last_outcome is None
+    if not on_call and (case.lease_expires_at is None or case.lease_expires_at < utc_naive(now)):
+        raise CallError("您对该样本的领取已超时，请重新领取后再记录。")
 
 
 def current_round(session: Session, county_id: int, now: datetime) -> Round | None:

@@ -16,7 +16,8 @@ from app.core.clock import utc_naive, utcnow
 from app.models import Attempt, Case, Problem, Response, Round, User
 from app.questionnaires import Context, Questionnaire
 from app.calls.guards import require_holder, locked_case, open_round, CallError
-from app.calls.attempts import apply_outcome, check_number, new_attempt, find_open_attempt, validate_callback
+from app.calls.attempts import (apply_outcome, check_number, find_open_attempt, new_attempt, record_attempt,
+                                return_backup, validate_callback)
 
 
 def context_for(case: Case, vocabulary) -> Context:
@@ -42,7 +43,7 @@ def start_interview(
     begin_write(session)
     case = locked_case(session, case_id)
     round_ = open_round(session, case.round_id)
-    require_holder(case, user)
+    require_holder(case, user, now)
     attempt = find_open_attempt(session, case)
     if attempt is None:
         check_number(case, expected_number)
@@ -52,10 +53,12 @@ def start_interview(
     response = session.scalar(select(Response).where(Response.attempt_id == attempt.id))
     if response is None:
         response = interrupted_response(session, case.id)
-        if response is not None:  # resumed: the same answers, now carried by this attempt
+        if response is not None:  # resumed: the same answers, now carried by this attempt and
+            # by the caller who goes on with it (the interview's time counts from here)
             response.attempt_id = attempt.id
             response.status = "in_progress"
-            response.updated_at = utc_naive(now)
+            response.caller_id = user.id
+            response.started_at = response.updated_at = utc_naive(now)
     if response is None:
         response = Response(attempt_id=attempt.id, case_id=case.id, round_id=case.round_id, caller_id=user.id,
                             questionnaire_version=round_.questionnaire_version, status="in_progress",
@@ -87,7 +90,10 @@ def interrupt_interview(
     is kept, the attempt ends as 通话中断，约定续访 (a contact) with the callback agreed, and
     when the case comes back the interview continues at the first unanswered item."""
     begin_write(session)
-    response, case, attempt = _response_for_write(session, response_id, user)
+    response, case, attempt = _response_for_write(session, response_id, user, now)
+    if case.attempt_count >= settings.attempt_cap:
+        raise CallError(f"该样本已拨打 {case.attempt_count} 次，不能再约定续访：请尽量在本次通话中问完；"
+                        "居民不愿继续时点“居民明确拒绝继续”。")
     round_ = session.get(Round, case.round_id)
     when = validate_callback(callback_at, now, settings, round_.month)
     note = (note or "").strip() or None
@@ -106,16 +112,17 @@ def answers_of(response: Response) -> dict:
     return json.loads(response.answers or "{}")
 
 
-def _response_for_write(session: Session, response_id: int, user: User) -> tuple[Response, Case, Attempt]:
-    response = session.get(Response, response_id, populate_existing=True)
+def _response_for_write(session: Session, response_id: int, user: User, now: datetime) -> tuple[Response, Case, Attempt]:
+    response = session.get(Response, response_id)
     if response is None:
         raise CallError("找不到该问卷。")
-    case = locked_case(session, response.case_id)
+    case = locked_case(session, response.case_id)  # first the lock, then what it protects
+    response = session.get(Response, response_id, populate_existing=True)
     open_round(session, case.round_id)
-    attempt = session.get(Attempt, response.attempt_id)
+    attempt = session.get(Attempt, response.attempt_id, populate_existing=True)
     if response.status != "in_progress" or attempt.outcome is not None:
         raise CallError("该问卷已结束，不能再修改。")
-    require_holder(case, user)
+    require_holder(case, user, now)
     return response, case, attempt
 
 
@@ -132,7 +139,7 @@ def save_answer(
     """Store one item's answer as soon as it is given and renew the lease. An identity check
     that fails ends the call as 本人不在 (the resident may be reached later)."""
     begin_write(session)
-    response, case, attempt = _response_for_write(session, response_id, user)
+    response, case, attempt = _response_for_write(session, response_id, user, now)
     # only answers on the path the answers lead along: a changed branch drops the other's
     answers = questionnaire.prune({**answers_of(response), **cleaned})
     response.answers = json.dumps(answers, ensure_ascii=False)
@@ -214,10 +221,10 @@ def finish_interview(
     response = session.get(Response, response_id, populate_existing=True)
     if response is None:
         raise CallError("找不到该问卷。")
-    if response.status in ("complete", "partial", "breakoff"):
+    if response.status in ("complete", "partial", "breakoff") and response.caller_id == user.id:
         session.flush()
         return response  # a repeated submit: already recorded
-    response, case, attempt = _response_for_write(session, response_id, user)
+    response, case, attempt = _response_for_write(session, response_id, user, now)
     answers = answers_of(response)
     if breakoff:
         status = questionnaire.breakoff_status(answers)
@@ -244,6 +251,40 @@ def _finish(session, response, case, attempt, status, questionnaire, context, us
     sync_problem(session, response)
 
 
+def _end_waiting(session: Session, response: Response, status: str, questionnaire: Questionnaire, context: Context,
+                 now: datetime) -> None:
+    """An interrupted interview that will not be resumed ends with what was asked."""
+    stamp = utc_naive(now)
+    response.status, response.completed_at, response.updated_at = status, stamp, stamp
+    response.current_item = None
+    derive_into(response, questionnaire, context, answers_of(response))
+    session.flush()
+    sync_problem(session, response)
+
+
+def record_outcome(session: Session, case_id: int, user: User, *, questionnaire: Questionnaire, context: Context,
+                   now: datetime, **kwargs) -> Attempt:
+    """An outcome chosen on the dialling panel (``record_attempt``). When it ends the case
+    while an interrupted interview waits (a later final outcome, or the attempts used up),
+    that interview ends as it would at the month's close: partial when the satisfaction item
+    was answered, and then the interview is the case's disposition and no backup replaces
+    it; break-off otherwise, and the outcome just recorded stands."""
+    attempt = record_attempt(session, case_id, user, now=now, **kwargs)
+    case = session.get(Case, case_id)
+    waiting = interrupted_response(session, case_id) if case.status == "done" else None
+    if waiting is None:
+        return attempt
+    status = questionnaire.breakoff_status(answers_of(waiting))
+    _end_waiting(session, waiting, status, questionnaire, context, now)
+    if status == "partial":
+        case.outcome = "partial"
+        if case.replacement_state == "replaced":
+            return_backup(session, case, user, now)  # activated in this transaction: untouched
+        case.replacement_state = None
+    session.flush()
+    return attempt
+
+
 def finalize_open_interviews(session: Session, round_id: int, now: datetime, questionnaires, vocabulary) -> int:
     """At the month's close: interviews left open, and interrupted ones never resumed, end as
     partial or break-off with what was asked. An interrupted interview's attempt keeps its
@@ -265,16 +306,11 @@ def finalize_open_interviews(session: Session, round_id: int, now: datetime, que
             _finish(session, response, case, attempt, status, questionnaire, context, system, now,
                     CallSettings(hours=()))
         else:
-            stamp = utc_naive(now)
-            response.status, response.completed_at, response.updated_at = status, stamp, stamp
-            response.current_item = None
-            derive_into(response, questionnaire, context, answers_of(response))
             case.outcome = oc.merge(case.outcome, status)
             if case.status == "queued":
                 case.status = "done"
                 case.leased_by_id = case.lease_expires_at = None
                 case.callback_at = case.callback_by_id = None
-            session.flush()
-            sync_problem(session, response)
+            _end_waiting(session, response, status, questionnaire, context, now)
         count += 1
     return count

@@ -126,7 +126,7 @@ def claim_next(session: Session, round_id: int, user: User, now: datetime, setti
             return None
         if _take(session, case_id, round_id, user, now, settings):
             session.flush()
-            return session.get(Case, case_id)
+            return session.get(Case, case_id, populate_existing=True)  # as the UPDATE left it
     session.flush()
     return None
 

@@ -28,9 +28,9 @@ from app.core.transactions import transaction
 from app.core.clock import clock_now, local, to_local, utc_naive, TZ
 from app.calls.corrections import edit_answer
 from app.calls.day import caller_day, payload
-from app.calls.interview import (answers_of, context_for, finish_interview, interrupt_interview, save_answer,
-                                 start_interview)
-from app.calls.attempts import record_attempt, undo_attempt
+from app.calls.interview import (answers_of, context_for, finish_interview, interrupt_interview, record_outcome,
+                                 save_answer, start_interview)
+from app.calls.attempts import undo_attempt
 from app.calls.queue import (assign, claim_case, claim_next, held_case, may_claim, queue_counts, release, renew,
                              why_not_callable)
 from app.calls.guards import CallError, current_round
@@ -172,6 +172,8 @@ class Recorded:
 
     text: str
     undo_attempt_id: int | None = None
+    case_id: int | None = None
+    number: int | None = None
 
 
 def _record_and_next(record: Callable[[], Recorded]):
@@ -181,11 +183,16 @@ def _record_and_next(record: Callable[[], Recorded]):
     home page when the caller asked to stop or nothing is left to call."""
     now = clock_now()
     stop = request.form.get("then") == "home"
-    with transaction(db.session, write=True):
-        recorded = record()
-        case = None if stop else _claim(now)
-        if case is not None:
-            _phone_shown(case, in_transaction=True)
+    plain = db.session()
+    plain.expire_on_commit = False  # the panel below shows what this transaction wrote: no reloads
+    try:
+        with transaction(db.session, write=True):
+            recorded = record()
+            case = None if stop else _claim(now)
+            if case is not None:
+                _phone_shown(case, in_transaction=True)
+    finally:
+        plain.expire_on_commit = True
     if case is None:
         flash(recorded.text, "success")
         if not stop:
@@ -232,7 +239,7 @@ def _panel(case: Case, *, form: AttemptForm | None = None, error: CallError | No
             refusal = why_not_callable(case, current_user, now, _settings()) or "该样本现在不能领取。"
     errors = {}
     if error is not None:
-        errors[error.field or ""] = str(error)
+        errors[error.field if error.field in ("note", "callback") else ""] = str(error)
     if form is not None:
         for name, messages in form.errors.items():
             if name != "csrf_token" and messages:
@@ -328,13 +335,17 @@ def _callback_time(form) -> datetime | None:
     if not day:
         raise CallError("请填写回访日期。", "callback")
     try:
-        return datetime.strptime(f"{day} {clock}", "%Y-%m-%d %H:%M").replace(tzinfo=TZ)
+        moment = datetime.strptime(f"{day} {clock}", "%Y-%m-%d %H:%M").replace(tzinfo=TZ)
     except ValueError:
-        raise CallError("回访日期或时间格式不正确（例如 2026-11-24 和 09:30）。", "callback") from None
+        moment = None
+    if moment is None or not 2000 <= moment.year <= 2099:
+        raise CallError("回访日期或时间格式不正确（例如 2026-11-24 和 09:30）。", "callback")
+    return moment
 
 
 def _number(value) -> int | None:
-    return int(value) if str(value or "").isdigit() else None
+    text = str(value or "")
+    return int(text) if text.isascii() and text.isdigit() and len(text) < 6 else None
 
 
 def _recorded_text(name: str, attempt: Attempt) -> str:
@@ -355,20 +366,48 @@ def attempt(case_id: int):
             abort(400)
         return _panel(case, form=form, status=400)
     name = case.name
+    q = _questionnaire(db.session.get(Round, case.round_id).questionnaire_version)
+    context = context_for(case, current_app.extensions["vocabulary"])
 
     def record() -> Recorded:
         rule = oc.OUTCOMES.get(form.outcome.data)
-        callback_at = _callback_time(form) if rule is not None and rule.callback else None
-        attempt_ = record_attempt(db.session, case_id, current_user, outcome=form.outcome.data, now=clock_now(),
-                                  settings=_settings(), note=form.note.data, callback_at=callback_at,
+        if rule is None or rule.by_questionnaire:
+            raise CallError("请选择有效的拨打结果。", "outcome")
+        callback_at = _callback_time(form) if rule.callback else None
+        attempt_ = record_outcome(db.session, case_id, current_user, questionnaire=q, context=context,
+                                  outcome=form.outcome.data, now=clock_now(), settings=_settings(),
+                                  note=form.note.data, callback_at=callback_at,
                                   expected_number=_number(form.number.data))
-        return Recorded(_recorded_text(name, attempt_), attempt_.id if _settings().undo else None)
+        return Recorded(_recorded_text(name, attempt_), attempt_.id if _settings().undo else None,
+                        attempt_.case_id, attempt_.number)
 
     try:
         return _record_and_next(record)
     except CallError as exc:
         db.session.expire_all()
+        repeated = _repeated(case_id, _number(form.number.data))
+        if repeated is not None:
+            return repeated
         return _panel(db.session.get(Case, case_id), form=form, error=exc, status=400 if exc.field else 409)
+
+
+def _repeated(case_id: int, number: int | None):
+    """A double press: the form's attempt was recorded a moment ago by this caller. Answer
+    with the case they now hold (the next one), as the first press did, recording nothing."""
+    if number is None:
+        return None
+    done = db.session.scalar(select(Attempt).where(Attempt.case_id == case_id, Attempt.number == number,
+                                                   Attempt.caller_id == current_user.id,
+                                                   Attempt.outcome.is_not(None)))
+    if done is None:
+        return None
+    now = clock_now()
+    round_ = current_round(db.session, current_user.county_id, now)
+    held = held_case(db.session, round_.id, current_user, now) if round_ is not None else None
+    if held is None:
+        return redirect(url_for("calls.home"), 303)
+    name = db.session.get(Case, case_id).name
+    return _panel(held, recorded=Recorded(f"已记录：{name} · {oc.label(done.outcome)}（第 {number} 次；重复提交，未重复记录）。"))
 
 
 @bp.route("/attempt/<int:attempt_id>/undo", methods=["POST"])
@@ -380,10 +419,12 @@ def undo(attempt_id: int):
     if not ActionForm().validate_on_submit():
         abort(400)
     label_, number = oc.label(attempt_.outcome), attempt_.number
+    case_of_form, number_of_form = as_id(request.form.get("case")), as_id(request.form.get("number"))
+    expected = (case_of_form, number_of_form) if case_of_form and number_of_form else None
     try:
         with transaction(db.session, write=True):
             undo_attempt(db.session, attempt_id, current_user, now=clock_now(), settings=_settings(),
-                         window=_settings().undo)
+                         window=_settings().undo, expected=expected)
     except CallError as exc:
         flash(str(exc), "error")
         return redirect(url_for("calls.home"), 303)
@@ -453,7 +494,7 @@ def _question_page(response: Response, case: Case, q, code: str, form, *, stop_f
     return render_template("calls/question.html", response=response, case=case, q=q, item=q.item(code), form=form,
                            number=position + 1, previous=previous, finish=FinishForm(), last=last, closing=closing,
                            stop=stop_form, stop_error=stop_error, today=local(clock_now()).date().isoformat(),
-                           settings=_settings()), status
+                           settings=_settings(), can_interrupt=case.attempt_count < _settings().attempt_cap), status
 
 
 @bp.route("/response/<int:response_id>/q/<code>", methods=["GET", "POST"])

@@ -9,13 +9,20 @@
     return !event.ctrlKey && !event.altKey && !event.metaKey && event.key && event.key.length === 1;
   }
 
-  function send(form, button) {
-    if (sent) { return; }
-    sent = true;
-    form.requestSubmit(button || undefined);
+  // an IME composing Chinese: its keys (Enter that commits the letters included) are not ours
+  function composing(event) {
+    return event.isComposing || event.keyCode === 229;
   }
 
-  document.addEventListener("submit", function () { sent = true; }, true);
+  function send(form, button) {
+    if (!sent) { form.requestSubmit(button || undefined); }  // validation may still stop it
+  }
+
+  // the first submission of the page goes; a second (a double press or click) is dropped
+  document.addEventListener("submit", function (event) {
+    if (sent) { event.preventDefault(); return; }
+    sent = true;
+  }, true);
 
   // ---- the dialling panel ----------------------------------------------------------------
   var panel = document.getElementById("panel");
@@ -65,7 +72,7 @@
       });
     });
     document.addEventListener("keydown", function (event) {
-      if (sent) { return; }
+      if (sent || composing(event)) { return; }
       var target = event.target;
       if (event.key === "Enter" && (event.ctrlKey || event.metaKey) && panel.contains(target)) {
         event.preventDefault();
@@ -79,8 +86,11 @@
         return;
       }
       if (event.key === "Enter" && (target === day || target === clock)) {
+        // Enter in the callback's date or time records the callback, never another outcome
         event.preventDefault();
-        pick(panel.querySelector("button[data-needs=callback]"));
+        if (!pending || pending.getAttribute("data-needs") === "callback") {
+          pick(panel.querySelector("button[data-needs=callback]"));
+        }
         return;
       }
       if (!plainKey(event) || target.matches(TYPING)) { return; }
@@ -104,7 +114,8 @@
     };
     tick();
     document.addEventListener("keydown", function (event) {
-      if (!undo.hidden && plainKey(event) && event.key.toUpperCase() === "U" && !event.target.matches(TYPING)) {
+      if (!undo.hidden && !composing(event) && plainKey(event) && event.key.toUpperCase() === "U" &&
+          !event.target.matches(TYPING)) {
         event.preventDefault();
         send(undo);
       }
@@ -148,7 +159,7 @@
     document.addEventListener("keydown", function (event) {
       var target = event.target;
       var inAnswer = form.contains(target) || target === document.body;
-      if (!inAnswer) { return; }
+      if (!inAnswer || composing(event)) { return; }
       if (plainKey(event) && /^[1-9]$/.test(event.key) && !target.matches(TYPING)) {
         var options = form.querySelectorAll(".options input");
         var option = options[parseInt(event.key, 10) - 1];
@@ -168,7 +179,7 @@
 
   // Ctrl+Enter submits the form being typed in (Enter in a multi-line field makes a new line)
   document.addEventListener("keydown", function (event) {
-    if (event.key !== "Enter" || !(event.ctrlKey || event.metaKey) || event.defaultPrevented) { return; }
+    if (event.key !== "Enter" || !(event.ctrlKey || event.metaKey) || event.defaultPrevented || composing(event)) { return; }
     var own = event.target.closest ? event.target.closest("form") : null;
     if (own && own !== panel) {
       event.preventDefault();
