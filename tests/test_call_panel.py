@@ -515,3 +515,12 @@ def test_an_undo_form_names_its_attempt(client, login, setup):
     wrong = post(client, undo_url, {"case": str(a), "number": "2"})
     assert wrong.status_code == 303 and wrong.headers["Location"].endswith("/calls/") and len(attempts(a)) == 1
     assert post(client, undo_url, {"case": str(a), "number": "1"}).status_code == 303 and attempts(a) == []
+
+
+def test_a_case_claimed_from_the_list_puts_back_the_one_held(client, login, setup):
+    login(setup.caller.username)
+    a = first_case(client)
+    b = db.session.scalar(select(Case.id).where(Case.round_id == setup.round.id, Case.status == "queued",
+                                                Case.id != a).order_by(Case.id))
+    assert post(client, f"/calls/case/{b}/claim").status_code == 303
+    assert case_by(b).leased_by_id == setup.caller.id and case_by(a).leased_by_id is None

@@ -14,6 +14,7 @@ from app.core.clock import current_month, utc_naive
 from app.models import audit, Attempt, Case, Response, User
 from app.questionnaires import Questionnaire
 from app.calls.guards import require_holder, is_postgresql, locked_case, open_round, CallError
+from app.calls.queue import release_others
 
 
 def validate_callback(value: datetime | None, now: datetime, settings: CallSettings, month: str) -> datetime:
@@ -215,14 +216,7 @@ def undo_attempt(
         case.callback_at = case.callback_by_id = None
     case.status = "queued"
     case.replacement_state = None
-    # the caller holds this case again, and only it: the next case handed out is put back
-    session.execute(
-        update(Case)
-        .where(Case.round_id == case.round_id, Case.leased_by_id == user.id, Case.id != case.id,
-               Case.status == "queued", ~Case.in_state("on_call"))
-        .values(leased_by_id=None, lease_expires_at=None)
-        .execution_options(synchronize_session=False)
-    )
+    release_others(session, case, user)  # the caller holds this case again, and only it
     case.leased_by_id, case.lease_expires_at = user.id, stamp + settings.lease
     audit(session, "undo_attempt", user, target=f"case:{case.id}", detail=undone)
     session.flush()

@@ -182,8 +182,20 @@ def claim_case(session: Session, case_id: int, user: User, now: datetime, settin
         session.expire(case)
         raise CallError(why_not_callable(locked_case(session, case_id), user, now, settings)
                         or "该样本现在不能领取，请稍后再试。")
+    release_others(session, case, user)  # one case at a time, as 下一个 hands them out
     session.flush()
     return session.get(Case, case_id)
+
+
+def release_others(session: Session, case: Case, user: User) -> None:
+    """Put back every other case of the round the user holds without a call in progress."""
+    session.execute(
+        update(Case)
+        .where(Case.round_id == case.round_id, Case.leased_by_id == user.id, Case.id != case.id,
+               Case.status == "queued", ~Case.in_state("on_call"))
+        .values(leased_by_id=None, lease_expires_at=None)
+        .execution_options(synchronize_session=False)
+    )
 
 
 def may_claim(session: Session, case: Case, user: User, now: datetime, settings: CallSettings) -> bool:
