@@ -11,7 +11,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import and_, case as sql_case, false, func, or_, select, update
+from sqlalchemy import Integer, and_, bindparam, case as sql_case, false, func, literal, or_, select, type_coerce, update
+from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy.sql.elements import Grouping
 from sqlalchemy.orm import Session
 
 from app.core.locks import begin_write
@@ -77,11 +79,26 @@ def institution_deficits(session: Session, round_id: int) -> dict[int, int]:
     }
 
 
+def _deficit(session: Session, deficits: dict[int, int]):
+    """A case's institution deficit as an SQL expression. On PostgreSQL two array parameters
+    and ``array_position``: the statement is the same whatever the county's size, so it is
+    compiled once and cached, where a CASE of one branch per institution (still used on
+    SQLite, which has no arrays) is rebuilt and re-keyed on every claim (about 10 ms for a
+    county of 120 institutions)."""
+    if not deficits:
+        return literal(0)
+    if not is_postgresql(session):
+        return sql_case(deficits, value=Case.institution_id, else_=0)
+    institutions = bindparam("deficit_institutions", list(deficits), type_=ARRAY(Integer))
+    values = bindparam("deficit_values", list(deficits.values()), type_=ARRAY(Integer))
+    subscripted = type_coerce(Grouping(values), ARRAY(Integer))  # (array)[i]: PostgreSQL wants the brackets
+    return func.coalesce(subscripted[func.array_position(institutions, Case.institution_id)], 0)
+
+
 def _candidates(session: Session, round_id: int, user: User, now: datetime, settings: CallSettings):
     tiers = _tiers(user, now, settings, in_hours=settings.in_hours(now))
     tier = sql_case(*[(cond, number) for number, cond in tiers], else_=None)
-    deficits = institution_deficits(session, round_id)
-    deficit = sql_case(deficits, value=Case.institution_id, else_=0) if deficits else 0
+    deficit = _deficit(session, institution_deficits(session, round_id))
     different_half_day = sql_case((Case.last_attempt_at < half_day_start(now), 0), else_=1)
     mine_first = sql_case((or_(Case.assigned_to_id == user.id, Case.callback_by_id == user.id), 0), else_=1)
     return (
