@@ -25,6 +25,7 @@ from app.models import Attempt, Case, Response
 from tests.browser import chromium, live_server, require_chromium, sign_in
 from tests.calls_support import at, drawn_round
 from tests.helpers import OUTPUT_DIR
+from tests.calls_support import clock  # noqa: F401  (fixture)
 
 pytestmark = pytest.mark.browser
 
@@ -196,14 +197,6 @@ def start_the_day(page, base: str, username: str, keys: Keys) -> int:
     keys.press("Enter")
     arrived(page, "form#panel")
     return panel_case(page)
-
-
-@pytest.fixture
-def clock(monkeypatch):
-    """The app's clock, pinned (the live server runs in this process): 23 Nov 2026 09:30."""
-    state = {"now": at(23, 9, 30)}
-    monkeypatch.setattr("app.calls.routes.clock_now", lambda: state["now"])
-    return state
 
 
 @pytest.fixture

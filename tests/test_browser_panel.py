@@ -23,19 +23,13 @@ from tests.calls_support import at, drawn_round
 from tests.helpers import OUTPUT_DIR
 from tests.test_browser_calls import (PHONE, Keys, arrived, answer, attempts_of, date_digits, db_read, fits_the_width,
                                       panel_case, shot, start_the_day, tab_to, time_keys)
+from tests.calls_support import clock  # noqa: F401  (fixture)
 
 pytestmark = pytest.mark.browser
 
 FIRST_SCREENS = [{"width": 1366, "height": 768}, {"width": 390, "height": 844}, {"width": 360, "height": 740}]
 LONG_NOTE = ("居民的女儿接的电话，说老人这几天在县人民医院住院做白内障手术，出院后要在岳阳市区的儿子家住一段时间，"
              "请下周二上午九点以后再打她本人的手机，不要在中午打扰老人休息。")
-
-
-@pytest.fixture
-def clock(monkeypatch):
-    state = {"now": at(23, 9, 30)}
-    monkeypatch.setattr("app.calls.routes.clock_now", lambda: state["now"])
-    return state
 
 
 @pytest.fixture

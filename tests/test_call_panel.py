@@ -303,6 +303,14 @@ def _answer(client, url, items):
     return url
 
 
+def _interrupted(client, case_id, items, day="2026-11-23", time="15:00", **extra):
+    """Start the case's interview, answer ``items``, and record 通话中断 with a callback at
+    ``day`` ``time``; returns the response id and the reply (the next panel, or home)."""
+    rid, url = _start(client, case_id)
+    _answer(client, url, items)
+    return rid, post(client, f"/calls/response/{rid}/interrupt", {"callback_date": day, "callback_time": time, **extra})
+
+
 def test_an_interrupted_interview_resumes_where_it_stopped(client, login, setup, clock):
     login(setup.caller.username)
     a = first_case(client)
@@ -367,13 +375,9 @@ def test_only_an_explicit_refusal_to_continue_is_a_breakoff(client, login, setup
 def test_interviews_still_interrupted_at_month_close_end_by_the_breakoff_rule(client, login, setup, clock):
     login(setup.caller.username)
     a = first_case(client)
-    rid_a, url = _start(client, a)
-    _answer(client, url, FIRST)
-    b = panel_case(post(client, f"/calls/response/{rid_a}/interrupt",
-                        {"callback_date": "2026-11-25", "callback_time": "09:00"}))
-    rid_b, url = _start(client, b)
-    _answer(client, url, FIRST + REST[:4])  # through the satisfaction item
-    post(client, f"/calls/response/{rid_b}/interrupt", {"callback_date": "2026-11-25", "callback_time": "09:00"})
+    rid_a, reply = _interrupted(client, a, FIRST, "2026-11-25", "09:00")
+    b = panel_case(reply)
+    rid_b, _ = _interrupted(client, b, FIRST + REST[:4], "2026-11-25", "09:00")  # through the satisfaction item
     assert committed(close_round, setup.round.id, now=at(30, 23, 59), actor="test", **closing_args())
     db.session.expire_all()
     assert db.session.get(Response, rid_a).status == "breakoff" and case_by(a).outcome == "breakoff"
@@ -391,10 +395,8 @@ def test_interviews_still_interrupted_at_month_close_end_by_the_breakoff_rule(cl
 def test_a_stale_panel_cannot_end_a_resumed_interview(client, login, setup, clock):
     login(setup.caller.username)
     a = first_case(client)
-    rid, url = _start(client, a)
-    _answer(client, url, FIRST)
-    other = panel_case(post(client, f"/calls/response/{rid}/interrupt",
-                            {"callback_date": "2026-11-23", "callback_time": "15:00"}))
+    rid, reply = _interrupted(client, a, FIRST)
+    other = panel_case(reply)
     post(client, f"/calls/case/{other}/release")
     clock["now"] = at(23, 15, 0)
     assert first_case(client) == a
@@ -411,14 +413,9 @@ def test_a_stale_panel_cannot_end_a_resumed_interview(client, login, setup, cloc
 def test_a_waiting_interview_settles_when_the_case_ends_otherwise(client, login, setup, clock):
     login(setup.caller.username)
     a = first_case(client)
-    rid_a, url = _start(client, a)
-    _answer(client, url, FIRST + REST[:4])  # through satisfaction: a partial if it ends now
-    b = panel_case(post(client, f"/calls/response/{rid_a}/interrupt",
-                        {"callback_date": "2026-11-23", "callback_time": "15:00"}))
-    rid_b, url = _start(client, b)
-    _answer(client, url, FIRST)  # not as far: a break-off if it ends now
-    post(client, f"/calls/response/{rid_b}/interrupt", {"callback_date": "2026-11-23", "callback_time": "15:00",
-                                                        "then": "home"})
+    rid_a, reply = _interrupted(client, a, FIRST + REST[:4])  # through satisfaction: a partial if it ends now
+    b = panel_case(reply)
+    rid_b, _ = _interrupted(client, b, FIRST, then="home")  # not as far: a break-off if it ends now
     clock["now"] = at(23, 15, 0)
     # a: the resident refuses at the callback; the interview that reached satisfaction stands
     assert post(client, f"/calls/case/{a}/claim").status_code == 303
@@ -458,10 +455,7 @@ def test_no_callback_promised_once_the_attempts_are_used_up(client, login, setup
 def test_a_resumed_interview_belongs_to_the_caller_who_finishes_it(app, client, login, setup, clock):
     login(setup.caller.username)
     a = first_case(client)
-    rid, url = _start(client, a)
-    _answer(client, url, FIRST)
-    post(client, f"/calls/response/{rid}/interrupt", {"callback_date": "2026-11-23", "callback_time": "15:00",
-                                                      "then": "home"})
+    rid, _ = _interrupted(client, a, FIRST, then="home")
     clock["now"] = at(23, 15, 30)
     with app.app_context():
         other = sign_in(app, setup.other.username)
